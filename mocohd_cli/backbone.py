@@ -1,0 +1,239 @@
+"""The image-generator contract every backbone plugin implements, and plugin discovery.
+
+A backbone is a frozen, pre-trained image generator. Plugins register a subclass of
+`ImageGenerator` under the entry-point group ``mocohd.backbones``; the built-in
+StyleGAN2 and BigGAN backbones register the same way a third-party package does.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as metadata
+import importlib.util
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from .errors import MocohdError
+from .files import safetensors_metadata, sha256_of
+
+ENTRY_POINT_GROUP = "mocohd.backbones"
+NOISE_MODES = ("random", "const", "none")
+
+
+class ImageGenerator(nn.Module):
+    """A frozen image generator whose latent space the motion generator walks.
+
+    Subclasses set `name`, `description`, `latent_dim`, `z_dim`, `resolution` and
+    `condition_dim`, and implement `from_checkpoint`, `mapping` and `synthesize`.
+    """
+
+    name: str = ""
+    description: str = ""
+    latent_dim: int
+    z_dim: int
+    resolution: int
+    condition_dim: int = 0
+    # Set by load_backbone: where the weights came from, so motion models can check.
+    checkpoint_path: str | None = None
+    checkpoint_sha256: str | None = None
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **options) -> "ImageGenerator":
+        raise NotImplementedError
+
+    @classmethod
+    def recognizes(cls, path: Path) -> bool:
+        """True if `path` looks like a checkpoint of this backbone (cheap; no full load)."""
+        return False
+
+    def mapping(self, z: Tensor, *, truncation: float = 1.0) -> Tensor:
+        raise NotImplementedError
+
+    def synthesize(self, latents: Tensor, *, condition: Tensor | None = None, noise: str = "random",
+                   generator: torch.Generator | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def sample_latent(self, n: int, *, generator: torch.Generator | None = None,
+                      truncation: float = 1.0) -> Tensor:
+        z = torch.randn(n, self.z_dim, generator=generator, device=self.device)
+        return self.mapping(z, truncation=truncation)
+
+    def sample_condition(self, n: int, classes: list[int] | None = None, *,
+                         generator: torch.Generator | None = None) -> Tensor | None:
+        """Per-video condition ([n, condition_dim] one-hot) or None for unconditional backbones.
+
+        `classes` cycles over the videos; without it classes are drawn at random.
+        """
+        if self.condition_dim == 0:
+            if classes:
+                raise MocohdError(f"backbone {self.name!r} is unconditional: it takes no --class")
+            return None
+        if classes:
+            bad = [c for c in classes if not 0 <= c < self.condition_dim]
+            if bad:
+                raise MocohdError(f"class {bad[0]} is out of range for backbone {self.name!r}",
+                                  fix=f"use a class in 0..{self.condition_dim - 1}")
+            index = torch.tensor([classes[i % len(classes)] for i in range(n)])
+        else:
+            index = torch.randint(self.condition_dim, (n,), generator=generator)
+        return nn.functional.one_hot(index, self.condition_dim).float().to(self.device)
+
+    def export_config(self) -> dict:
+        """Everything needed to rebuild the architecture (stored in .safetensors metadata)."""
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in self.parameters():
+            return tensor.device
+        for tensor in self.buffers():
+            return tensor.device
+        return torch.device("cpu")
+
+    def freeze(self) -> "ImageGenerator":
+        """No parameter gets gradients; gradients still flow through synthesize to the latents."""
+        self.requires_grad_(False)
+        self.eval()
+        return self
+
+    @staticmethod
+    def check_noise_mode(noise: str) -> None:
+        if noise not in NOISE_MODES:
+            raise MocohdError(f"unknown noise mode {noise!r}", fix="use random, const or none")
+
+
+@dataclass
+class BackboneEntry:
+    """One registered backbone: what `mocohd backbones` lists."""
+
+    name: str
+    target: str
+    distribution: str
+    description: str
+    cls: type[ImageGenerator] | None
+    error: str | None
+
+
+def _load_entry(ep: metadata.EntryPoint) -> BackboneEntry:
+    dist = ep.dist.name if getattr(ep, "dist", None) is not None else "?"
+    try:
+        cls = ep.load()
+        if not (isinstance(cls, type) and issubclass(cls, ImageGenerator)):
+            raise TypeError(f"{ep.value} is not a subclass of mocohd_cli.ImageGenerator")
+        return BackboneEntry(ep.name, ep.value, dist, cls.description or "", cls, None)
+    except Exception as exc:  # a broken plugin must never break the others
+        return BackboneEntry(ep.name, ep.value, dist, "", None, f"{type(exc).__name__}: {exc}")
+
+
+def discover_backbones() -> dict[str, BackboneEntry]:
+    """All backbones registered under the entry-point group, broken ones included."""
+    entries: dict[str, BackboneEntry] = {}
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in entries:  # first registration wins (duplicate dists in editable installs)
+            entries[ep.name] = _load_entry(ep)
+    return dict(sorted(entries.items()))
+
+
+def _import_from_file(file: Path, attr: str) -> object:
+    if not file.exists():
+        raise MocohdError("backbone file not found", path=file, fix="use path/to/file.py:ClassName")
+    module_name = f"mocohd_user_backbone_{abs(hash(str(file.resolve())))}"
+    spec = importlib.util.spec_from_file_location(module_name, file)
+    if spec is None or spec.loader is None:
+        raise MocohdError("cannot import this file as Python", path=file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return getattr(module, attr)
+
+
+def resolve_backbone_class(spec: str) -> type[ImageGenerator]:
+    """A registered name, "package.module:Class" or "path/to/file.py:Class" -> the class."""
+    if ":" in spec:
+        target, _, attr = spec.rpartition(":")
+        try:
+            if target.endswith(".py") or "/" in target or "\\" in target:
+                obj = _import_from_file(Path(target), attr)
+            else:
+                obj = getattr(importlib.import_module(target), attr)
+        except MocohdError:
+            raise
+        except Exception as exc:
+            raise MocohdError(f"cannot import backbone {spec!r}: {type(exc).__name__}: {exc}",
+                              fix="check the module path and class name (module:Class or file.py:Class)") from exc
+        if not (isinstance(obj, type) and issubclass(obj, ImageGenerator)):
+            raise MocohdError(f"{spec!r} is not a subclass of mocohd_cli.ImageGenerator",
+                              fix="a backbone class must subclass mocohd_cli.backbone.ImageGenerator")
+        return obj
+    entries = discover_backbones()
+    if spec not in entries:
+        known = ", ".join(entries) or "none"
+        raise MocohdError(f"unknown backbone {spec!r} (installed: {known})",
+                          fix="run `mocohd backbones` to list them, or pass module:Class / file.py:Class")
+    entry = entries[spec]
+    if entry.cls is None:
+        raise MocohdError(f"backbone {spec!r} failed to import: {entry.error}",
+                          fix=f"repair or reinstall the distribution {entry.distribution!r}")
+    return entry.cls
+
+
+def infer_backbone_name(checkpoint: str | Path) -> str:
+    """Which registered backbone a checkpoint belongs to: mocohd's own metadata first, then each
+    plugin's `recognizes`."""
+    path = Path(checkpoint)
+    if not path.exists():
+        raise MocohdError("checkpoint not found", path=path, fix="check the path given to --checkpoint")
+    if path.is_file():
+        meta = safetensors_metadata(path)
+        if meta and "mocohd_backbone" in meta:
+            return meta["mocohd_backbone"]
+    matches = []
+    for name, entry in discover_backbones().items():
+        if entry.cls is None:
+            continue
+        try:
+            if entry.cls.recognizes(path):
+                matches.append(name)
+        except Exception:
+            continue
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise MocohdError("cannot tell which backbone this checkpoint belongs to",
+                          path=path, fix="name it with --backbone (see `mocohd backbones`)")
+    raise MocohdError(f"several backbones recognise this checkpoint ({', '.join(matches)})",
+                      path=path, fix="name one with --backbone")
+
+
+def load_backbone(spec: str | None = None, checkpoint: str | Path | None = None, *,
+                  device: str | torch.device = "cpu", **options) -> ImageGenerator:
+    """Resolve `spec` (or infer it from `checkpoint`), load the weights, freeze the result."""
+    if spec is None:
+        if checkpoint is None:
+            raise MocohdError("neither a backbone nor a checkpoint was given",
+                              fix="pass --checkpoint PATH (and --backbone NAME if it cannot be inferred)")
+        spec = infer_backbone_name(checkpoint)
+    cls = resolve_backbone_class(spec)
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        if not path.exists():
+            raise MocohdError("checkpoint not found", path=path, fix="check the path given to --checkpoint")
+        try:
+            model = cls.from_checkpoint(path, **options)
+        except MocohdError:
+            raise
+        except Exception as exc:
+            if "--debug" in sys.argv:
+                traceback.print_exc()
+            raise MocohdError(f"backbone {spec!r} could not load this checkpoint ({type(exc).__name__}: {exc})",
+                              path=path, fix="check that the checkpoint belongs to this backbone") from exc
+        model.checkpoint_path = str(path)
+        model.checkpoint_sha256 = sha256_of(path)
+    else:
+        model = cls(**options)
+    model.spec = spec
+    return model.freeze().to(device)

@@ -1,0 +1,1 @@
+"""BigGAN backbone (pytorch-pretrained-BigGAN layout). Implementation in progress."""

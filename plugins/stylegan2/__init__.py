@@ -1,0 +1,1 @@
+"""StyleGAN2 backbone (rosinality/stylegan2-pytorch layout). Implementation in progress."""
