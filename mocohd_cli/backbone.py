@@ -59,7 +59,9 @@ class ImageGenerator(nn.Module):
 
     def sample_latent(self, n: int, *, generator: torch.Generator | None = None,
                       truncation: float = 1.0) -> Tensor:
-        z = torch.randn(n, self.z_dim, generator=generator, device=self.device)
+        # Draw where the generator lives (a CPU generator gives the same draws on any device).
+        device = generator.device if generator is not None else self.device
+        z = torch.randn(n, self.z_dim, generator=generator, device=device).to(self.device)
         return self.mapping(z, truncation=truncation)
 
     def sample_condition(self, n: int, classes: list[int] | None = None, *,

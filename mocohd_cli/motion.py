@@ -1,0 +1,195 @@
+"""The motion generator: an LSTM that walks the image generator's latent space (METHOD.md).
+
+    h_0, c_0 = LSTMCell_enc(w_0)
+    h_t, c_t = LSTMCell(eps_t, (h_{t-1}, c_{t-1}))              eps_t ~ N(0, I)
+    w_t      = w_{t-1} + w_residual * tanh(h_t A + b) (diag(s) P)  P, s: PCA of the motion space
+
+plus a mutual-information head eps_hat_t = fc2(relu(fc1([h_t, c_t]))) that must recover eps_t.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from .errors import MocohdError
+from .files import read_safetensors, write_safetensors
+
+FORMAT_TAG = "mocohd-motion"
+FORMAT_VERSION = 1
+# Metadata keys that describe the architecture; everything else is free-form run information.
+_ARCH_KEYS = ("latent_dim", "h_dim", "n_pca", "w_residual")
+
+
+@dataclass
+class Rollout:
+    latents: Tensor  # [B, T, D] trajectory in the motion space
+    noise: Tensor  # [B, T-1, D] motion codes eps_1..eps_{T-1}
+    noise_pred: Tensor  # [B, T-1, D] the MI head's reconstruction of them
+
+
+def _orthogonal_lstm_(cell: nn.LSTMCell) -> None:
+    """Each of the four gate blocks gets its own orthogonal matrix; biases start at zero."""
+    for weight in (cell.weight_ih, cell.weight_hh):
+        for block in weight.data.chunk(4, dim=0):
+            nn.init.orthogonal_(block)
+    nn.init.zeros_(cell.bias_ih)
+    nn.init.zeros_(cell.bias_hh)
+
+
+class MotionGenerator(nn.Module):
+    def __init__(self, latent_dim: int, *, h_dim: int = 384, n_pca: int = 384, w_residual: float = 0.2,
+                 pca_components: Tensor | None = None, pca_stdev: Tensor | None = None,
+                 info: dict | None = None):
+        super().__init__()
+        if not 0 < n_pca <= latent_dim:
+            raise MocohdError(f"n_pca must be in 1..{latent_dim} (the latent size), got {n_pca}",
+                              fix="lower --n-pca")
+        self.latent_dim, self.h_dim, self.n_pca, self.w_residual = latent_dim, h_dim, n_pca, float(w_residual)
+        self.enc_cell = nn.LSTMCell(latent_dim, h_dim)
+        self.cell = nn.LSTMCell(latent_dim, h_dim)
+        self.w = nn.Parameter(torch.empty(h_dim, n_pca))  # A in METHOD.md
+        self.b = nn.Parameter(torch.zeros(n_pca))
+        self.fc1 = nn.Linear(2 * h_dim, latent_dim)
+        self.fc2 = nn.Linear(latent_dim, latent_dim)
+        # Until real statistics are set, the basis is the identity's first rows with unit scale.
+        self.register_buffer("pca_components", torch.eye(latent_dim)[:n_pca].clone())
+        self.register_buffer("pca_stdev", torch.ones(n_pca))
+        self.info: dict = dict(info or {})
+        self.reset_parameters()
+        if pca_components is not None:
+            self.set_pca(pca_components, pca_stdev)
+
+    def reset_parameters(self) -> None:
+        _orthogonal_lstm_(self.enc_cell)
+        _orthogonal_lstm_(self.cell)
+        nn.init.normal_(self.w, 0.0, 0.02)
+        nn.init.zeros_(self.b)
+        for linear in (self.fc1, self.fc2):
+            nn.init.orthogonal_(linear.weight)
+            nn.init.zeros_(linear.bias)
+
+    def set_pca(self, components: Tensor, stdev: Tensor) -> None:
+        """Install PCA statistics; extra components beyond n_pca are dropped."""
+        if components.shape[1] != self.latent_dim or components.shape[0] < self.n_pca:
+            raise MocohdError(f"PCA components of shape {tuple(components.shape)} do not fit "
+                              f"n_pca={self.n_pca}, latent_dim={self.latent_dim}")
+        self.pca_components.copy_(components[: self.n_pca])
+        self.pca_stdev.copy_(stdev[: self.n_pca])
+
+    @property
+    def basis(self) -> Tensor:
+        """diag(s) P: [n_pca, D]."""
+        return self.pca_stdev[:, None] * self.pca_components
+
+    def draw_noise(self, batch: int, n_frames: int, generator: torch.Generator | None = None) -> Tensor:
+        """Motion codes [B, T-1, D], drawn on the generator's device and moved to the model's."""
+        device = generator.device if generator is not None else self.w.device
+        noise = torch.randn(batch, max(n_frames - 1, 0), self.latent_dim, generator=generator, device=device)
+        return noise.to(self.w.device)
+
+    def rollout(self, w0: Tensor, n_frames: int, noise: Tensor | None = None, *,
+                generator: torch.Generator | None = None) -> Rollout:
+        if n_frames < 1:
+            raise MocohdError(f"a video needs at least one frame, got n_frames={n_frames}")
+        batch = w0.shape[0]
+        if noise is None:
+            noise = self.draw_noise(batch, n_frames, generator)
+        elif noise.shape != (batch, n_frames - 1, self.latent_dim):
+            raise ValueError(f"noise must have shape {(batch, n_frames - 1, self.latent_dim)}, got {tuple(noise.shape)}")
+        noise = noise.to(w0.dtype)
+        h, c = self.enc_cell(w0)
+        basis = self.basis.to(w0.dtype)
+        latents, states = [w0], []
+        for t in range(n_frames - 1):  # the recurrence is sequential in time by nature
+            h, c = self.cell(noise[:, t], (h, c))
+            states.append(torch.cat([h, c], dim=1))
+            residual = torch.tanh(h @ self.w + self.b) @ basis
+            latents.append(latents[-1] + self.w_residual * residual)
+        latents = torch.stack(latents, dim=1)
+        if states:
+            hc = torch.stack(states, dim=1)
+            noise_pred = self.fc2(torch.relu(self.fc1(hc)))
+        else:
+            noise_pred = noise.new_zeros(noise.shape)
+        return Rollout(latents, noise, noise_pred)
+
+    def forward(self, w0: Tensor, n_frames: int, noise: Tensor | None = None, *,
+                generator: torch.Generator | None = None) -> Tensor:
+        return self.rollout(w0, n_frames, noise, generator=generator).latents
+
+    # -- files ---------------------------------------------------------------------------------
+    def architecture(self) -> dict:
+        return {"latent_dim": self.latent_dim, "h_dim": self.h_dim, "n_pca": self.n_pca,
+                "w_residual": self.w_residual}
+
+    def save(self, path: str | Path, **metadata) -> Path:
+        """One .safetensors file: weights, PCA basis and scales, and metadata (JSON strings)."""
+        info = {**self.info, **metadata}
+        meta = {"format": FORMAT_TAG, "format_version": FORMAT_VERSION, **self.architecture(),
+                **{k: v for k, v in info.items() if k not in _ARCH_KEYS}}
+        return write_safetensors(path, self.state_dict(), meta)
+
+
+def mutual_information_loss(noise: Tensor, noise_pred: Tensor) -> Tensor:
+    """L_mi = -mean cos(eps_hat_t, eps_t): keeps the motion codes recoverable (no collapse)."""
+    if noise.shape[1] == 0:
+        return noise.new_zeros(())
+    return -nn.functional.cosine_similarity(noise_pred, noise, dim=-1).mean()
+
+
+def _decode(value: str):
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def check_backbone_match(info: dict, backbone, path: Path) -> None:
+    """A motion model only makes sense in the latent space it was trained in."""
+    if int(info["latent_dim"]) != backbone.latent_dim:
+        raise MocohdError(
+            f"this motion model walks a {info['latent_dim']}-d latent space but backbone "
+            f"{backbone.name!r} has {backbone.latent_dim}-d latents",
+            path=path, fix=f"use it with the backbone it was trained for ({info.get('backbone', '?')})")
+    made_for = info.get("backbone_name") or info.get("backbone")
+    if made_for and made_for != backbone.name and made_for != getattr(backbone, "spec", None):
+        raise MocohdError(
+            f"this motion model was made for backbone {made_for!r}, not {backbone.name!r}",
+            path=path, fix=f"pass --backbone {made_for} with its checkpoint, or train a motion model for this backbone")
+
+
+def load_motion(path: str | Path, backbone=None, *, device: str | torch.device = "cpu") -> MotionGenerator:
+    """Load a motion model written by `MotionGenerator.save`; with `backbone`, check they belong together."""
+    path = Path(path)
+    tensors, raw_meta = read_safetensors(path, what="motion model")
+    if raw_meta.get("format") != FORMAT_TAG:
+        raise MocohdError("not a mocohd motion model (no 'format: mocohd-motion' metadata)", path=path,
+                          fix="pass a motion.safetensors written by `mocohd train`/`transfer`/`import-motion`")
+    info = {k: _decode(v) for k, v in raw_meta.items()}
+    if backbone is not None:
+        check_backbone_match(info, backbone, path)
+    model = MotionGenerator(int(info["latent_dim"]), h_dim=int(info["h_dim"]), n_pca=int(info["n_pca"]),
+                            w_residual=float(info["w_residual"]),
+                            info={k: v for k, v in info.items() if k not in _ARCH_KEYS + ("format", "format_version")})
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise MocohdError(f"motion model tensors do not match its metadata ({exc})", path=path,
+                          fix="the file is damaged or was edited; re-export it") from exc
+    return model.to(device)
+
+
+def read_motion_info(path: str | Path) -> dict:
+    """The metadata of a motion model, decoded, without loading its tensors."""
+    from .files import require_exists, safetensors_metadata
+
+    path = require_exists(path, "motion model", fix="check the path given to --motion")
+    meta = safetensors_metadata(path)
+    if meta is None or meta.get("format") != FORMAT_TAG:
+        raise MocohdError("not a mocohd motion model", path=path,
+                          fix="pass a motion.safetensors written by `mocohd train`/`transfer`/`import-motion`")
+    return {k: _decode(v) for k, v in meta.items()}

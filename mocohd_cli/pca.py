@@ -1,0 +1,83 @@
+"""Statistics of the motion space: PCA of latents sampled through the backbone's mapping.
+
+Exact, streaming and in torch: the mean and second moment are accumulated in float64 over
+batches, then the covariance is eigendecomposed once. Results are cached per backbone
+checkpoint (sha256), sample count, truncation and seed.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .files import read_safetensors, write_safetensors
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("MOCOHD_CACHE", Path.home() / ".cache" / "mocohd"))
+
+
+class StreamingCovariance:
+    """Running mean and covariance of row vectors, exact up to float64 rounding."""
+
+    def __init__(self, dim: int):
+        self.count = 0
+        self.total = torch.zeros(dim, dtype=torch.float64)
+        self.outer = torch.zeros(dim, dim, dtype=torch.float64)
+
+    def update(self, rows: Tensor) -> None:
+        rows = rows.detach().to("cpu", torch.float64)
+        self.count += rows.shape[0]
+        self.total += rows.sum(0)
+        self.outer += rows.T @ rows
+
+    def mean(self) -> Tensor:
+        return self.total / self.count
+
+    def covariance(self) -> Tensor:
+        mean = self.mean()
+        return (self.outer - self.count * torch.outer(mean, mean)) / max(self.count - 1, 1)
+
+
+def principal_components(covariance: Tensor) -> tuple[Tensor, Tensor]:
+    """(components [D, D] with orthonormal rows sorted by variance, standard deviations [D])."""
+    eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
+    order = torch.argsort(eigenvalues, descending=True)
+    components = eigenvectors[:, order].T
+    # Fix each component's sign (largest-magnitude entry positive) so results are reproducible.
+    pivot = components.abs().argmax(dim=1)
+    signs = torch.sign(components.gather(1, pivot[:, None]))
+    components = components * signs
+    stdev = eigenvalues[order].clamp_min(0).sqrt()
+    return components.float(), stdev.float()
+
+
+@torch.no_grad()
+def motion_pca(backbone, *, n_pca: int, n_samples: int = 100_000, batch_size: int = 4096,
+               truncation: float = 1.0, seed: int = 0, cache_dir: str | Path | None = None,
+               progress=None) -> tuple[Tensor, Tensor]:
+    """PCA of the motion space of `backbone`: ([n_pca, D] components, [n_pca] standard deviations)."""
+    sha = getattr(backbone, "checkpoint_sha256", None)
+    cache_file = None
+    if sha is not None:
+        root = Path(cache_dir) if cache_dir is not None else cache_root() / "pca"
+        cache_file = root / f"{backbone.name}-{sha[:16]}-n{n_samples}-t{truncation:g}-s{seed}.safetensors"
+        if cache_file.exists():
+            tensors, _ = read_safetensors(cache_file, what="PCA cache")
+            return tensors["components"][:n_pca], tensors["stdev"][:n_pca]
+    generator = torch.Generator().manual_seed(seed)
+    stats = StreamingCovariance(backbone.latent_dim)
+    done = 0
+    while done < n_samples:
+        n = min(batch_size, n_samples - done)
+        stats.update(backbone.sample_latent(n, generator=generator, truncation=truncation).float())
+        done += n
+        if progress is not None:
+            progress(done, n_samples)
+    components, stdev = principal_components(stats.covariance())
+    if cache_file is not None:
+        write_safetensors(cache_file, {"components": components, "stdev": stdev, "mean": stats.mean().float()},
+                          {"backbone": backbone.name, "checkpoint_sha256": sha, "n_samples": n_samples})
+    return components[:n_pca], stdev[:n_pca]
