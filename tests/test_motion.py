@@ -1,0 +1,118 @@
+import pytest
+import torch
+
+from mocohd_cli.errors import MocohdError
+from mocohd_cli.motion import MotionGenerator, load_motion, mutual_information_loss, read_motion_info
+
+
+def lstm_cell_by_hand(cell, x, h, c):
+    """The LSTM cell equations written out (gate order i, f, g, o as in PyTorch)."""
+    gates = x @ cell.weight_ih.T + cell.bias_ih + h @ cell.weight_hh.T + cell.bias_hh
+    i, f, g, o = gates.chunk(4, dim=1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def make_model(**kw):
+    torch.manual_seed(0)
+    comps = torch.linalg.qr(torch.randn(12, 12))[0].T[:6]
+    model = MotionGenerator(12, h_dim=10, n_pca=6, w_residual=0.3, pca_components=comps,
+                            pca_stdev=torch.linspace(2, 0.5, 6), **kw)
+    with torch.no_grad():  # non-zero biases so the test sees them used
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+def test_rollout_follows_the_update_rule():
+    model = make_model()
+    w0, noise = torch.randn(3, 12), torch.randn(3, 5, 12)
+    out = model.rollout(w0, 6, noise)
+    zeros = torch.zeros(3, 10)
+    h, c = lstm_cell_by_hand(model.enc_cell, w0, zeros, zeros)
+    w, expected, hcs = w0, [w0], []
+    for t in range(5):
+        h, c = lstm_cell_by_hand(model.cell, noise[:, t], h, c)
+        r = torch.tanh(h @ model.w + model.b)
+        w = w + 0.3 * r @ (model.pca_stdev[:, None] * model.pca_components)
+        expected.append(w)
+        hcs.append(torch.cat([h, c], 1))
+    torch.testing.assert_close(out.latents, torch.stack(expected, 1), atol=1e-5, rtol=1e-5)
+    pred = model.fc2(torch.relu(model.fc1(torch.stack(hcs, 1))))
+    torch.testing.assert_close(out.noise_pred, pred, atol=1e-5, rtol=1e-5)
+    assert torch.equal(out.noise, noise)
+
+
+def test_initialisation_matches_method():
+    model = MotionGenerator(32, h_dim=16, n_pca=24)
+    for cell in (model.enc_cell, model.cell):
+        for block in cell.weight_ih.chunk(4, 0):  # [16, 32]: orthonormal rows
+            torch.testing.assert_close(block @ block.T, torch.eye(16), atol=1e-5, rtol=0)
+        for block in cell.weight_hh.chunk(4, 0):
+            torch.testing.assert_close(block @ block.T, torch.eye(16), atol=1e-5, rtol=0)
+        assert cell.bias_ih.abs().sum() == 0 and cell.bias_hh.abs().sum() == 0
+    assert model.b.abs().sum() == 0
+    assert 0.01 < model.w.std().item() < 0.03
+    fc2 = model.fc2.weight
+    torch.testing.assert_close(fc2 @ fc2.T, torch.eye(32), atol=1e-5, rtol=0)
+
+
+def test_unrolls_past_training_length_and_single_frame():
+    model = make_model()
+    assert model(torch.randn(2, 12), 64).shape == (2, 64, 12)
+    w0 = torch.randn(2, 12)
+    assert torch.equal(model(w0, 1)[:, 0], w0)
+
+
+def test_gradients_reach_all_trained_parameters():
+    model = make_model()
+    out = model.rollout(torch.randn(2, 12), 4)
+    (out.latents.square().mean() + mutual_information_loss(out.noise, out.noise_pred)).backward()
+    for name, p in model.named_parameters():
+        if name != "enc_cell.weight_hh":  # h_{-1} = 0, so this weight gets no gradient by construction
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_mi_loss_is_minus_one_for_perfect_reconstruction():
+    noise = torch.randn(2, 3, 8)
+    assert mutual_information_loss(noise, noise * 2).item() == pytest.approx(-1.0)
+    assert mutual_information_loss(noise, -noise).item() == pytest.approx(1.0)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = make_model(info={"n_frames": 16})
+    path = model.save(tmp_path / "motion.safetensors", backbone="stylegan2", fps=8)
+    loaded = load_motion(path)
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert loaded.info["backbone"] == "stylegan2" and loaded.info["fps"] == 8 and loaded.info["n_frames"] == 16
+    assert (loaded.h_dim, loaded.n_pca, loaded.w_residual) == (10, 6, 0.3)
+    assert read_motion_info(path)["format"] == "mocohd-motion"
+
+
+class FakeBackbone:
+    name = "stylegan2"
+    spec = "stylegan2"
+
+    def __init__(self, latent_dim):
+        self.latent_dim = latent_dim
+
+
+def test_load_checks_the_backbone(tmp_path):
+    path = make_model().save(tmp_path / "m.safetensors", backbone="stylegan2")
+    load_motion(path, FakeBackbone(12))
+    with pytest.raises(MocohdError, match="12-d latent space"):
+        load_motion(path, FakeBackbone(16))
+    other = FakeBackbone(12)
+    other.name = other.spec = "biggan"
+    with pytest.raises(MocohdError, match="made for backbone 'stylegan2'"):
+        load_motion(path, other)
+
+
+def test_load_rejects_files_that_are_not_motion_models(tmp_path):
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file")
+    with pytest.raises(MocohdError, match="junk.safetensors"):
+        load_motion(junk)
+    with pytest.raises(MocohdError, match="not found"):
+        load_motion(tmp_path / "missing.safetensors")

@@ -1,0 +1,58 @@
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+from mocohd_cli.errors import MocohdError
+from mocohd_cli.sampling import interpolate_midpoints
+from mocohd_cli.video import save_video, to_uint8, video_grid, write_videos
+
+
+def moving_square(t=8, size=32):
+    frames = -torch.ones(t, 3, size, size)
+    for i in range(t):
+        frames[i, 0, 4:12, 2 + 2 * i: 10 + 2 * i] = 1.0
+    return frames
+
+
+def test_to_uint8_maps_range():
+    pixels = to_uint8(torch.tensor([-1.0, 0.0, 1.0, 2.0]).view(1, 1, 1, 4).expand(1, 3, 1, 4))
+    assert pixels.dtype == np.uint8 and pixels[0, 0, :, 0].tolist() == [0, 128, 255, 255]
+
+
+def test_mp4_is_playable_and_deterministic(tmp_path):
+    frames = moving_square(t=10, size=33)  # odd size: padded to even for H.264
+    a = save_video(frames, tmp_path / "a.mp4", fps=8)
+    b = save_video(frames, tmp_path / "b.mp4", fps=8)
+    assert a.read_bytes() == b.read_bytes()
+    decoded = iio.imread(a, plugin="FFMPEG")
+    assert decoded.shape == (10, 34, 34, 3)
+    # lossy, but the red square must be where we drew it
+    assert decoded[5, 8, 10 + 6, 0] > 200 and decoded[5, 8, 30, 0] < 60
+
+
+def test_gif_and_png_frames(tmp_path):
+    frames = moving_square(t=6)
+    gif = save_video(frames, tmp_path / "v.gif", fps=4)
+    assert iio.imread(gif, index=None).shape[0] == 6
+    folder = save_video(frames, tmp_path / "v_png", fps=4)
+    pngs = sorted(folder.glob("*.png"))
+    assert len(pngs) == 6
+    assert np.array_equal(iio.imread(pngs[3]), to_uint8(frames)[3])
+
+
+def test_grid_and_write_videos(tmp_path):
+    videos = torch.stack([moving_square(t=4, size=16)] * 5)
+    grid = video_grid(videos, padding=2)
+    assert grid.shape == (4, 3, 2 + 2 * 18, 2 + 3 * 18)
+    assert torch.equal(grid[:, :, 2:18, 2:18], videos[0])
+    files = write_videos(videos, tmp_path, fmt="gif")
+    assert len(files) == 5 and all(f.exists() for f in files)
+    assert len(write_videos(videos, tmp_path / "g", fmt="mp4", grid=True)) == 1
+    with pytest.raises(MocohdError):
+        write_videos(videos, tmp_path, fmt="avi")
+
+
+def test_interpolate_midpoints():
+    lat = torch.arange(3.0).view(1, 3, 1)
+    assert interpolate_midpoints(lat).flatten().tolist() == [0, 0.5, 1, 1.5, 2]
