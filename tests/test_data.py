@@ -1,0 +1,158 @@
+"""Video datasets: frame folders, video files, zips; clip sampling; bad datasets."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import imageio
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mocohd_cli.data import ClipBatchSampler, VideoClips, clip_loader, frames_to_clip, natural_key
+from mocohd_cli.errors import MocohdError
+
+
+def ramp_video(n: int, h: int = 20, w: int = 28) -> np.ndarray:
+    """Frame i is a flat grey of level 10 * i: the clip's values tell which frames were read."""
+    levels = (np.arange(n) * 10).astype(np.uint8)
+    return np.broadcast_to(levels[:, None, None, None], (n, h, w, 3)).copy()
+
+
+def write_frame_folder(folder: Path, frames: np.ndarray, suffix: str = ".png") -> None:
+    folder.mkdir(parents=True)
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"img_{i}{suffix}")  # unpadded: natural order matters
+
+
+def level_of(clip: torch.Tensor) -> list[int]:
+    """Mean grey level of each frame of a [T, 3, H, W] clip in [-1, 1], back in 0..255."""
+    return [round(v) for v in ((clip.mean(dim=(1, 2, 3)) + 1) * 127.5).tolist()]
+
+
+def test_natural_order():
+    assert sorted(["img_10.png", "img_2.png", "img_1.png"], key=natural_key) == ["img_1.png", "img_2.png",
+                                                                                 "img_10.png"]
+
+
+def test_frame_folders_clips_take_every_time_step(tmp_path):
+    write_frame_folder(tmp_path / "a", ramp_video(12))
+    write_frame_folder(tmp_path / "b", ramp_video(14), suffix=".jpg")
+    data = VideoClips(tmp_path, n_frames=4, time_step=2, size=16, seed=3)
+    assert len(data) == 2 and data.report.videos == 2
+    clip = data[(0, 5)]
+    assert clip.shape == (4, 3, 16, 16) and clip.dtype == torch.float32
+    assert clip.min() >= -1 and clip.max() <= 1
+    start = data.clip_start(0, 5)
+    assert level_of(clip) == [10 * (start + 2 * k) for k in range(4)]
+    # the clip start depends only on (seed, position)
+    assert torch.equal(data[(0, 5)], clip)
+    starts = {data.clip_start(0, p) for p in range(40)}
+    assert len(starts) > 1 and max(starts) <= 12 - 7
+
+
+def test_centre_crop_keeps_the_middle(tmp_path):
+    frames = np.zeros((3, 10, 30, 3), np.uint8)
+    frames[:, :, 10:20] = 255  # a white centre square in a wide frame
+    clip = frames_to_clip(frames, 10)
+    assert clip.shape == (3, 3, 10, 10) and torch.all(clip == 1.0)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".gif", ".avi"])
+def test_video_files(tmp_path, suffix):
+    frames = ramp_video(10, 16, 16)
+    kwargs = {"duration": 0.1} if suffix == ".gif" else {"fps": 8, "macro_block_size": 8, "quality": 10}
+    imageio.mimwrite(tmp_path / f"v{suffix}", frames, **kwargs)
+    data = VideoClips(tmp_path, n_frames=3, time_step=3, size=8)
+    clip = data[(0, 0)]
+    assert clip.shape == (3, 3, 8, 8)
+    start = data.clip_start(0, 0)
+    expected = [10 * (start + 3 * k) for k in range(3)]
+    assert all(abs(a - b) <= 3 for a, b in zip(level_of(clip), expected))  # lossy codecs
+
+
+def test_zip_of_frame_folders_and_videos(tmp_path):
+    src = tmp_path / "src"
+    write_frame_folder(src / "clip1", ramp_video(8))
+    imageio.mimwrite(src / "v.gif", ramp_video(9, 16, 16), duration=0.1)
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for file in src.rglob("*"):
+            zf.write(file, file.relative_to(src).as_posix())
+    data = VideoClips(archive, n_frames=4, time_step=2, size=8)
+    assert [e.name for e in data.entries] == ["clip1", "v.gif"]
+    assert data[(1, 2)].shape == (4, 3, 8, 8)
+    batches = clip_loader(data, 2, workers=1)  # decoded in a worker process, zip reopened there
+    assert next(batches).shape == (2, 4, 3, 8, 8)
+
+
+def test_short_and_corrupt_videos_are_skipped_and_reported(tmp_path):
+    write_frame_folder(tmp_path / "long", ramp_video(10))
+    write_frame_folder(tmp_path / "short", ramp_video(3))
+    (tmp_path / "broken.mp4").write_bytes(b"not a video at all")
+    (tmp_path / "bad_frames").mkdir()
+    for i in range(10):
+        (tmp_path / "bad_frames" / f"img_{i}.png").write_bytes(b"nope")
+    data = VideoClips(tmp_path, n_frames=4, time_step=2, size=8)
+    assert [e.name for e in data.entries] == ["long"]
+    assert data.report.too_short == ["short"]
+    corrupt = dict(data.report.corrupt)
+    assert set(corrupt) == {"broken.mp4", "bad_frames"}
+    assert "img_0.png" in corrupt["bad_frames"]
+    assert "too short" in data.report.summary() and "broken.mp4" in data.report.summary()
+
+
+def test_corrupt_frame_found_while_loading_is_named_and_replaced(tmp_path, capsys):
+    write_frame_folder(tmp_path / "a", ramp_video(6))
+    write_frame_folder(tmp_path / "b", ramp_video(6))
+    for i in range(1, 6):  # the index checks only the first frame
+        (tmp_path / "a" / f"img_{i}.png").write_bytes(b"broken")
+    data = VideoClips(tmp_path, n_frames=3, time_step=1, size=8)
+    clip = data[(0, 0)]
+    assert clip.shape == (3, 3, 8, 8)
+    assert "img_" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "all_short", "all_corrupt", "not_zip", "bad_zip", "file"])
+def test_bad_datasets_give_one_clear_error(tmp_path, case):
+    root = tmp_path / "data"
+    expected = {"missing": "not found", "empty": "no videos found", "all_short": "shorter than",
+                "all_corrupt": "unreadable", "not_zip": "folder or a .zip", "bad_zip": "not a readable zip",
+                "file": "no videos found"}[case]
+    if case == "empty":
+        root.mkdir()
+        (root / "notes.txt").write_text("hello")
+    elif case == "all_short":
+        write_frame_folder(root / "a", ramp_video(3))
+    elif case == "all_corrupt":
+        root.mkdir()
+        (root / "x.mp4").write_bytes(b"junk")
+    elif case == "not_zip":
+        root = tmp_path / "data.tar"
+        root.write_bytes(b"x")
+    elif case == "bad_zip":
+        root = tmp_path / "data.zip"
+        root.write_bytes(b"PK not really")
+    elif case == "file":
+        root = tmp_path / "empty.zip"
+        zipfile.ZipFile(root, "w").close()
+    with pytest.raises(MocohdError) as info:
+        VideoClips(root, n_frames=4, time_step=2, size=8)
+    assert expected in str(info.value)
+    assert info.value.path == root and info.value.fix
+
+
+def test_sampler_stream_is_resumable_and_sharded():
+    full = ClipBatchSampler(5, 2, seed=1)
+    stream = iter(full)
+    batches = [next(stream) for _ in range(6)]
+    resumed = iter(ClipBatchSampler(5, 2, seed=1, start_batch=3))
+    assert [next(resumed) for _ in range(3)] == batches[3:]
+    # every epoch visits every video once
+    flat = [i for batch in batches for i, _ in batch]
+    assert sorted(flat[:5]) == list(range(5)) and sorted(flat[5:10]) == list(range(5))
+    # two ranks split each global batch: together they equal the single-process stream of batch 2B
+    r0 = ClipBatchSampler(5, 2, seed=1, rank=0, world_size=2).batch(1)
+    r1 = ClipBatchSampler(5, 2, seed=1, rank=1, world_size=2).batch(1)
+    assert r0 + r1 == ClipBatchSampler(5, 4, seed=1).batch(1)
