@@ -4,21 +4,40 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import sys
 
 import typer
+from typer.core import TyperGroup
 
 from .errors import MocohdError
 
+_state = {"debug": False}
+
+
+class _UserErrorsAsMessages(TyperGroup):
+    """A MocohdError becomes one message on stderr and exit code 2 (a traceback only with --debug).
+
+    Done in the command group rather than around `app()` so that every way of invoking the app
+    (console script, `python -m mocohd_cli`, torchrun, typer's test runner) behaves the same.
+    """
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except MocohdError as exc:
+            if _state["debug"]:
+                raise
+            typer.echo(f"error: {exc.render()}", err=True)
+            ctx.exit(exc.exit_code)
+
+
 app = typer.Typer(
     name="mocohd",
+    cls=_UserErrorsAsMessages,
     help="Turn a frozen pre-trained image generator into a video generator (MoCoGAN-HD).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-
-_state = {"debug": False}
 
 
 @app.callback()
@@ -38,16 +57,5 @@ def _register_commands() -> None:
 _register_commands()
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors print one message and exit 2; --debug shows the traceback."""
-    debug = "--debug" in (argv if argv is not None else sys.argv)
-    try:
-        app(args=argv, standalone_mode=True)
-    except MocohdError as exc:
-        if debug:
-            raise
-        typer.echo(f"error: {exc.render()}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
+def main() -> None:
+    app()
