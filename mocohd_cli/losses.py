@@ -1,0 +1,61 @@
+"""GAN losses of the in-domain objective (METHOD.md): relativistic-average LSGAN over the
+scales of a multi-scale discriminator, the gradient penalty, and random time reversal.
+
+Discriminator outputs are nested lists: one list of layer outputs per scale; only each
+scale's last output enters the losses. The MI loss lives beside the motion generator
+(`mocohd_cli.motion.mutual_information_loss`).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+ScaleOutputs = list[list[Tensor]]
+
+
+def _relativistic(outputs: ScaleOutputs, others: ScaleOutputs, target: float) -> Tensor:
+    """sum over scales of MSE(D(x) - mean D(y), target)."""
+    total = 0.0
+    for mine, theirs in zip(outputs, others):
+        pred = mine[-1]
+        total = total + F.mse_loss(pred - theirs[-1].mean(), torch.full_like(pred, target))
+    return total
+
+
+def ra_lsgan_d_loss(real: ScaleOutputs, fake: ScaleOutputs) -> Tensor:
+    """Discriminator: real above the average fake, fake below the average real; halved."""
+    return 0.5 * (_relativistic(real, fake, 1.0) + _relativistic(fake, real, 0.0))
+
+
+def ra_lsgan_g_loss(real: ScaleOutputs, fake: ScaleOutputs) -> Tensor:
+    """Generator: the same with the targets swapped."""
+    return 0.5 * (_relativistic(fake, real, 1.0) + _relativistic(real, fake, 0.0))
+
+
+def gradient_penalty(discriminator: Callable[[Tensor], ScaleOutputs], real: Tensor, fake: Tensor, *,
+                     weight: float = 10.0, generator: torch.Generator | None = None) -> Tensor:
+    """weight * mean over scales of mean((||grad||_2 - 1)^2) at random interpolates of real and fake.
+
+    One mixing weight per sample; as in the release the norm runs over the channel axis
+    (dim 1) at each position. Run in fp32: second-order gradients under fp16 autocast
+    overflow easily.
+    """
+    alpha = torch.rand(real.shape[0], generator=generator, device=real.device, dtype=torch.float32)
+    alpha = alpha.view(-1, *([1] * (real.dim() - 1)))
+    mixed = (alpha * real.detach().float() + (1 - alpha) * fake.detach().float()).requires_grad_(True)
+    with torch.autocast(device_type=real.device.type, enabled=False):
+        outputs = discriminator(mixed)
+        penalty = 0.0
+        for scale in outputs:
+            (grad,) = torch.autograd.grad(scale[-1].sum(), mixed, create_graph=True)
+            penalty = penalty + ((grad.norm(2, dim=1) - 1) ** 2).mean()
+    return weight * penalty / len(outputs)
+
+
+def random_time_reverse(clips: Tensor, time_dim: int, generator: torch.Generator | None = None) -> Tensor:
+    """Reverse the whole batch in time with probability 1/2 (one coin for the batch, no host sync)."""
+    flip = torch.rand((), generator=generator, device=clips.device) < 0.5
+    return torch.where(flip, clips.flip(time_dim), clips)

@@ -1,0 +1,58 @@
+"""Relativistic-average LSGAN, gradient penalty and time reversal, checked against hand computations."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mocohd_cli.losses import gradient_penalty, ra_lsgan_d_loss, ra_lsgan_g_loss, random_time_reverse
+
+
+def scales(*lasts):
+    """Fake discriminator outputs: each scale's list ends with the given tensor."""
+    return [[torch.zeros(1), last] for last in lasts]
+
+
+def test_ra_lsgan_values():
+    real, fake = scales(torch.ones(4)), scales(torch.zeros(4))
+    # D: MSE(1 - 0, 1) + MSE(0 - 1, 0) = 0 + 1, halved
+    assert ra_lsgan_d_loss(real, fake).item() == pytest.approx(0.5)
+    # G: MSE(0 - 1, 1) + MSE(1 - 0, 0) = 4 + 1, halved
+    assert ra_lsgan_g_loss(real, fake).item() == pytest.approx(2.5)
+
+
+def test_ra_lsgan_sums_over_scales_and_uses_the_batch_mean():
+    real = scales(torch.tensor([1.0, 3.0]), torch.ones(2))
+    fake = scales(torch.tensor([0.0, 2.0]), torch.zeros(2))
+    # scale 0: real - mean(fake) = [0, 2] -> MSE to 1 = 1; fake - mean(real) = [-2, 0] -> MSE to 0 = 2
+    # scale 1: 0 + 1 (as above)
+    assert ra_lsgan_d_loss(real, fake).item() == pytest.approx(0.5 * (1 + 2) + 0.5)
+
+
+def test_gradient_penalty_of_a_linear_critic():
+    """D(x) = sum_c w_c x_c at every position: the gradient's channel norm is ||w|| everywhere."""
+    w = torch.tensor([2.0, 0.0, 0.0]).view(1, 3, 1, 1, 1)
+
+    def critic(x):
+        out = (w * x).sum(dim=1, keepdim=True)
+        return [[out], [out * 0.5]]  # scale 2: norm 1, no penalty
+
+    real, fake = torch.randn(2, 3, 2, 4, 4), torch.randn(2, 3, 2, 4, 4)
+    penalty = gradient_penalty(critic, real, fake, weight=10.0)
+    assert penalty.item() == pytest.approx(10.0 * ((2 - 1) ** 2 + 0) / 2)
+
+
+def test_gradient_penalty_trains_the_discriminator():
+    disc = torch.nn.Conv3d(3, 1, 1)
+    penalty = gradient_penalty(lambda x: [[disc(x)]], torch.randn(2, 3, 2, 4, 4), torch.randn(2, 3, 2, 4, 4))
+    penalty.backward()
+    assert disc.weight.grad is not None and disc.weight.grad.abs().sum() > 0
+
+
+def test_random_time_reverse_flips_the_whole_batch_or_nothing():
+    clips = torch.arange(2 * 4).float().view(2, 1, 4)
+    outcomes = set()
+    for seed in range(20):
+        out = random_time_reverse(clips, 2, torch.Generator().manual_seed(seed))
+        assert torch.equal(out, clips) or torch.equal(out, clips.flip(2))
+        outcomes.add(torch.equal(out, clips))
+    assert outcomes == {True, False}
