@@ -1,0 +1,219 @@
+"""The StyleGAN2 generator as a mocohd backbone (rosinality/stylegan2-pytorch layout).
+
+Parameter and buffer names equal those of rosinality's `Generator`, so its `g_ema` state dicts
+load with `load_state_dict(strict=True)`; every width is inferred from the tensors (checkpoint.py).
+The motion space is W: `mapping` turns z into w, `synthesize` renders one w per frame (the same w
+for every layer: no style mixing).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from mocohd_cli.backbone import ImageGenerator
+from mocohd_cli.errors import MocohdError
+
+from .layers import LRELU_GAIN, EqualLinear, PixelNorm
+from .modulated import ConstantInput, StyledConv, ToRGB
+
+BLUR_KERNEL = (1, 3, 3, 1)
+MEAN_LATENT_SAMPLES = 4096
+MEAN_LATENT_SEED = 0
+
+
+def default_channels(size: int, channel_multiplier: int = 2) -> dict[int, int]:
+    """rosinality's width table: 512 up to 32 px, then 16384 / res * channel_multiplier (64-1024 px)."""
+    table = {4: 512, 8: 512, 16: 512, 32: 512}
+    for res in (64, 128, 256, 512, 1024):
+        table[res] = (16384 // res) * channel_multiplier
+    return {res: width for res, width in table.items() if res <= size}
+
+
+def noise_resolutions(size: int) -> list[int]:
+    """Side of each noise map: 4 for the first conv, then two layers per resolution up to `size`."""
+    log_size = int(math.log2(size))
+    return [2 ** ((layer + 5) // 2) for layer in range(2 * (log_size - 2) + 1)]
+
+
+class StyleGAN2Generator(ImageGenerator):
+    """StyleGAN2 (config-F architecture, skip generator) driven through its W space."""
+
+    name = "stylegan2"
+    description = "StyleGAN2 generator, rosinality/stylegan2-pytorch checkpoints (.pt) or mocohd .safetensors; motion in W"
+    condition_dim = 0
+
+    def __init__(self, size: int, style_dim: int = 512, n_mlp: int = 8, channel_multiplier: int = 2,
+                 channels: Mapping[int | str, int] | None = None, *, lr_mlp: float = 0.01,
+                 blur_kernel: Sequence[float] = BLUR_KERNEL, channels_last: bool = True):
+        super().__init__()
+        if size < 4 or size & (size - 1):
+            raise MocohdError(f"StyleGAN2 size must be a power of two >= 4, got {size}")
+        widths = default_channels(size, channel_multiplier)
+        widths.update({int(res): int(width) for res, width in (channels or {}).items()})
+        missing = [2 ** i for i in range(2, int(math.log2(size)) + 1) if 2 ** i not in widths]
+        if missing:
+            raise MocohdError(f"no channel width given for resolution(s) {missing}",
+                              fix="pass channels={resolution: width, ...} for every resolution")
+        self.size = self.resolution = size
+        self.style_dim = self.latent_dim = self.z_dim = style_dim
+        self.n_mlp = n_mlp
+        self.lr_mlp = lr_mlp
+        self.blur_kernel = tuple(float(t) for t in blur_kernel)
+        self.channels = {res: widths[res] for res in sorted(widths) if res <= size}
+        self.channels_last = channels_last
+        self.log_size = int(math.log2(size))
+        self.num_layers = 2 * (self.log_size - 2) + 1
+        self.n_latent = 2 * self.log_size - 2
+
+        self.style = nn.Sequential(PixelNorm(), *[
+            EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation=True) for _ in range(n_mlp)])
+        c4 = self.channels[4]
+        self.input = ConstantInput(c4)
+        self.conv1 = StyledConv(c4, c4, style_dim, blur_kernel=blur_kernel)
+        self.to_rgb1 = ToRGB(c4, style_dim, upsample=False, blur_kernel=blur_kernel)
+        self.convs = nn.ModuleList()
+        self.upsamples = nn.ModuleList()  # empty; kept so the module tree mirrors rosinality's
+        self.to_rgbs = nn.ModuleList()
+        self.noises = nn.Module()
+        for layer, res in enumerate(noise_resolutions(size)):
+            self.noises.register_buffer(f"noise_{layer}", torch.randn(1, 1, res, res))
+        in_channel = c4
+        for i in range(3, self.log_size + 1):
+            out_channel = self.channels[2 ** i]
+            self.convs.append(StyledConv(in_channel, out_channel, style_dim, upsample=True, blur_kernel=blur_kernel))
+            self.convs.append(StyledConv(out_channel, out_channel, style_dim, blur_kernel=blur_kernel))
+            self.to_rgbs.append(ToRGB(out_channel, style_dim, blur_kernel=blur_kernel))
+            in_channel = out_channel
+        # The mean of W for truncation: from the checkpoint when it has one, else estimated lazily.
+        # Not part of the state dict, so rosinality's g_ema loads strictly.
+        self.register_buffer("latent_avg", None, persistent=False)
+        self.latent_avg_source: str | None = None
+
+    # ----------------------------------------------------------------- configuration and files
+    def export_config(self) -> dict:
+        return {"size": self.size, "style_dim": self.style_dim, "n_mlp": self.n_mlp,
+                "channels": {str(res): width for res, width in self.channels.items()},
+                "lr_mlp": self.lr_mlp, "blur_kernel": list(self.blur_kernel)}
+
+    @classmethod
+    def recognizes(cls, path: Path) -> bool:
+        from .checkpoint import recognizes
+
+        return recognizes(path)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **options) -> "StyleGAN2Generator":
+        """rosinality .pt/.pth (dict with 'g_ema' and optionally 'latent_avg', or a bare state dict)
+        or a mocohd .safetensors written by `save_safetensors` / `mocohd convert`.
+
+        Options: channels_last (bool, default True): memory layout used when synthesizing.
+        """
+        from .checkpoint import load_generator
+
+        return load_generator(cls, Path(path), **options)
+
+    def save_safetensors(self, path: str | Path, **metadata) -> Path:
+        """The weights (state dict + latent_avg) and config as one mocohd .safetensors file."""
+        from .checkpoint import save_generator
+
+        return save_generator(self, Path(path), **metadata)
+
+    def set_latent_avg(self, latent_avg: Tensor | None, source: str = "checkpoint") -> None:
+        if latent_avg is None:
+            self.latent_avg, self.latent_avg_source = None, None
+            return
+        latent_avg = latent_avg.detach().float().reshape(-1, latent_avg.shape[-1]).mean(0)
+        if latent_avg.shape != (self.style_dim,):
+            raise MocohdError(f"latent_avg has {latent_avg.shape[-1]} values but the generator's W has "
+                              f"{self.style_dim}", fix="save the checkpoint's own latent_avg with it")
+        self.latent_avg = latent_avg.to(self.device)
+        self.latent_avg_source = source
+
+    # ----------------------------------------------------------------------------- mapping
+    def mean_latent(self) -> Tensor:
+        """The mean of W used for truncation ([style_dim]).
+
+        The checkpoint's `latent_avg` when it has one. Otherwise it is estimated once as the mean
+        of mapping(z) over 4096 z drawn with seed 0 (deterministic for given weights), cached,
+        and `latent_avg_source` is set to "estimated".
+        """
+        if self.latent_avg is None:
+            gen = torch.Generator().manual_seed(MEAN_LATENT_SEED)
+            z = torch.randn(MEAN_LATENT_SAMPLES, self.style_dim, generator=gen).to(self.device)
+            with torch.no_grad():
+                w = torch.cat([self.style(chunk) for chunk in z.split(1024)])
+            self.set_latent_avg(w.mean(0), source="estimated")
+        return self.latent_avg
+
+    def mapping(self, z: Tensor, *, truncation: float = 1.0) -> Tensor:
+        """z [N, style_dim] -> w [N, style_dim], pulled towards the mean w when truncation < 1."""
+        w = self.style(z)
+        if truncation != 1.0:
+            avg = self.mean_latent().to(w.dtype)
+            w = avg + truncation * (w - avg)
+        return w
+
+    # --------------------------------------------------------------------------- synthesis
+    def make_noise(self, n: int, *, generator: torch.Generator | None = None) -> list[Tensor]:
+        """Fresh noise maps, one [n, 1, r, r] tensor per layer, drawn on the generator's device."""
+        draw_device = generator.device if generator is not None else self.device
+        return [torch.randn(n, 1, res, res, generator=generator, device=draw_device).to(self.device)
+                for res in noise_resolutions(self.size)]
+
+    def stored_noise(self) -> list[Tensor]:
+        return [getattr(self.noises, f"noise_{i}") for i in range(self.num_layers)]
+
+    def render(self, w: Tensor, noise: Sequence[Tensor | None]) -> Tensor:
+        """w [N, style_dim] -> images [N, 3, size, size]; noise: one map per layer ([N or 1, 1, r, r])
+        or None entries for no noise. Differentiable with respect to w and the parameters."""
+        if w.ndim != 2 or w.shape[1] != self.style_dim:
+            raise MocohdError(f"StyleGAN2 latents must be [N, {self.style_dim}], got {list(w.shape)}",
+                              fix="pass W-space codes of the generator's style_dim")
+        n = w.shape[0]
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        x = self.input.input.expand(n, -1, -1, -1).contiguous(memory_format=memory_format)
+        x = self.conv1(x, w, noise[0])
+        skip = self.to_rgb1(x, w, input_gain=LRELU_GAIN)
+        for i, to_rgb in enumerate(self.to_rgbs):
+            x = self.convs[2 * i](x, w, noise[2 * i + 1], input_gain=LRELU_GAIN)
+            x = self.convs[2 * i + 1](x, w, noise[2 * i + 2], input_gain=LRELU_GAIN)
+            skip = to_rgb(x, w, skip, input_gain=LRELU_GAIN)
+        return skip.float().contiguous()
+
+    def forward(self, z: Tensor, *, truncation: float = 1.0, noise: str = "random",
+                generator: torch.Generator | None = None) -> Tensor:
+        """Plain (trainable) generation from z: [N, style_dim] -> [N, 3, size, size], one noise
+        draw per image. Used for GAN pre-training; no style mixing."""
+        self.check_noise_mode(noise)
+        return self.render(self.mapping(z, truncation=truncation), self._noise(noise, z.shape[0], 1, generator))
+
+    def synthesize(self, latents: Tensor, *, condition: Tensor | None = None, noise: str = "random",
+                   generator: torch.Generator | None = None) -> Tensor:
+        """latents [B, T, style_dim] (W) -> frames [B, T, 3, size, size], about [-1, 1].
+
+        All B*T frames go through the network in one batch. noise: "random" draws one set of
+        noise maps per video (with `generator`) shared by its T frames, "const" uses the stored
+        buffers, "none" adds no noise.
+        """
+        self.check_noise_mode(noise)
+        if condition is not None:
+            raise MocohdError("StyleGAN2 is unconditional: it takes no class condition")
+        if latents.ndim != 3:
+            raise MocohdError(f"synthesize expects latents [B, T, {self.style_dim}], got {list(latents.shape)}")
+        b, t, d = latents.shape
+        frames = self.render(latents.reshape(b * t, d), self._noise(noise, b, t, generator))
+        return frames.view(b, t, 3, self.size, self.size)
+
+    def _noise(self, mode: str, videos: int, frames: int, generator: torch.Generator | None) -> list:
+        if mode == "none":
+            return [None] * self.num_layers
+        if mode == "const":
+            return self.stored_noise()
+        maps = self.make_noise(videos, generator=generator)
+        if frames == 1:
+            return maps
+        return [m[:, None].expand(-1, frames, -1, -1, -1).reshape(videos * frames, 1, *m.shape[2:]) for m in maps]

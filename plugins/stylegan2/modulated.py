@@ -1,0 +1,132 @@
+"""The StyleGAN2 synthesis layers: modulated convolutions, noise injection, toRGB.
+
+Speed note. The published formulation builds one weight tensor per sample (weight * style,
+demodulated) and runs a grouped convolution with groups = batch; on CPUs that is several times
+slower than one ordinary convolution. Modulation and demodulation are per-sample scalings of the
+input channels and of the output channels, so the same result comes from
+
+    out = conv(x * style, weight) * demod,   demod[n, o] = rsqrt(sum_i style[n, i]^2 * |weight[o, i]|^2 + 1e-8)
+
+with ONE shared weight over the whole batch (the demodulation sum factorises over the taps). The
+up-sampling layer is the same trick with a stride-2 transposed convolution followed by the FIR blur.
+
+Activations passed between layers are leaky_relu outputs WITHOUT the sqrt(2) gain: every consumer
+folds that gain into its input modulation (`input_gain`), which saves one pass over each feature map.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .layers import LRELU_SLOPE, Blur, EqualLinear, Upsample
+
+
+class ModulatedConv2d(nn.Module):
+    """Style-modulated (and optionally demodulated) k x k convolution, optionally up-sampling 2x."""
+
+    def __init__(self, in_channel: int, out_channel: int, kernel_size: int, style_dim: int, *,
+                 demodulate: bool = True, upsample: bool = False, blur_kernel: Sequence[float] = (1, 3, 3, 1)):
+        super().__init__()
+        self.in_channel, self.out_channel, self.kernel_size = in_channel, out_channel, kernel_size
+        self.upsample, self.demodulate = upsample, demodulate
+        self.scale = 1.0 / math.sqrt(in_channel * kernel_size ** 2)
+        self.padding = kernel_size // 2
+        self.weight = nn.Parameter(torch.randn(1, out_channel, in_channel, kernel_size, kernel_size))
+        self.modulation = EqualLinear(style_dim, in_channel, bias_init=1.0)
+        if upsample:
+            # The stride-2 transposed conv gives 2H + k - 2 rows; the blur brings them back to 2H.
+            p = len(blur_kernel) - 2 - (kernel_size - 1)
+            self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + 1, p // 2 + 1), gain=4.0)
+
+    def demodulation(self, style: Tensor, weight: Tensor) -> Tensor:
+        """[N, out] coefficients that give every output channel unit expected variance."""
+        energy = weight.square().sum(dim=(2, 3))  # [out, in]: the taps summed out once
+        return torch.rsqrt(style.square() @ energy.t().to(style.dtype) + 1e-8)
+
+    def forward(self, x: Tensor, w: Tensor, *, input_gain: float = 1.0) -> Tensor:
+        """x [N, in, H, W], w [N, style_dim] -> [N, out, H', W'] (demodulated, no bias)."""
+        style = self.modulation(w)
+        weight = self.weight[0] * self.scale
+        x = x * (style * input_gain)[:, :, None, None]
+        if self.upsample:
+            out = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
+        else:
+            out = F.conv2d(x, weight, padding=self.padding)
+        if self.demodulate:
+            out = out * self.demodulation(style, weight)[:, :, None, None]
+        return out
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channel}, {self.out_channel}, {self.kernel_size}, upsample={self.upsample}, "
+                f"demodulate={self.demodulate}")
+
+
+class NoiseInjection(nn.Module):
+    """Adds a learned multiple of a single-channel noise map (broadcast over channels)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+
+
+class FusedBias(nn.Module):
+    """Holds the per-channel bias applied before the leaky relu (rosinality's FusedLeakyReLU)."""
+
+    def __init__(self, channel: int):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channel))
+
+
+class StyledConv(nn.Module):
+    """Modulated conv -> + noise -> + bias -> leaky relu (the sqrt(2) gain left to the consumer)."""
+
+    def __init__(self, in_channel: int, out_channel: int, style_dim: int, *, upsample: bool = False,
+                 blur_kernel: Sequence[float] = (1, 3, 3, 1)):
+        super().__init__()
+        self.conv = ModulatedConv2d(in_channel, out_channel, 3, style_dim, upsample=upsample,
+                                    blur_kernel=blur_kernel)
+        self.noise = NoiseInjection()
+        self.activate = FusedBias(out_channel)
+
+    def forward(self, x: Tensor, w: Tensor, noise: Tensor | None, *, input_gain: float = 1.0) -> Tensor:
+        out = self.conv(x, w, input_gain=input_gain)
+        out = out + self.activate.bias.to(out.dtype).view(1, -1, 1, 1)
+        if noise is not None:
+            out = out + self.noise.weight.to(out.dtype) * noise.to(out.dtype)
+        return F.leaky_relu(out, LRELU_SLOPE, inplace=True)
+
+
+class ToRGB(nn.Module):
+    """1x1 modulated conv to RGB (no demodulation) + bias, plus the 2x up-sampled previous skip."""
+
+    def __init__(self, in_channel: int, style_dim: int, *, upsample: bool = True,
+                 blur_kernel: Sequence[float] = (1, 3, 3, 1)):
+        super().__init__()
+        self.conv = ModulatedConv2d(in_channel, 3, 1, style_dim, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+        if upsample:
+            self.upsample = Upsample(blur_kernel)
+
+    def forward(self, x: Tensor, w: Tensor, skip: Tensor | None = None, *, input_gain: float = 1.0) -> Tensor:
+        conv = self.conv
+        # A 1x1 conv with per-sample weights is a batched matmul: fold the style into the
+        # (tiny) [N, 3, C] weight instead of rescaling the (large) feature map.
+        style = conv.modulation(w) * (input_gain * conv.scale)
+        weight = conv.weight[0, :, :, 0, 0].to(style.dtype)[None] * style[:, None, :]
+        out = torch.einsum("nchw,noc->nohw", x, weight.to(x.dtype))
+        out = out + self.bias.to(out.dtype)
+        if skip is not None:
+            out = out + self.upsample(skip).to(out.dtype)
+        return out
+
+
+class ConstantInput(nn.Module):
+    """The learned 4x4 starting feature map."""
+
+    def __init__(self, channel: int, size: int = 4):
+        super().__init__()
+        self.input = nn.Parameter(torch.randn(1, channel, size, size))
