@@ -17,7 +17,9 @@ Pieces, assembled by a training objective:
 
 Under torch.distributed every rank must call ``generator_loss`` (or ``enqueue``) the same
 number of times with the same batch size: the queued features are all-gathered so that the
-queues stay identical on all ranks.
+queues stay identical on all ranks. The loss functions accept the discriminator itself or a
+DistributedDataParallel wrapper of it (the forward then goes through the wrapper, so the
+online network's gradients are averaged across ranks).
 """
 from __future__ import annotations
 
@@ -237,6 +239,11 @@ def contrastive_loss(view1: Tensor, view2: Tensor, queue: Tensor, temperature: f
     return F.cross_entropy(logits * not_self, partner)
 
 
+def _unwrapped(disc: nn.Module) -> ContrastiveImageDiscriminator:
+    """The ContrastiveImageDiscriminator inside a DistributedDataParallel wrapper, or itself."""
+    return disc.module if isinstance(disc, nn.parallel.DistributedDataParallel) else disc
+
+
 def discriminator_loss(disc: ContrastiveImageDiscriminator, frame0: Tensor, frame_t: Tensor, *,
                        generator: torch.Generator | None = None, temperature: float | None = None,
                        w_contrastive: float = 2.0) -> dict[str, Tensor]:
@@ -247,17 +254,19 @@ def discriminator_loss(disc: ContrastiveImageDiscriminator, frame0: Tensor, fram
     contrastive(fake views)). Returns {"loss", "hinge_real", "hinge_fake",
     "contrastive_real", "contrastive_fake"}.
     """
-    temperature = disc.temperature if temperature is None else temperature
+    core = _unwrapped(disc)
+    temperature = core.temperature if temperature is None else temperature
     batch = frame0.shape[0]
     real1, real2 = two_views(frame0.detach(), generator)
     fake1, fake2 = two_views(frame_t.detach(), generator)
     # One forward for all four sets (the network has no batch statistics).
     logits, features = disc(torch.cat([real1, real2, fake1, fake2]))
+    logits, features = logits.float(), features.float()
     real_logits, _, fake_logits, _ = logits.split(batch)
     f_real1, f_real2, f_fake1, f_fake2 = features.split(batch)
     hinge_real, hinge_fake = hinge_d_loss(real_logits, fake_logits)
-    c_real = contrastive_loss(f_real1, f_real2, disc.queue_real, temperature)
-    c_fake = contrastive_loss(f_fake1, f_fake2, disc.queue_fake, temperature)
+    c_real = contrastive_loss(f_real1, f_real2, core.queue_real, temperature)
+    c_fake = contrastive_loss(f_fake1, f_fake2, core.queue_fake, temperature)
     return {
         "loss": hinge_real + hinge_fake + w_contrastive * (c_real + c_fake),
         "hinge_real": hinge_real,
@@ -278,12 +287,14 @@ def generator_loss(disc: ContrastiveImageDiscriminator, frame0: Tensor, frame_t:
     of the same views go into the "real" (frame 0) and "fake" (frame t) queues.
     Returns {"loss", "hinge", "match"}.
     """
+    core = _unwrapped(disc)
     batch = frame0.shape[0]
     real = augment(frame0, generator=generator)
     fake = augment(frame_t, generator=generator)
     if update_queues:
-        disc.enqueue(disc.momentum_features(real), disc.momentum_features(fake))
+        core.enqueue(core.momentum_features(real), core.momentum_features(fake))
     logits, features = disc(torch.cat([real, fake]))
+    logits, features = logits.float(), features.float()
     _, fake_logits = logits.split(batch)
     f_real, f_fake = features.split(batch)
     hinge = hinge_g_loss(fake_logits)

@@ -235,9 +235,21 @@ def _distributed_worker(rank, world_size, init_file, result_file):
         gathered = gather_features(marker)
         everything = [torch.empty_like(disc.queue_real) for _ in range(world_size)]
         dist.all_gather(everything, disc.queue_real)
+        result = {"queue_real": disc.queue_real.clone(), "queue_fake": disc.queue_fake.clone(),
+                  "ptr": disc.queue_ptr.clone(), "gathered": gathered, "all": everything}
+        # Both losses through a DDP wrapper, with different frames on each rank.
+        wrapped = torch.nn.parallel.DistributedDataParallel(disc, broadcast_buffers=False)
+        frame0, frame_t = _frames(n=2, seed=10 * rank), _frames(n=2, seed=10 * rank + 1)
+        generator_loss(wrapped, frame0, frame_t, generator=_seeded(rank))
+        discriminator_loss(wrapped, frame0, frame_t, generator=_seeded(rank))["loss"].backward()
+        grads = torch.cat([p.grad.flatten() for p in disc.online.parameters()])
+        all_grads = [torch.empty_like(grads) for _ in range(world_size)]
+        dist.all_gather(all_grads, grads)
+        queues = [torch.empty_like(disc.queue_fake) for _ in range(world_size)]
+        dist.all_gather(queues, disc.queue_fake)
+        result.update(ptr_after=disc.queue_ptr.clone(), grads=all_grads, queues_after=queues)
         if rank == 0:
-            torch.save({"queue_real": disc.queue_real, "queue_fake": disc.queue_fake,
-                        "ptr": disc.queue_ptr, "gathered": gathered, "all": everything}, result_file)
+            torch.save(result, result_file)
     finally:
         dist.destroy_process_group()
 
@@ -252,3 +264,9 @@ def test_two_gloo_processes_fill_the_queues_with_both_ranks_features(tmp_path):
     assert torch.equal(result["queue_fake"][:4], -expected)
     assert result["ptr"].item() == 4
     assert torch.equal(result["all"][0], result["all"][1])  # queues identical on both ranks
+    # Through DDP: one generator step queued 2 features per rank, and the D gradients
+    # were averaged (equal on both ranks although each rank saw different frames).
+    assert result["ptr_after"].item() == (4 + 4) % 8
+    assert torch.equal(result["queues_after"][0], result["queues_after"][1])
+    assert torch.allclose(result["grads"][0], result["grads"][1], atol=1e-6)
+    assert result["grads"][0].abs().sum() > 0
