@@ -3,6 +3,7 @@
 `StyleGAN2Generator` is registered under the entry point "stylegan2"; `Discriminator` is the
 matching rosinality-layout discriminator used for GAN pre-training.
 """
+from .discriminator import Discriminator
 from .generator import StyleGAN2Generator, default_channels
 
-__all__ = ["StyleGAN2Generator", "default_channels"]
+__all__ = ["Discriminator", "StyleGAN2Generator", "default_channels"]

@@ -84,7 +84,7 @@ def _read_rosinality(path: Path) -> tuple[dict[str, Tensor], Tensor | None]:
                           path=path, fix=NOT_STYLEGAN2_FIX)
     if "g_ema" in obj:
         state, latent_avg = obj["g_ema"], obj.get("latent_avg")
-    elif all(key in obj for key in SIGNATURE_KEYS):
+    elif all(key in _strip_module_prefix(obj) for key in SIGNATURE_KEYS):
         state, latent_avg = obj, None  # a bare generator state dict
     else:
         keys = ", ".join(sorted(map(str, obj))[:8]) or "none"
