@@ -1,1 +1,7 @@
-"""BigGAN backbone (pytorch-pretrained-BigGAN layout). Implementation in progress."""
+"""BigGAN-deep backbone (pytorch-pretrained-BigGAN layout), registered as "biggan"."""
+from mocohd_cli.labels import load_class_labels
+
+from .config import BigGANConfig
+from .generator import BigGANGenerator
+
+__all__ = ["BigGANConfig", "BigGANGenerator", "load_class_labels"]
