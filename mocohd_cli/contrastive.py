@@ -244,6 +244,11 @@ def _unwrapped(disc: nn.Module) -> ContrastiveImageDiscriminator:
     return disc.module if isinstance(disc, nn.parallel.DistributedDataParallel) else disc
 
 
+def _check_frames(frame0: Tensor, frame_t: Tensor) -> None:
+    if frame0.shape != frame_t.shape:
+        raise ValueError(f"frame 0 and frame t differ in shape: {tuple(frame0.shape)} vs {tuple(frame_t.shape)}")
+
+
 def discriminator_loss(disc: ContrastiveImageDiscriminator, frame0: Tensor, frame_t: Tensor, *,
                        generator: torch.Generator | None = None, temperature: float | None = None,
                        w_contrastive: float = 2.0) -> dict[str, Tensor]:
@@ -254,6 +259,7 @@ def discriminator_loss(disc: ContrastiveImageDiscriminator, frame0: Tensor, fram
     contrastive(fake views)). Returns {"loss", "hinge_real", "hinge_fake",
     "contrastive_real", "contrastive_fake"}.
     """
+    _check_frames(frame0, frame_t)
     core = _unwrapped(disc)
     temperature = core.temperature if temperature is None else temperature
     batch = frame0.shape[0]
@@ -287,6 +293,7 @@ def generator_loss(disc: ContrastiveImageDiscriminator, frame0: Tensor, frame_t:
     of the same views go into the "real" (frame 0) and "fake" (frame t) queues.
     Returns {"loss", "hinge", "match"}.
     """
+    _check_frames(frame0, frame_t)
     core = _unwrapped(disc)
     batch = frame0.shape[0]
     real = augment(frame0, generator=generator)

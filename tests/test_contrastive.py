@@ -219,6 +219,13 @@ def test_generator_loss_matches_features_and_fills_the_queues():
     assert frame0.grad.abs().sum() > 0 and frame_t.grad.abs().sum() > 0
 
 
+def test_losses_refuse_mismatched_frames():
+    disc = _disc()
+    for loss in (discriminator_loss, generator_loss):
+        with pytest.raises(ValueError):
+            loss(disc, _frames(n=3), _frames(n=2))
+
+
 def test_gather_features_is_the_identity_without_distributed():
     features = torch.randn(3, 4)
     assert gather_features(features) is features
