@@ -124,6 +124,11 @@ def load_generator(cls, path: Path, **options):
                           fix="pass a .pt/.pth file or a .safetensors file")
     if safetensors_metadata(path) is not None:
         state, latent_avg, config = _read_safetensors(path)
+    elif path.suffix.lower() == ".pkl":  # NVIDIA StyleGAN2-ADA / StyleGAN3 pickle, read without running code
+        from mocohd_cli.nvidia_pickle import read_nvidia_stylegan2
+
+        converted = read_nvidia_stylegan2(path)
+        state, latent_avg, config = converted.state_dict, converted.latent_avg, converted.config
     else:
         state, latent_avg = _read_rosinality(path)
         config = infer_config(state, path)
@@ -166,6 +171,10 @@ def recognizes(path: Path) -> bool:
     meta = safetensors_metadata(path)
     if meta is not None:
         return meta.get("mocohd_backbone") == BACKBONE
+    if path.suffix.lower() == ".pkl":
+        from mocohd_cli.nvidia_pickle import looks_like_nvidia_pickle
+
+        return looks_like_nvidia_pickle(path)
     needles = [key.encode() for key in SIGNATURE_KEYS]
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
