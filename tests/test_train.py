@@ -1,0 +1,235 @@
+"""In-domain training end to end: a tiny StyleGAN2, a tiny generated dataset, a few steps."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from mocohd_cli.cli import app
+from mocohd_cli.distributed import init_distributed
+from mocohd_cli.files import read_safetensors
+from mocohd_cli.motion import load_motion
+from mocohd_cli.runs import latest_run
+from mocohd_cli.train import InDomainObjective, TrainConfig, Trainer, train
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
+
+# Tiny settings: 4 frames of 16 px from the 32 px tiny StyleGAN2, batch 2, narrow discriminators.
+TINY = {"frames": 4, "time_step": 2, "video_frame_size": 16, "batch_size": 2, "h_dim": 16, "n_pca": 8,
+        "d_channels": 4, "pca_samples": 512, "workers": 0, "num_samples": 2, "sample_format": "gif",
+        "log_every": 1, "device": "cpu"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch, tmp_path):
+    """Tiny models on a shared CPU: one thread is several times faster than oversubscribed ones."""
+    monkeypatch.setenv("MOCOHD_CACHE", str(tmp_path / "cache"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def videos(tmp_path):
+    """Three 10-frame videos of a bright square drifting over noise."""
+    root = tmp_path / "videos"
+    rng = np.random.default_rng(0)
+    for v in range(3):
+        folder = root / f"clip{v}"
+        folder.mkdir(parents=True)
+        for i in range(10):
+            frame = (rng.random((24, 24, 3)) * 80).astype(np.uint8)
+            frame[4:12, 2 + i:10 + i] = 255
+            Image.fromarray(frame).save(folder / f"img_{i}.png")
+    return root
+
+
+def config(checkpoint, data, out, **overrides) -> TrainConfig:
+    return TrainConfig(backbone="stylegan2", checkpoint=str(checkpoint), data=str(data), out=str(out),
+                       **{**TINY, **overrides})
+
+
+def cli_args(values: dict) -> list[str]:
+    args = []
+    for key, value in values.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    return args
+
+
+class CountingObjective(InDomainObjective):
+    """The in-domain objective, counting how the trainer drives it."""
+
+    def __init__(self, cfg, backbone):
+        super().__init__(cfg, backbone)
+        self.calls = {"g": 0, "d": 0, "after_d": 0}
+
+    def g_loss(self, *args, **kwargs):
+        self.calls["g"] += 1
+        return super().g_loss(*args, **kwargs)
+
+    def d_loss(self, *args, **kwargs):
+        self.calls["d"] += 1
+        return super().d_loss(*args, **kwargs)
+
+    def after_d_step(self):
+        self.calls["after_d"] += 1
+
+
+def test_training_moves_the_motion_model_only(tiny_stylegan2_checkpoint, videos, tmp_path):
+    cfg = config(tiny_stylegan2_checkpoint, videos, tmp_path / "run", iterations=2, g_steps=3)
+    trainer = Trainer(cfg, init_distributed("cpu"), objective_factory=CountingObjective, progress=False)
+    motion_before = {k: v.clone() for k, v in trainer.motion.state_dict().items()}
+    backbone_before = {k: v.clone() for k, v in trainer.backbone.state_dict().items()}
+    d_before = {k: v.clone() for k, v in trainer.objective.state_dict().items()}
+    result = trainer.fit()
+
+    assert result.steps == 2 and result.losses
+    assert all(np.isfinite(v) for v in result.losses.values())
+    assert set(result.losses) == {"g/video", "g/image", "g/mi", "d/video", "d/video_gp", "d/image"}
+    # the schedule: g_steps motion updates per discriminator update
+    assert trainer.objective.calls == {"g": 6, "d": 2, "after_d": 2}
+    for opt in (trainer.opt_g, trainer.opt_d):
+        assert opt.param_groups[0]["lr"] == 1e-4 and opt.param_groups[0]["betas"] == (0.5, 0.999)
+    after = trainer.motion.state_dict()
+    for name in ("w", "enc_cell.weight_ih", "cell.weight_hh", "fc1.weight", "fc2.weight"):
+        assert not torch.equal(after[name], motion_before[name]), name
+    for name in ("pca_components", "pca_stdev"):  # the PCA basis is data, not a parameter
+        assert torch.equal(after[name], motion_before[name])
+    assert all(torch.equal(v, backbone_before[k]) for k, v in trainer.backbone.state_dict().items())
+    assert not torch.equal(trainer.objective.state_dict()["video_d.scales.0.blocks.0.0.weight"],
+                           d_before["video_d.scales.0.blocks.0.0.weight"])
+    assert not any(p.requires_grad for p in trainer.backbone.parameters())
+
+
+def test_train_command_end_to_end(tiny_stylegan2_checkpoint, videos, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config_file = tmp_path / "tiny.toml"
+    config_file.write_text("".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in TINY.items())
+                           + "iterations = 99\nseed = 5\n")
+    result = runner.invoke(app, ["train", "--checkpoint", str(tiny_stylegan2_checkpoint), "--data", str(videos),
+                                 "--config", str(config_file), "--iterations", "4", "--sample-every", "2",
+                                 "--checkpoint-every", "2"])
+    assert result.exit_code == 0, result.output
+    run = latest_run(tmp_path / "mocohd-runs")
+    assert run is not None and run.name.startswith("train-")
+    saved = tomllib.loads((run / "config.toml").read_text())
+    assert saved["iterations"] == 4 and saved["seed"] == 5 and saved["frames"] == 4  # options beat the file
+    assert (run / "samples" / "step_2.gif").is_file() and (run / "samples" / "step_4.gif").is_file()
+    assert (run / "motion_step_2.safetensors").is_file()
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert "step 4/4" in (run / "log.txt").read_text()
+    state = torch.load(run / "state" / "latest.pt", weights_only=True)
+    assert state["step"] == 4 and state["data"]["next_batch"] == 4
+
+    _, meta = read_safetensors(run / "motion.safetensors")
+    assert meta["backbone"] == '"stylegan2"' or meta["backbone"] == "stylegan2"
+    assert meta["mode"] == "in-domain" and int(meta["n_frames"]) == 4 and int(meta["time_step"]) == 2
+    assert len(meta["backbone_sha256"].strip('"')) == 64
+    motion = load_motion(run / "motion.safetensors")
+    assert motion.n_pca == 8 and motion.h_dim == 16
+
+    # the exported model samples with `mocohd sample --motion`, and with no arguments at all
+    sampled = runner.invoke(app, ["sample", "--motion", str(run / "motion.safetensors"), "--num-videos", "2",
+                                  "--frames", "6", "--format", "gif", "--out", str(tmp_path / "s")])
+    assert sampled.exit_code == 0, sampled.output
+    assert len(list((tmp_path / "s").glob("*.gif"))) == 2
+
+
+def _run_killed_after_first_state(args: list[str], state: Path, env: dict) -> None:
+    process = subprocess.Popen([sys.executable, "-m", "mocohd_cli", "train", *args], env=env, cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not state.exists():
+        if process.poll() is not None:
+            pytest.fail(f"training exited before writing a state: {process.stderr.read().decode()[-2000:]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("no training state after 120 s")
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_stylegan2_checkpoint, videos, tmp_path):
+    settings = {**TINY, "iterations": 8, "checkpoint_every": 2, "sample_every": 100, "num_samples": 0, "seed": 3}
+    full = train(config(tiny_stylegan2_checkpoint, videos, tmp_path / "full", **settings), progress=False)
+
+    killed = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CI": "1"}
+    args = ["--checkpoint", str(tiny_stylegan2_checkpoint), "--data", str(videos), "--out", str(killed),
+            *cli_args({**settings, "workers": 1})]  # decoding in a worker must not change the clips
+    _run_killed_after_first_state(args, killed / "state" / "latest.pt", env)
+    step_at_kill = torch.load(killed / "state" / "latest.pt", weights_only=True)["step"]
+    assert 0 < step_at_kill < 8 and not (killed / "motion.safetensors").exists()
+
+    resumed = train(config(tiny_stylegan2_checkpoint, videos, killed, resume=True, **settings), progress=False)
+    assert resumed.steps == full.steps == 8
+    a, _ = read_safetensors(full.motion_path)
+    b, _ = read_safetensors(resumed.motion_path)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    sa = torch.load(full.run_dir / "state" / "latest.pt", weights_only=True)
+    sb = torch.load(resumed.run_dir / "state" / "latest.pt", weights_only=True)
+    assert all(torch.equal(sa["objective"][k], sb["objective"][k]) for k in sa["objective"])
+    assert "resumed at step" in (killed / "log.txt").read_text()
+
+
+def test_resume_refuses_changed_settings(tiny_stylegan2_checkpoint, videos, tmp_path):
+    cfg = config(tiny_stylegan2_checkpoint, videos, tmp_path / "r", iterations=1, num_samples=0)
+    train(cfg, progress=False)
+    result = runner.invoke(app, ["train", "--resume", "--out", str(tmp_path / "r"), "--frames", "5",
+                                 "--iterations", "2"])
+    assert result.exit_code == 2
+    assert "frames was 4" in result.output
+    again = runner.invoke(app, ["train", "--checkpoint", str(tiny_stylegan2_checkpoint), "--data", str(videos),
+                                "--out", str(tmp_path / "r")])
+    assert again.exit_code == 2 and "--resume" in again.output
+
+
+def test_two_processes_with_torchrun(tiny_stylegan2_checkpoint, videos, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CI": "1", "MOCOHD_CACHE": str(tmp_path / "cache")}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "mocohd_cli", "train", "--checkpoint", str(tiny_stylegan2_checkpoint), "--data", str(videos),
+               "--out", str(out), *cli_args({**TINY, "iterations": 2, "num_samples": 0})]
+    done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "world size 2" in (out / "log.txt").read_text()
+    assert len(list((out / "tensorboard").glob("events.*"))) == 1  # only rank 0 writes
+    state = torch.load(out / "state" / "latest.pt", weights_only=True)
+    assert state["step"] == 2
+    motion = load_motion(out / "motion.safetensors")
+    assert all(torch.isfinite(p).all() for p in motion.parameters())
+
+
+@pytest.mark.parametrize("case", ["empty", "short", "missing_data", "missing_checkpoint", "n_pca"])
+def test_bad_inputs_give_one_clear_error(tiny_stylegan2_checkpoint, videos, tmp_path, case):
+    args = ["train", "--out", str(tmp_path / "o"), *cli_args({**TINY, "iterations": 1})]
+    expected = {"empty": "no videos found", "short": "shorter than", "missing_data": "--data",
+                "missing_checkpoint": "--checkpoint", "n_pca": "--n-pca"}[case]
+    if case == "empty":
+        (tmp_path / "empty").mkdir()
+        args += ["--checkpoint", str(tiny_stylegan2_checkpoint), "--data", str(tmp_path / "empty")]
+    elif case == "short":
+        args += ["--checkpoint", str(tiny_stylegan2_checkpoint), "--data", str(videos), "--frames", "9"]
+    elif case == "missing_data":
+        args += ["--checkpoint", str(tiny_stylegan2_checkpoint)]
+    elif case == "missing_checkpoint":
+        args += ["--data", str(videos)]
+    else:
+        args += ["--checkpoint", str(tiny_stylegan2_checkpoint), "--data", str(videos), "--n-pca", "64"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert expected in result.output and "Traceback" not in result.output
