@@ -11,10 +11,8 @@ import tomllib
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from typer.testing import CliRunner
 
 from mocohd_cli import ImageGenerator, discover_backbones, load_backbone
@@ -87,17 +85,10 @@ def test_example_honours_the_backbone_contract(example_checkpoint):
 
 @pytest.fixture
 def videos(tmp_path):
-    """Three 8-frame videos of a square drifting right."""
-    root = tmp_path / "videos"
-    rng = np.random.default_rng(0)
-    for v in range(3):
-        folder = root / f"clip{v}"
-        folder.mkdir(parents=True)
-        for i in range(8):
-            frame = (rng.random((20, 20, 3)) * 60).astype(np.uint8)
-            frame[5:11, 2 + i:8 + i] = 255
-            Image.fromarray(frame).save(folder / f"img_{i:02d}.png")
-    return root
+    """Three 8-frame procedural sky videos at 16 px."""
+    from mocohd_cli.domains import make_dataset
+
+    return make_dataset("sky", tmp_path / "videos", videos=3, frames=8, size=16, seed=0)
 
 
 @contextmanager
