@@ -123,10 +123,19 @@ def test_matches_reference_math_with_const_noise():
         nchw = StyleGAN2Generator(**model.export_config(), channels_last=False)
         nchw.load_state_dict(sd)
         got_nchw = nchw.synthesize(w[:, None], noise="const")[:, 0]
+    # the autograd path (no in-place shortcuts) computes the same
+    got_grad = model.synthesize(w.detach().requires_grad_(True)[:, None], noise="const")[:, 0]
     assert got.shape == (3, 3, 32, 32)
     assert expected.abs().max() > 0.5  # a real signal, not zeros
-    assert (got - expected).abs().max().item() < 1e-4
-    assert (got_nchw - expected).abs().max().item() < 1e-4
+    for result in (got, got_nchw, got_grad):
+        assert (result - expected).abs().max().item() < 1e-4
+    # in-place inference never touches the weights, whatever the batch size and layout
+    before = {k: v.clone() for k, v in sd.items()}
+    with torch.no_grad():
+        nchw.synthesize(w[:1, None], noise="random")
+        model.synthesize(w[:1, None], noise="random")
+    assert all(torch.equal(before[k], v) for k, v in nchw.state_dict().items())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     z = torch.randn(5, model.style_dim)
     assert torch.allclose(model.mapping(z), ref_mapping(z, sd, 2), atol=1e-5)
 

@@ -174,13 +174,17 @@ class StyleGAN2Generator(ImageGenerator):
             raise MocohdError(f"StyleGAN2 latents must be [N, {self.style_dim}], got {list(w.shape)}",
                               fix="pass W-space codes of the generator's style_dim")
         n = w.shape[0]
+        # Without autograd the layers may overwrite their inputs (each feature map has one
+        # consumer left when it is overwritten: toRGB reads it before the next conv does).
+        inplace = not torch.is_grad_enabled() or not (
+            w.requires_grad or any(p.requires_grad for p in self.parameters()))
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        x = self.input.input.expand(n, -1, -1, -1).contiguous(memory_format=memory_format)
-        x = self.conv1(x, w, noise[0])
+        x = self.input.input.repeat(n, 1, 1, 1).contiguous(memory_format=memory_format)  # a copy: may be overwritten
+        x = self.conv1(x, w, noise[0], inplace=inplace)
         skip = self.to_rgb1(x, w, input_gain=LRELU_GAIN)
         for i, to_rgb in enumerate(self.to_rgbs):
-            x = self.convs[2 * i](x, w, noise[2 * i + 1], input_gain=LRELU_GAIN)
-            x = self.convs[2 * i + 1](x, w, noise[2 * i + 2], input_gain=LRELU_GAIN)
+            x = self.convs[2 * i](x, w, noise[2 * i + 1], input_gain=LRELU_GAIN, inplace=inplace)
+            x = self.convs[2 * i + 1](x, w, noise[2 * i + 2], input_gain=LRELU_GAIN, inplace=inplace)
             skip = to_rgb(x, w, skip, input_gain=LRELU_GAIN)
         return skip.float().contiguous()
 

@@ -42,23 +42,25 @@ class ModulatedConv2d(nn.Module):
             p = len(blur_kernel) - 2 - (kernel_size - 1)
             self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + 1, p // 2 + 1), gain=4.0)
 
-    def demodulation(self, style: Tensor, weight: Tensor) -> Tensor:
-        """[N, out] coefficients that give every output channel unit expected variance."""
-        energy = weight.square().sum(dim=(2, 3))  # [out, in]: the taps summed out once
-        return torch.rsqrt(style.square() @ energy.t().to(style.dtype) + 1e-8)
-
-    def forward(self, x: Tensor, w: Tensor, *, input_gain: float = 1.0) -> Tensor:
-        """x [N, in, H, W], w [N, style_dim] -> [N, out, H', W'] (demodulated, no bias)."""
+    def forward(self, x: Tensor, w: Tensor, *, input_gain: float = 1.0,
+                inplace: bool = False) -> tuple[Tensor, Tensor | None]:
+        """x [N, in, H, W], w [N, style_dim] -> (conv output [N, out, H', W'] before demodulation,
+        demodulation coefficients [N, out] or None). `inplace` rescales x in place (inference)."""
         style = self.modulation(w)
-        weight = self.weight[0] * self.scale
-        x = x * (style * input_gain)[:, :, None, None]
+        # The equalised-lr scale and the producer's activation gain ride on the per-sample style,
+        # so the shared weight is used as stored (no per-call copy of it).
+        x_scale = (style * (input_gain * self.scale))[:, :, None, None].to(x.dtype)
+        x = x.mul_(x_scale) if inplace else x * x_scale
+        weight = self.weight[0].to(x.dtype)
         if self.upsample:
             out = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
         else:
             out = F.conv2d(x, weight, padding=self.padding)
-        if self.demodulate:
-            out = out * self.demodulation(style, weight)[:, :, None, None]
-        return out
+        if not self.demodulate:
+            return out, None
+        # sum over in-channels and taps of (scale * weight * style)^2 = style^2 @ (scale^2 * |weight|^2)
+        energy = self.weight[0].square().sum(dim=(2, 3)) * self.scale ** 2  # [out, in]
+        return out, torch.rsqrt(style.square() @ energy.t() + 1e-8)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channel}, {self.out_channel}, {self.kernel_size}, upsample={self.upsample}, "
@@ -92,12 +94,17 @@ class StyledConv(nn.Module):
         self.noise = NoiseInjection()
         self.activate = FusedBias(out_channel)
 
-    def forward(self, x: Tensor, w: Tensor, noise: Tensor | None, *, input_gain: float = 1.0) -> Tensor:
-        out = self.conv(x, w, input_gain=input_gain)
-        out = out + self.activate.bias.to(out.dtype).view(1, -1, 1, 1)
+    def forward(self, x: Tensor, w: Tensor, noise: Tensor | None, *, input_gain: float = 1.0,
+                inplace: bool = False) -> Tensor:
+        """`inplace` (inference only) overwrites x and reuses the conv output: no large allocations
+        beyond the convolution's own, which matters on CPUs where fresh buffers page-fault."""
+        out, demod = self.conv(x, w, input_gain=input_gain, inplace=inplace)
+        bias = self.activate.bias.to(out.dtype).view(1, -1, 1, 1)
+        # demodulate and add the bias in one pass
+        out = torch.addcmul(bias, out, demod.to(out.dtype)[:, :, None, None], out=out if inplace else None)
         if noise is not None:
-            out = out + self.noise.weight.to(out.dtype) * noise.to(out.dtype)
-        return F.leaky_relu(out, LRELU_SLOPE, inplace=True)
+            out.add_(self.noise.weight.to(out.dtype) * noise.to(out.dtype))
+        return F.leaky_relu_(out, LRELU_SLOPE)
 
 
 class ToRGB(nn.Module):

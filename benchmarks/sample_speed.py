@@ -1,0 +1,135 @@
+"""StyleGAN2 synthesis speed on this machine, against its own 3x3-convolution ceiling.
+
+Measures, in one run:
+- the ceiling: GFLOP/s of large 3x3 convolutions (512 -> 512 channels; best of a few shapes and
+  both memory layouts), the best a convolution-bound network can hope for here;
+- images/s of the mocohd StyleGAN2 backbone (256 px, channel multiplier 2, 512-d W, 8 mapping
+  layers, random weights) in fp32 and under bf16 autocast, and the fraction of the ceiling its
+  convolution FLOPs reach;
+- the same network through the published formulation (per-sample weights, grouped convolutions;
+  the reference the tests check against) for comparison;
+- the largest absolute difference of bf16 frames from fp32 frames.
+
+Usage: python benchmarks/sample_speed.py [--size 256] [--batch 4] [--repeats 3] [--threads N]
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from mocohd_plugins.stylegan2 import StyleGAN2Generator
+
+
+def best_time(fn, repeats: int) -> float:
+    """Fastest of `repeats` timed calls after one warm-up call (seconds)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+CEILING_SHAPES = ((8, 512, 32), (4, 512, 64), (16, 512, 16))  # (batch, channels, side)
+
+
+def conv_ceiling(repeats: int, dtype: torch.dtype = torch.float32) -> float:
+    """GFLOP/s of large 3x3 convolutions at 512 channels: the best of a few shapes and of both
+    memory layouts (what a convolution-bound network can reach on this machine)."""
+    best = 0.0
+    for batch, channels, side in CEILING_SHAPES:
+        for layout in (torch.channels_last, torch.contiguous_format):
+            x = torch.randn(batch, channels, side, side).to(dtype=dtype, memory_format=layout)
+            w = torch.randn(channels, channels, 3, 3).to(dtype=dtype, memory_format=layout)
+            with torch.no_grad():
+                seconds = best_time(lambda: F.conv2d(x, w, padding=1), repeats)
+            best = max(best, 2 * batch * channels ** 2 * 9 * side ** 2 / seconds / 1e9)
+    return best
+
+
+def generator_flops(model: StyleGAN2Generator) -> float:
+    """Multiply-adds x 2 of one image's convolutions, toRGBs and mapping (the arithmetic that
+    must be done whatever the formulation; blur, bias and noise are not counted)."""
+    flops = 2 * model.n_mlp * model.style_dim ** 2
+    res, c_prev = 4, model.channels[4]
+    flops += 2 * 9 * c_prev * c_prev * res * res + 2 * 3 * c_prev * res * res
+    for i in range(3, model.log_size + 1):
+        res, c = 2 ** i, model.channels[2 ** i]
+        flops += 2 * 9 * c_prev * c * (res // 2) ** 2  # transposed conv, evaluated at the input size
+        flops += 2 * 9 * c * c * res * res + 2 * 3 * c * res * res
+        c_prev = c
+    return float(flops)
+
+
+def grouped_reference(model: StyleGAN2Generator):
+    """The published formulation (tests/test_stylegan2.py::ref_generator), const noise."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_stylegan2 import ref_generator
+
+    state = model.state_dict()
+    return lambda w: ref_generator(w, state)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--no-reference", action="store_true", help="skip the grouped-conv reference")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = StyleGAN2Generator(args.size, style_dim=512, n_mlp=8, channel_multiplier=2).freeze()
+    latents = model.mapping(torch.randn(args.batch, 512)).detach()[:, None]
+    flops = generator_flops(model) * args.batch
+
+    rows = []
+    ceiling = conv_ceiling(args.repeats)
+    rows.append(("3x3 conv ceiling (512 ch)", "fp32", "-", f"{ceiling:.1f}", "100%"))
+    ceiling_bf16 = conv_ceiling(args.repeats, torch.bfloat16)
+    rows.append(("3x3 conv ceiling (512 ch)", "bf16", "-", f"{ceiling_bf16:.1f}",
+                 f"{ceiling_bf16 / ceiling:.0%} of fp32"))
+
+    def run(precision: str):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            return model.synthesize(latents, noise="const")
+
+    outputs = {}
+    for precision, peak in (("fp32", ceiling), ("bf16", ceiling_bf16)):
+        seconds = best_time(lambda: outputs.__setitem__(precision, run(precision)), args.repeats)
+        gflops = flops / seconds / 1e9
+        rows.append((f"mocohd StyleGAN2 {args.size}px, batch {args.batch}", precision,
+                     f"{args.batch / seconds:.2f}", f"{gflops:.1f}", f"{gflops / peak:.0%}"))
+    if not args.no_reference:
+        reference = grouped_reference(model)
+        with torch.no_grad():
+            seconds = best_time(lambda: outputs.__setitem__("ref", reference(latents[:, 0])), max(1, args.repeats - 1))
+        gflops = flops / seconds / 1e9
+        rows.append((f"grouped-conv reference {args.size}px", "fp32", f"{args.batch / seconds:.2f}",
+                     f"{gflops:.1f}", f"{gflops / ceiling:.0%}"))
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{generator_flops(model) / 1e9:.2f} GFLOP per image")
+    header = ("what", "precision", "images/s", "GFLOP/s", "of ceiling")
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(5)]
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
+    fp32 = outputs["fp32"][:, 0]
+    print(f"bf16 vs fp32: max abs error {(outputs['bf16'] - outputs['fp32']).abs().max().item():.4f} "
+          f"(frames span [{fp32.min().item():.2f}, {fp32.max().item():.2f}])")
+    if "ref" in outputs:
+        print(f"mocohd vs grouped-conv reference (fp32): max abs difference "
+              f"{(fp32 - outputs['ref']).abs().max().item():.2e}")
+
+
+if __name__ == "__main__":
+    main()
