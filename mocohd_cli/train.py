@@ -264,6 +264,7 @@ class Trainer:
                  objective_factory: ObjectiveFactory | None = None, progress: bool = True):
         config.validate()
         self.config, self.ctx, self.device = config, context, context.device
+        autocast(self.device, config.precision)  # refuses an unsupported pair (fp16 on the CPU) up front
         self.show_progress = progress
         self.run = RunDir(self._run_path())
         self.backbone = backbone.to(self.device) if backbone is not None else self._load_backbone()
@@ -318,7 +319,6 @@ class Trainer:
             if not config.resume and RunDir(path).state.exists():
                 raise MocohdError("this run folder already holds a training run", path=path,
                                   fix="pass --resume to continue it, or choose another --out")
-            path.mkdir(parents=True, exist_ok=True)
         return Path(self.ctx.broadcast(str(path)))
 
     def _load_backbone(self) -> ImageGenerator:
@@ -450,11 +450,12 @@ class Trainer:
 
     # -- outputs ---------------------------------------------------------------------------------
     def export_metadata(self) -> dict:
-        backbone = self.backbone
         from . import __version__
 
+        backbone = self.backbone
+        checkpoint = str(Path(backbone.checkpoint_path).resolve()) if backbone.checkpoint_path else None
         return {"backbone": getattr(backbone, "spec", None) or backbone.name, "backbone_name": backbone.name,
-                "backbone_checkpoint": backbone.checkpoint_path, "backbone_sha256": backbone.checkpoint_sha256,
+                "backbone_checkpoint": checkpoint, "backbone_sha256": backbone.checkpoint_sha256,
                 "n_frames": self.config.frames, "fps": self.config.fps, "time_step": self.config.time_step,
                 "video_frame_size": self.config.video_frame_size, "mode": self.config.mode, "step": self.step,
                 "version": __version__}
@@ -490,6 +491,7 @@ class Trainer:
         if main:
             from torch.utils.tensorboard import SummaryWriter
 
+            self.run.path.mkdir(parents=True, exist_ok=True)  # only now: a failed start leaves nothing behind
             self.write_config()
             writer = SummaryWriter(str(self.run.tensorboard), purge_step=self.step or None)
             self.run.append_log(("resumed" if self.step else "started") + f" at step {self.step}/{self.iterations}; "

@@ -214,11 +214,11 @@ def test_two_processes_with_torchrun(tiny_stylegan2_checkpoint, videos, tmp_path
     assert all(torch.isfinite(p).all() for p in motion.parameters())
 
 
-@pytest.mark.parametrize("case", ["empty", "short", "missing_data", "missing_checkpoint", "n_pca"])
+@pytest.mark.parametrize("case", ["empty", "short", "missing_data", "missing_checkpoint", "n_pca", "fp16_cpu"])
 def test_bad_inputs_give_one_clear_error(tiny_stylegan2_checkpoint, videos, tmp_path, case):
     args = ["train", "--out", str(tmp_path / "o"), *cli_args({**TINY, "iterations": 1})]
     expected = {"empty": "no videos found", "short": "shorter than", "missing_data": "--data",
-                "missing_checkpoint": "--checkpoint", "n_pca": "--n-pca"}[case]
+                "missing_checkpoint": "--checkpoint", "n_pca": "--n-pca", "fp16_cpu": "--precision bf16"}[case]
     if case == "empty":
         (tmp_path / "empty").mkdir()
         args += ["--checkpoint", str(tiny_stylegan2_checkpoint), "--data", str(tmp_path / "empty")]
@@ -228,8 +228,18 @@ def test_bad_inputs_give_one_clear_error(tiny_stylegan2_checkpoint, videos, tmp_
         args += ["--checkpoint", str(tiny_stylegan2_checkpoint)]
     elif case == "missing_checkpoint":
         args += ["--data", str(videos)]
-    else:
+    elif case == "n_pca":
         args += ["--checkpoint", str(tiny_stylegan2_checkpoint), "--data", str(videos), "--n-pca", "64"]
+    else:
+        args += ["--checkpoint", str(tiny_stylegan2_checkpoint), "--data", str(videos), "--precision", "fp16"]
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
     assert expected in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()  # a failed start leaves no run folder behind
+
+
+def test_bf16_autocast_trains(tiny_stylegan2_checkpoint, videos, tmp_path):
+    cfg = config(tiny_stylegan2_checkpoint, videos, tmp_path / "bf16", iterations=1, g_steps=1, num_samples=0,
+                 precision="bf16")
+    result = train(cfg, progress=False)
+    assert result.steps == 1 and all(np.isfinite(v) for v in result.losses.values())
