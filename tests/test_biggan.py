@@ -272,3 +272,32 @@ def test_class_labels_from_text_and_json(tmp_path):
     assert load_class_labels(as_list) == {"cat": 0, "dog": 1, "puppy": 1}
     assert load_class_labels(as_map) == {"cat": 0, "dog": 1}
     assert resolve_classes(None) is None
+
+
+def test_train_and_sample_videos_with_classes(biggan_folder, tmp_path, monkeypatch):
+    """The whole pipeline on BigGAN: PCA in z, a short training run, class-conditional videos."""
+    from mocohd_cli.domains import make_dataset
+    from mocohd_cli.motion import load_motion
+    from mocohd_cli.sampling import generate_videos
+    from mocohd_cli.train import TrainConfig, train
+
+    folder, _ = biggan_folder
+    monkeypatch.setenv("MOCOHD_CACHE", str(tmp_path / "cache"))
+    data = make_dataset("sky", tmp_path / "videos", videos=2, frames=8, size=16, seed=0)
+    backbone = load_backbone("biggan", folder, truncation=0.5)
+    config = TrainConfig(backbone="biggan", checkpoint=str(folder), data=str(data), out=str(tmp_path / "run"),
+                         frames=4, video_frame_size=16, batch_size=2, h_dim=8, n_pca=8, d_channels=4,
+                         pca_samples=256, workers=0, num_samples=0, iterations=1, g_steps=1, device="cpu")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = train(config, backbone=backbone, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    motion = load_motion(result.motion_path, backbone)
+    videos = generate_videos(backbone, motion, num_videos=3, n_frames=4, seed=1, classes=[4, 0])
+    assert videos.shape == (3, 4, 3, 16, 16)
+    again = generate_videos(backbone, motion, num_videos=3, n_frames=4, seed=1, classes=[4, 0])
+    torch.testing.assert_close(videos, again)
+    other_class = generate_videos(backbone, motion, num_videos=3, n_frames=4, seed=1, classes=[1, 2])
+    assert not torch.allclose(videos, other_class)

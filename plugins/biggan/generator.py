@@ -61,6 +61,8 @@ class BigGANSynthesis(nn.Module):
 class BigGANGenerator(ImageGenerator):
     name = "biggan"
     description = "BigGAN-deep, class-conditional (pytorch-pretrained-BigGAN folders, .safetensors)"
+    # Options from_checkpoint takes that a command line's same-named flags should be passed to.
+    load_options = ("truncation",)
 
     def __init__(self, config: BigGANConfig | dict | None = None, *, truncation: float = 1.0):
         super().__init__()
