@@ -140,6 +140,16 @@ def test_matches_reference_math_with_const_noise():
     assert torch.allclose(model.mapping(z), ref_mapping(z, sd, 2), atol=1e-5)
 
 
+def test_new_weights_are_used_after_in_place_updates():
+    model = make_tiny_stylegan2(seed=2).eval()
+    w = model.mapping(torch.randn(2, model.style_dim)).detach()
+    frames_of(model, w[:, None], noise="const")  # fills any cache derived from the weights
+    other = make_tiny_stylegan2(seed=3).state_dict()
+    model.load_state_dict(other)  # copies in place: same storage, new values
+    with torch.no_grad():
+        assert (model.synthesize(w[:, None], noise="const")[:, 0] - ref_generator(w, other)).abs().max() < 1e-4
+
+
 def test_rosinality_state_dict_loads_strictly_and_config_is_inferred(tmp_path):
     # non-standard widths, 16 px, 24-d W, 3 mapping layers
     source = make_tiny_stylegan2(size=16, style_dim=24, n_mlp=3, channels={4: 20, 8: 12, 16: 10})

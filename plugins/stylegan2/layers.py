@@ -82,10 +82,11 @@ class EqualLinear(nn.Module):
         self.activation = activation
 
     def forward(self, x: Tensor) -> Tensor:
+        # Scaling the (small) input rather than the weight: no copy of the weight per call.
         bias = self.bias * self.lr_mul if self.bias is not None else None
         if self.activation:
-            return fused_leaky_relu(F.linear(x, self.weight * self.scale), bias)
-        return F.linear(x, self.weight * self.scale, bias)
+            return fused_leaky_relu(F.linear(x * self.scale, self.weight), bias)
+        return F.linear(x * self.scale, self.weight, bias)
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[1]}, {self.weight.shape[0]}, lr_mul={self.lr_mul}, act={self.activation}"

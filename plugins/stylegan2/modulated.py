@@ -58,9 +58,24 @@ class ModulatedConv2d(nn.Module):
             out = F.conv2d(x, weight, padding=self.padding)
         if not self.demodulate:
             return out, None
-        # sum over in-channels and taps of (scale * weight * style)^2 = style^2 @ (scale^2 * |weight|^2)
-        energy = self.weight[0].square().sum(dim=(2, 3)) * self.scale ** 2  # [out, in]
-        return out, torch.rsqrt(style.square() @ energy.t() + 1e-8)
+        return out, torch.rsqrt(style.square() @ self.tap_energy().t() + 1e-8)
+
+    def tap_energy(self) -> Tensor:
+        """[out, in] sums over the taps of (scale * weight)^2, so that the demodulation sum over
+        in-channels and taps of (scale * weight * style)^2 is style^2 @ energy^T.
+
+        Cached while the weight is unchanged (same storage and version) and no gradient for it is
+        wanted: a frozen backbone pays for it once, a generator in training every call.
+        """
+        weight = self.weight
+        if weight.requires_grad and torch.is_grad_enabled():
+            return weight[0].square().sum(dim=(2, 3)) * self.scale ** 2
+        key = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
+        if getattr(self, "_energy_key", None) != key:
+            with torch.no_grad():
+                self._energy = weight[0].square().sum(dim=(2, 3)) * self.scale ** 2
+            self._energy_key = key
+        return self._energy
 
     def extra_repr(self) -> str:
         return (f"{self.in_channel}, {self.out_channel}, {self.kernel_size}, upsample={self.upsample}, "
