@@ -46,7 +46,9 @@ class ModulatedConv2d(nn.Module):
                 inplace: bool = False) -> tuple[Tensor, Tensor | None]:
         """x [N, in, H, W], w [N, style_dim] -> (conv output [N, out, H', W'] before demodulation,
         demodulation coefficients [N, out] or None). `inplace` rescales x in place (inference)."""
-        style = self.modulation(w)
+        with torch.autocast(w.device.type, enabled=False):  # the small per-sample math stays fp32
+            style = self.modulation(w.float())
+            demod = torch.rsqrt(style.square() @ self.tap_energy().t() + 1e-8) if self.demodulate else None
         # The equalised-lr scale and the producer's activation gain ride on the per-sample style,
         # so the shared weight is used as stored (no per-call copy of it).
         x_scale = (style * (input_gain * self.scale))[:, :, None, None].to(x.dtype)
@@ -56,9 +58,7 @@ class ModulatedConv2d(nn.Module):
             out = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
         else:
             out = F.conv2d(x, weight, padding=self.padding)
-        if not self.demodulate:
-            return out, None
-        return out, torch.rsqrt(style.square() @ self.tap_energy().t() + 1e-8)
+        return out, demod
 
     def tap_energy(self) -> Tensor:
         """[out, in] sums over the taps of (scale * weight)^2, so that the demodulation sum over
@@ -137,8 +137,9 @@ class ToRGB(nn.Module):
         conv = self.conv
         # A 1x1 conv with per-sample weights is a batched matmul: fold the style into the
         # (tiny) [N, 3, C] weight instead of rescaling the (large) feature map.
-        style = conv.modulation(w) * (input_gain * conv.scale)
-        weight = conv.weight[0, :, :, 0, 0].to(style.dtype)[None] * style[:, None, :]
+        with torch.autocast(w.device.type, enabled=False):
+            style = conv.modulation(w.float()) * (input_gain * conv.scale)
+            weight = conv.weight[0, :, :, 0, 0][None] * style[:, None, :]
         out = torch.einsum("nchw,noc->nohw", x, weight.to(x.dtype))
         out = out + self.bias.to(out.dtype)
         if skip is not None:
