@@ -1,6 +1,7 @@
 """StyleGAN2 backbone: rosinality layout, exact math, noise semantics, files and the convert command."""
 from __future__ import annotations
 
+import argparse
 import json
 import math
 
@@ -153,8 +154,10 @@ def test_new_weights_are_used_after_in_place_updates():
 def test_rosinality_state_dict_loads_strictly_and_config_is_inferred(tmp_path):
     # non-standard widths, 16 px, 24-d W, 3 mapping layers
     source = make_tiny_stylegan2(size=16, style_dim=24, n_mlp=3, channels={4: 20, 8: 12, 16: 10})
+    # as rosinality's train.py writes it, with its argparse.Namespace under 'args'
     path = save_rosinality(tmp_path / "g.pt", source, latent_avg=torch.full((24,), 0.5),
-                           d={"x": torch.zeros(1)}, g={"x": torch.zeros(1)})
+                           d={"x": torch.zeros(1)}, g={"x": torch.zeros(1)}, ada_aug_p=0.2,
+                           args=argparse.Namespace(size=16, channel_multiplier=2, lr=0.002))
     model = StyleGAN2Generator.from_checkpoint(path)
     assert (model.size, model.style_dim, model.n_mlp) == (16, 24, 3)
     assert model.channels == {4: 20, 8: 12, 16: 10}
@@ -279,6 +282,10 @@ def test_convert_command_writes_a_loadable_safetensors(tiny_stylegan2_checkpoint
     assert bad.exit_code == 2 and "safetensors" in bad.output
 
 
+class PickledObject:
+    """Stands for any class a malicious pickle could name."""
+
+
 def _other_architecture(path):
     model = make_tiny_stylegan2()
     state = model.state_dict()
@@ -288,6 +295,7 @@ def _other_architecture(path):
 
 @pytest.mark.parametrize("case, expected", [
     ("not_a_checkpoint", "PyTorch file"),
+    ("pickled_code", "PyTorch file"),
     ("no_g_ema", "g_ema"),
     ("other_architecture", "convs.1.conv.weight"),
     ("biggan_like", "g_ema"),
@@ -298,6 +306,8 @@ def test_wrong_checkpoints_give_one_clear_error(case, expected, tmp_path):
     path = tmp_path / f"{case}.pt"
     if case == "not_a_checkpoint":
         path.write_bytes(b"this is not a checkpoint at all")
+    elif case == "pickled_code":  # unpickling it would have to import and build an arbitrary class
+        torch.save({"g_ema": make_tiny_stylegan2().state_dict(), "extra": PickledObject()}, path)
     elif case == "no_g_ema":
         torch.save({"g": {"x": torch.zeros(2)}, "d": {"y": torch.zeros(2)}}, path)
     elif case == "other_architecture":

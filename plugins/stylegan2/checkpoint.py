@@ -9,6 +9,7 @@ Two formats:
 """
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import zipfile
@@ -27,6 +28,9 @@ SIGNATURE_KEYS = ("input.input", "conv1.conv.weight", "conv1.conv.modulation.wei
 NOT_STYLEGAN2_FIX = ("pass the generator of a rosinality/stylegan2-pytorch checkpoint (torch.save dict with "
                      "'g_ema'), a .safetensors written by `mocohd convert`, or choose the right --backbone")
 LOAD_OPTIONS = {"channels_last", "lr_mlp"}
+# rosinality's train.py also saves its argparse.Namespace under 'args'. Namespace only holds
+# attributes (no code runs when it is rebuilt), so the weights-only unpickler may accept it.
+SAFE_EXTRA_GLOBALS = [argparse.Namespace]
 
 
 def _strip_module_prefix(state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -78,7 +82,8 @@ def _check_state(model, state: dict[str, Tensor], path: Path) -> None:
 
 
 def _read_rosinality(path: Path) -> tuple[dict[str, Tensor], Tensor | None]:
-    obj = torch_load_safely(path, "StyleGAN2 checkpoint")
+    with torch.serialization.safe_globals(SAFE_EXTRA_GLOBALS):
+        obj = torch_load_safely(path, "StyleGAN2 checkpoint")
     if not isinstance(obj, dict):
         raise MocohdError(f"a StyleGAN2 checkpoint must hold a dict, this one holds a {type(obj).__name__}",
                           path=path, fix=NOT_STYLEGAN2_FIX)
@@ -185,7 +190,8 @@ def recognizes(path: Path) -> bool:
         return all(needle in data for needle in needles)
     if path.suffix.lower() in (".pt", ".pth", ".ckpt"):  # legacy (pre-zip) torch format: must load it
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals(SAFE_EXTRA_GLOBALS):
+                obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception:
             return False
         state = obj.get("g_ema", obj) if isinstance(obj, dict) else None
