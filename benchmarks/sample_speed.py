@@ -15,7 +15,7 @@ Usage: python benchmarks/sample_speed.py [--size 256] [--batch 4] [--repeats 3] 
 from __future__ import annotations
 
 import argparse
-import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -118,7 +118,8 @@ def main() -> None:
                      f"{gflops:.1f}", f"{gflops / ceiling:.0%}"))
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{generator_flops(model) / 1e9:.2f} GFLOP per image")
+          f"{generator_flops(model) / 1e9:.2f} GFLOP per image, load average {os.getloadavg()[0]:.1f} "
+          "(other processes on the cores lower every number)")
     header = ("what", "precision", "images/s", "GFLOP/s", "of ceiling")
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(5)]
     for row in [header, tuple("-" * w for w in widths), *rows]:

@@ -363,3 +363,23 @@ def test_minibatch_stddev_groups_like_rosinality():
     expected = torch.cat([x, std.repeat(group, 1, 4, 4)], 1)
     assert torch.allclose(minibatch_stddev(x, group), expected, atol=1e-6)
     assert minibatch_stddev(torch.randn(6, 2, 4, 4), 4).shape == (6, 3, 4, 4)  # 6 is no multiple of 4: groups of 3
+
+
+def test_convert_refuses_a_backbone_that_cannot_export(tmp_path):
+    plugin = tmp_path / "plain_gan.py"
+    plugin.write_text(
+        "import torch\n"
+        "from mocohd_cli.backbone import ImageGenerator\n\n"
+        "class PlainGAN(ImageGenerator):\n"
+        "    name, latent_dim, z_dim, resolution = 'plain', 4, 4, 8\n\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.weight = torch.nn.Parameter(torch.zeros(1))\n\n"
+        "    @classmethod\n"
+        "    def from_checkpoint(cls, path, **options):\n"
+        "        return cls()\n")
+    checkpoint = tmp_path / "plain.bin"
+    checkpoint.write_bytes(b"weights")
+    result = runner.invoke(app, ["convert", str(checkpoint), "--backbone", f"{plugin}:PlainGAN",
+                                 "--out", str(tmp_path / "o.safetensors")])
+    assert result.exit_code == 2 and "cannot export" in result.output and str(checkpoint) in result.output
