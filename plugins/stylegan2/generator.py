@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from mocohd_cli.backbone import ImageGenerator
 from mocohd_cli.errors import MocohdError
 
+from . import checkpoint
 from .layers import LRELU_GAIN, EqualLinear, PixelNorm
 from .modulated import ConstantInput, StyledConv, ToRGB
 
@@ -101,26 +102,22 @@ class StyleGAN2Generator(ImageGenerator):
 
     @classmethod
     def recognizes(cls, path: Path) -> bool:
-        from .checkpoint import recognizes
-
-        return recognizes(path)
+        return checkpoint.recognizes(path)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **options) -> "StyleGAN2Generator":
         """rosinality .pt/.pth (dict with 'g_ema' and optionally 'latent_avg', or a bare state dict)
         or a mocohd .safetensors written by `save_safetensors` / `mocohd convert`.
 
-        Options: channels_last (bool, default True): memory layout used when synthesizing.
+        Options: channels_last (bool, default True): memory layout used when synthesizing;
+        lr_mlp (default 0.01): the mapping network's learning-rate multiplier, which the tensors
+        cannot reveal (only for checkpoints trained with another value).
         """
-        from .checkpoint import load_generator
-
-        return load_generator(cls, Path(path), **options)
+        return checkpoint.load_generator(cls, Path(path), **options)
 
     def save_safetensors(self, path: str | Path, **metadata) -> Path:
         """The weights (state dict + latent_avg) and config as one mocohd .safetensors file."""
-        from .checkpoint import save_generator
-
-        return save_generator(self, Path(path), **metadata)
+        return checkpoint.save_generator(self, Path(path), **metadata)
 
     def set_latent_avg(self, latent_avg: Tensor | None, source: str = "checkpoint") -> None:
         if latent_avg is None:
