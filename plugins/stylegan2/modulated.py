@@ -141,9 +141,12 @@ class ToRGB(nn.Module):
             style = conv.modulation(w.float()) * (input_gain * conv.scale)
             weight = conv.weight[0, :, :, 0, 0][None] * style[:, None, :]
         out = torch.einsum("nchw,noc->nohw", x, weight.to(x.dtype))
-        out = out + self.bias.to(out.dtype)
-        if skip is not None:
-            out = out + self.upsample(skip).to(out.dtype)
+        # The RGB skip sums every resolution's contribution: accumulate it in fp32 even under
+        # autocast (3 channels, so this costs next to nothing).
+        with torch.autocast(x.device.type, enabled=False):
+            out = out.float() + self.bias
+            if skip is not None:
+                out = out + self.upsample(skip.float())
         return out
 
 
