@@ -267,11 +267,11 @@ class Trainer:
         autocast(self.device, config.precision)  # refuses an unsupported pair (fp16 on the CPU) up front
         self.show_progress = progress
         self.run = RunDir(self._run_path())
+        if not config.data:
+            raise MocohdError("no dataset given", fix="pass --data DIR (a folder or .zip of videos)")
         self.backbone = backbone.to(self.device) if backbone is not None else self._load_backbone()
         self.dataset = VideoClips(config.data, n_frames=config.frames, time_step=config.time_step,
-                                  size=config.video_frame_size, seed=config.seed) if config.data else None
-        if self.dataset is None:
-            raise MocohdError("no dataset given", fix="pass --data DIR (a folder or .zip of videos)")
+                                  size=config.video_frame_size, seed=config.seed)
         if config.video_frame_size > self.backbone.resolution:
             raise MocohdError(f"--video-frame-size {config.video_frame_size} is larger than the backbone's "
                               f"{self.backbone.resolution} px frames",
@@ -293,8 +293,9 @@ class Trainer:
         self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.autocast = lambda: autocast(self.device, config.precision)
         self.step = 0
-        if config.resume and self.run.state.exists():
+        if config.resume:  # _run_path made sure the state exists
             self._load_state()
+        self.rollout_local = _RolloutModule(self.motion)  # for no-grad rollouts (no DDP bookkeeping)
         self.rollout_net, self.objective_net = self._distribute()
         self.generator = torch.Generator(self.device)
         self.cpu_generator = torch.Generator()
@@ -341,7 +342,7 @@ class Trainer:
             raise MocohdError(f"--n-pca {config.n_pca} is larger than the backbone's {latent_dim}-d latent space",
                               fix=f"use --n-pca <= {latent_dim}")
         pca = None
-        if self.ctx.is_main and not (config.resume and self.run.state.exists()):
+        if self.ctx.is_main and not config.resume:
             pca = motion_pca(self.backbone, n_pca=config.n_pca, n_samples=config.pca_samples,
                              truncation=config.truncation, seed=config.seed)
         pca = self.ctx.broadcast(pca)  # resumed runs get the basis from the state instead
@@ -350,13 +351,13 @@ class Trainer:
                                pca_components=components, pca_stdev=stdev).to(self.device)
 
     def _distribute(self) -> tuple[nn.Module, nn.Module]:
-        rollout = _RolloutModule(self.motion)
+        """The modules whose backward passes are synchronised: DDP wrappers under torchrun."""
         if not self.ctx.enabled:
-            return rollout, self.objective
+            return self.rollout_local, self.objective
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DDP(rollout, device_ids=ids), DDP(self.objective, device_ids=ids)
+        return DDP(self.rollout_local, device_ids=ids), DDP(self.objective, device_ids=ids)
 
     # -- state -----------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -427,7 +428,7 @@ class Trainer:
 
     def d_step(self, real: Tensor) -> Losses:
         with torch.no_grad(), self.autocast():
-            fake, _ = self.generate(lambda w0, n, g: self.motion.rollout(w0, n, generator=g), real.shape[0])
+            fake, _ = self.generate(self.rollout_local, real.shape[0])
         with self.autocast():
             losses = self.objective_net(real, fake, self.generator)
         total = sum(losses.values())

@@ -1,0 +1,155 @@
+"""In-domain training speed: iterations/s of the real training step, where the time goes,
+and the same step with frames pushed through the generator one at a time.
+
+One iteration = g_steps (5) motion-generator updates + 1 discriminator update, exactly as
+`mocohd train` runs it (the Trainer's own step). The time is split into
+- generator forward: content codes, LSTM rollout, frame synthesis, pooling;
+- discriminators: every discriminator forward pass in both losses (incl. the gradient
+  penalty's input gradient);
+- backward + optimiser: the rest.
+The naive variant is the same step with `synthesize` called once per frame (the noise maps
+still shared by a video's frames), as a straightforward port of the release would do.
+
+Usage: python benchmarks/train_speed.py [--size 64] [--frames 16] [--batch 2] [--iterations 3]
+       [--device auto] [--precision fp32] [--threads N]
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mocohd_cli.device import resolve_device
+from mocohd_cli.distributed import DistContext
+from mocohd_cli.data import clip_span
+from mocohd_plugins.stylegan2 import StyleGAN2Generator
+from mocohd_cli.train import TrainConfig, Trainer
+
+
+def make_videos(root: Path, n_videos: int, n_frames: int, size: int) -> None:
+    rng = np.random.default_rng(0)
+    for v in range(n_videos):
+        folder = root / f"video{v}"
+        folder.mkdir(parents=True)
+        for i in range(n_frames):
+            Image.fromarray((rng.random((size, size, 3)) * 255).astype(np.uint8)).save(folder / f"img_{i:04d}.png")
+
+
+def per_frame_synthesis(backbone):
+    """synthesize() one frame at a time; the generator state is rewound so every frame of a
+    video gets the same noise maps, as the batched call gives them."""
+    batched = backbone.synthesize
+
+    def synthesize(latents, *, condition=None, noise="random", generator=None):
+        start = generator.get_state() if generator is not None else None
+        frames = []
+        for t in range(latents.shape[1]):
+            if start is not None:
+                generator.set_state(start)
+            frames.append(batched(latents[:, t:t + 1], condition=condition, noise=noise, generator=generator))
+        return torch.cat(frames, dim=1)
+
+    return synthesize
+
+
+class Timers:
+    def __init__(self, device: torch.device):
+        self.device, self.seconds = device, defaultdict(float)
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def wrap(self, name: str, fn):
+        def timed(*args, **kwargs):
+            self.sync()
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            self.sync()
+            self.seconds[name] += time.perf_counter() - start
+            return out
+
+        return timed
+
+
+def measure(trainer: Trainer, real: torch.Tensor, iterations: int) -> dict[str, float]:
+    """Mean seconds per iteration: total and its parts."""
+    timers = Timers(trainer.device)
+    generate, g_loss, d_loss = trainer.generate, trainer.objective.g_loss, trainer.objective.d_loss
+    trainer.generate = timers.wrap("generator forward", generate)
+    trainer.objective.g_loss = timers.wrap("discriminators", g_loss)
+    trainer.objective.d_loss = timers.wrap("discriminators", d_loss)
+    try:
+        trainer.iteration(real)  # warm-up
+        timers.seconds.clear()
+        timers.sync()
+        start = time.perf_counter()
+        for _ in range(iterations):
+            trainer.iteration(real)
+        timers.sync()
+        total = time.perf_counter() - start
+    finally:
+        del trainer.generate, trainer.objective.g_loss, trainer.objective.d_loss
+    parts = {k: v / iterations for k, v in timers.seconds.items()}
+    parts["backward + optimiser"] = total / iterations - sum(parts.values())
+    parts["total"] = total / iterations
+    return parts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=64, help="backbone resolution")
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--frame-size", type=int, default=64, help="video_frame_size (discriminator input)")
+    parser.add_argument("--d-channels", type=int, default=32, help="discriminator width (METHOD: 64)")
+    parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    # A small StyleGAN2: 256-d W, widths halving from 256 at 4 px down to 32 (a laptop-sized model).
+    widths = {2 ** i: max(32, 256 >> max(0, i - 3)) for i in range(2, args.size.bit_length())}
+    backbone = StyleGAN2Generator(args.size, style_dim=256, n_mlp=4, channels=widths).freeze().to(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "videos"
+        make_videos(data, 2, clip_span(args.frames, 2), args.frame_size)
+        config = TrainConfig(data=str(data), out=str(Path(tmp) / "run"), frames=args.frames, time_step=2,
+                             video_frame_size=args.frame_size, batch_size=args.batch, h_dim=128, n_pca=128,
+                             d_channels=args.d_channels,
+                             pca_samples=4096, workers=0, device=str(device), precision=args.precision)
+        trainer = Trainer(config, DistContext(0, 1, 0, device), backbone=backbone, progress=False)
+        real = trainer.dataset[(0, 0)][None].repeat(args.batch, 1, 1, 1, 1).to(device)
+        batched = measure(trainer, real, args.iterations)
+        trainer.backbone.synthesize = per_frame_synthesis(trainer.backbone)
+        naive = measure(trainer, real, args.iterations)
+
+    print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} CPU threads, precision "
+          f"{args.precision}; StyleGAN2 {args.size} px (W 256), widths {widths[4]}..{widths[args.size]}, {args.frames} frames -> {args.frame_size} px, "
+          f"batch {args.batch}, discriminator width {args.d_channels}, {config.g_steps} G steps + 1 D step per iteration, mean of {args.iterations}")
+    rows = [("part", "batched s/it", "share", "per-frame s/it", "share")]
+    for part in ("generator forward", "discriminators", "backward + optimiser", "total"):
+        rows.append((part, f"{batched[part]:.3f}", f"{batched[part] / batched['total']:.0%}",
+                     f"{naive[part]:.3f}", f"{naive[part] / naive['total']:.0%}"))
+    rows.append(("iterations/s", f"{1 / batched['total']:.3f}", "", f"{1 / naive['total']:.3f}", ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for index, row in enumerate(rows):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+        if index == 0:
+            print("  ".join("-" * width for width in widths))
+    print(f"per-frame / batched time per iteration: {naive['total'] / batched['total']:.2f}x "
+          f"(generator forward alone: {naive['generator forward'] / batched['generator forward']:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
