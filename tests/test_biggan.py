@@ -207,19 +207,26 @@ def test_safetensors_round_trip_keeps_every_truncation(biggan_folder, tmp_path):
     torch.testing.assert_close(again.synthesize(z, condition=classes), reloaded.synthesize(z, condition=classes))
 
 
-def test_missing_weight_v_is_derived_from_u(tmp_path):
+def test_older_spectral_norm_files_without_v(tmp_path):
+    """Files with only weight_u get v = normalize(W^T u); pre-1.0 files also stored the
+    normalised `weight`, which must then be reproduced exactly."""
     state = tiny_state_dict(TINY)
+    old_style, u_only = dict(state), dict(state)
     for key in [k for k in state if k.endswith("weight_v")]:
         prefix = key[: -len("weight_v")]
+        del old_style[key], u_only[key]
+        old_style[prefix + "weight"] = ref_weight(state, prefix)  # what that torch version saved
         w, u = state[prefix + "weight_orig"].flatten(1), state[prefix + "weight_u"]
-        state[key] = F.normalize(w.t() @ u, dim=0)
+        state[key] = F.normalize(w.t() @ u, dim=0)  # the u-only rule, spelled out
     (tmp_path / "config.json").write_text(json.dumps(TINY))
-    torch.save(state, tmp_path / "full.bin")
-    torch.save({k: v for k, v in state.items() if not k.endswith("weight_v")}, tmp_path / "pytorch_model.bin")
-    z = torch.randn(1, 2, 8)
-    full = BigGANGenerator.from_checkpoint(tmp_path / "full.bin").synthesize(z, condition=torch.tensor([1]))
-    derived = BigGANGenerator.from_checkpoint(tmp_path).synthesize(z, condition=torch.tensor([1]))
-    torch.testing.assert_close(derived, full)
+    z, classes = torch.randn(1, 2, 8), torch.tensor([1])
+    outputs = {}
+    for name, weights in (("u_only.bin", u_only), ("old.bin", old_style), ("rule.bin", state)):
+        torch.save(weights, tmp_path / name)
+        outputs[name] = BigGANGenerator.from_checkpoint(tmp_path / name).synthesize(z, condition=classes)
+    torch.testing.assert_close(outputs["u_only.bin"], outputs["rule.bin"])
+    reference = torch.stack([ref_image(tiny_state_dict(TINY), TINY, z[0, t], torch.eye(5)[1], 1.0) for t in range(2)])
+    torch.testing.assert_close(outputs["old.bin"][0], reference, atol=2e-5, rtol=1e-4)
 
 
 def test_bad_checkpoints_give_clear_errors(biggan_folder, tmp_path):

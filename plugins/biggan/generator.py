@@ -20,7 +20,7 @@ from mocohd_cli.errors import MocohdError
 from mocohd_cli.files import read_safetensors, safetensors_metadata, torch_load_safely, write_safetensors
 
 from .config import BigGANConfig
-from .layers import GenBlock, SelfAttention, SNConv2d, SNLinear, TruncationBatchNorm
+from .layers import GenBlock, SelfAttention, SNConv2d, SNLinear, TruncationBatchNorm, complete_spectral_norm
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "pytorch_model.bin"
@@ -122,15 +122,9 @@ class BigGANGenerator(ImageGenerator):
         return model
 
     def _load_weights(self, tensors: dict[str, Tensor], path: Path) -> None:
-        tensors = dict(tensors)
         expected = self.state_dict()
-        for key in expected:
-            # Files written with only u (older spectral-norm versions): v = normalize(W^T u).
-            if key.endswith(".weight_v") and key not in tensors:
-                prefix = key[: -len("weight_v")]
-                if prefix + "weight_orig" in tensors and prefix + "weight_u" in tensors:
-                    weight = tensors[prefix + "weight_orig"].float().flatten(1)
-                    tensors[key] = F.normalize(weight.t() @ tensors[prefix + "weight_u"].float(), dim=0, eps=1e-12)
+        prefixes = [key[: -len("weight_orig")] for key in expected if key.endswith(".weight_orig")]
+        tensors = complete_spectral_norm(tensors, prefixes)
         missing = [k for k in expected if k not in tensors]
         unexpected = [k for k in tensors if k not in expected]
         wrong = [k for k in expected if k in tensors and tuple(tensors[k].shape) != tuple(expected[k].shape)]

@@ -20,6 +20,31 @@ def spectral_normalized(weight_orig: Tensor, u: Tensor, v: Tensor) -> Tensor:
     return weight_orig / sigma
 
 
+def complete_spectral_norm(tensors: dict[str, Tensor], prefixes: list[str]) -> dict[str, Tensor]:
+    """Bring older spectral-norm state dicts to (weight_orig, weight_u, weight_v).
+
+    Before torch 1.0 the state dict held weight_orig, weight_u and the normalised `weight`, but
+    no v. Then v is chosen so that u^T W v equals the sigma the stored weight was divided by
+    (what torch's own upgrade hook achieves); with no stored weight, v = normalize(W^T u).
+    """
+    tensors = dict(tensors)
+    for prefix in prefixes:
+        orig, u = tensors.get(prefix + "weight_orig"), tensors.get(prefix + "weight_u")
+        if orig is None or u is None:
+            continue
+        stored = tensors.pop(prefix + "weight", None)
+        if prefix + "weight_v" in tensors:
+            continue
+        flat = orig.float().flatten(1)
+        base = flat.t() @ u.float()  # u^T W v = base . v
+        if stored is not None:
+            sigma = flat.flatten() @ flat.flatten() / (flat.flatten() @ stored.float().flatten())
+            tensors[prefix + "weight_v"] = base * (sigma / (base @ base))
+        else:
+            tensors[prefix + "weight_v"] = F.normalize(base, dim=0, eps=1e-12)
+    return tensors
+
+
 class _SpectralNorm(nn.Module):
     """Holds weight_orig (parameter) and the power-iteration vectors u, v (buffers)."""
 
