@@ -328,6 +328,12 @@ def test_wrong_checkpoints_give_one_clear_error(case, expected, tmp_path):
 
 
 def test_recognizes_only_stylegan2_files(tmp_path):
+    state = make_tiny_stylegan2().state_dict()
+    torch.save({"g_ema": state}, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    torch.save(state, tmp_path / "bare.pth")
+    assert StyleGAN2Generator.recognizes(tmp_path / "legacy.pt")
+    assert StyleGAN2Generator.recognizes(tmp_path / "bare.pth")
+    assert StyleGAN2Generator.from_checkpoint(tmp_path / "legacy.pt").size == 32
     torch.save({"g": {"x": torch.zeros(2)}}, tmp_path / "other.pt")
     (tmp_path / "junk.pt").write_bytes(b"junk")
     assert not StyleGAN2Generator.recognizes(tmp_path / "other.pt")
