@@ -28,6 +28,8 @@ Conventions that differ: NVIDIA applies no 1/sqrt(fan_in) gain to demodulated co
 those weights are stored times sqrt(fan_in) to give bit-for-bit the same demodulated kernel.
 The up-sampling conv is a stride-2 transposed conv followed by the [1,3,3,1] FIR (gain 4) in
 both; NVIDIA stores the normalised 2-D filter, rosinality the 1-D taps, recovered here.
+Not reproduced: `conv_clamp` (the ADA configs clip activations at +-256 to keep fp16 in
+range; the backbone runs fp32 and does not clip) -- listed in `ConvertedGenerator.info["notes"]`.
 """
 from __future__ import annotations
 
