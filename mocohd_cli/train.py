@@ -522,7 +522,9 @@ class Trainer:
                         writer.add_scalar("speed/iterations_per_s", rate, step)
                         text = " ".join(f"{k}={v:.3f}" for k, v in losses.items())
                         self.run.append_log(f"step {step}/{self.iterations} {text} ({rate:.2f} it/s)")
-                        bar.update(task, losses=text)
+                        # the bar shows the two totals (the log and TensorBoard have every term)
+                        totals = {side: sum(v for k, v in losses.items() if k.startswith(side)) for side in "gd"}
+                        bar.update(task, losses=f"G {totals['g']:.3f} D {totals['d']:.3f}")
                 if main and step % config.sample_every == 0 and step < self.iterations:
                     self.export(self.run.motion_at(step))
                     self.write_samples()

@@ -214,11 +214,13 @@ def test_two_processes_with_torchrun(tiny_stylegan2_checkpoint, videos, tmp_path
     assert all(torch.isfinite(p).all() for p in motion.parameters())
 
 
-@pytest.mark.parametrize("case", ["empty", "short", "missing_data", "missing_checkpoint", "n_pca", "fp16_cpu"])
+@pytest.mark.parametrize("case", ["empty", "short", "missing_data", "missing_checkpoint", "n_pca", "fp16_cpu",
+                                  "config_key"])
 def test_bad_inputs_give_one_clear_error(tiny_stylegan2_checkpoint, videos, tmp_path, case):
     args = ["train", "--out", str(tmp_path / "o"), *cli_args({**TINY, "iterations": 1})]
     expected = {"empty": "no videos found", "short": "shorter than", "missing_data": "--data",
-                "missing_checkpoint": "--checkpoint", "n_pca": "--n-pca", "fp16_cpu": "--precision bf16"}[case]
+                "missing_checkpoint": "--checkpoint", "n_pca": "--n-pca", "fp16_cpu": "--precision bf16",
+                "config_key": "unknown training option 'bogus'"}[case]
     if case == "empty":
         (tmp_path / "empty").mkdir()
         args += ["--checkpoint", str(tiny_stylegan2_checkpoint), "--data", str(tmp_path / "empty")]
@@ -230,12 +232,23 @@ def test_bad_inputs_give_one_clear_error(tiny_stylegan2_checkpoint, videos, tmp_
         args += ["--data", str(videos)]
     elif case == "n_pca":
         args += ["--checkpoint", str(tiny_stylegan2_checkpoint), "--data", str(videos), "--n-pca", "64"]
-    else:
+    elif case == "fp16_cpu":
         args += ["--checkpoint", str(tiny_stylegan2_checkpoint), "--data", str(videos), "--precision", "fp16"]
+    else:
+        (tmp_path / "bad.toml").write_text("frames = 4\nbogus = 1\n")
+        args += ["--checkpoint", str(tiny_stylegan2_checkpoint), "--data", str(videos), "--config",
+                 str(tmp_path / "bad.toml")]
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
     assert expected in result.output and "Traceback" not in result.output
     assert not (tmp_path / "o").exists()  # a failed start leaves no run folder behind
+
+
+def test_epochs_set_the_number_of_iterations(tiny_stylegan2_checkpoint, videos, tmp_path):
+    cfg = config(tiny_stylegan2_checkpoint, videos, tmp_path / "e", epochs=2.0)  # 3 videos, batch 2
+    assert Trainer(cfg, init_distributed("cpu"), progress=False).iterations == 3
+    cfg = config(tiny_stylegan2_checkpoint, videos, tmp_path / "e", epochs=2.0, iterations=7)
+    assert Trainer(cfg, init_distributed("cpu"), progress=False).iterations == 7
 
 
 def test_bf16_autocast_trains(tiny_stylegan2_checkpoint, videos, tmp_path):
