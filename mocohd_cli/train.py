@@ -65,6 +65,14 @@ class TrainConfig:
     d_channels: int = 64
     d_layers: int = 3
     gp_weight: float = 10.0
+    # cross-domain objective only (contrastive image discriminator, METHOD.md "Training, cross-domain")
+    image_d_width: int = 96
+    proj_dim: int = 256
+    queue_size: int = 4096
+    momentum: float = 0.999
+    temperature: float = 0.07
+    w_contrastive: float = 2.0
+    w_match: float = 1.0
     # optimisation
     batch_size: int = 16
     lr: float = 1e-4
