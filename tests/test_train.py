@@ -145,6 +145,10 @@ def test_train_command_end_to_end(tiny_stylegan2_checkpoint, videos, tmp_path, m
                                   "--frames", "6", "--format", "gif", "--out", str(tmp_path / "s")])
     assert sampled.exit_code == 0, sampled.output
     assert len(list((tmp_path / "s").glob("*.gif"))) == 2
+    latest = runner.invoke(app, ["sample", "--num-videos", "1", "--frames", "3", "--format", "gif", "--out",
+                                 str(tmp_path / "latest")])
+    assert latest.exit_code == 0, latest.output
+    assert f"{run.name}/motion.safetensors" in latest.output.replace("\n", "")
 
 
 def _run_killed_after_first_state(args: list[str], state: Path, env: dict) -> None:
