@@ -350,3 +350,20 @@ def test_unknown_classes_and_wrong_networks_are_refused(nvidia_modules, tmp_path
     garbage.write_bytes(b"not a pickle at all")
     with pytest.raises(MocohdError, match="cannot read this file"):
         read_nvidia_stylegan2(garbage)
+
+
+def test_tensors_rebuild_from_raw_storages():
+    """dtypes, views, offsets and parameters come back exactly, with torch never unpickling."""
+    import io
+
+    from mocohd_cli.nvidia_pickle import RestrictedUnpickler
+
+    base = torch.randn(4, 5)
+    payload = {"t": base.t(), "row": base[2], "half": torch.randn(3).half(), "long": torch.arange(6).view(2, 3),
+               "bool": torch.tensor([True, False]), "param": nn.Parameter(torch.ones(2, 2)), "empty": torch.zeros(0),
+               "scalar": np.float64(0.25), "shape": torch.Size([2, 3])}
+    loaded = RestrictedUnpickler(io.BytesIO(pickle.dumps(payload))).load()
+    for key in ("t", "row", "half", "long", "bool", "empty"):
+        assert loaded[key].dtype == payload[key].dtype and torch.equal(loaded[key], payload[key]), key
+    assert torch.equal(loaded["param"], torch.ones(2, 2)) and type(loaded["param"]) is torch.Tensor
+    assert loaded["scalar"] == 0.25 and tuple(loaded["shape"]) == (2, 3)
