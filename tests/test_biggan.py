@@ -1,6 +1,5 @@
 """BigGAN backbone: pytorch-pretrained-BigGAN folders, checked against a direct computation."""
 import json
-import math
 
 import pytest
 import torch
