@@ -422,7 +422,7 @@ def convert_stylegan2(generator: PersistentRecord, path: Path | None = None) -> 
     if sorted(blocks) != expected:
         raise refuse(f"synthesis blocks {sorted(blocks)} do not run 4..{resolution}")
     taps: list[float] | None = None
-    notes: list[str] = []
+    clamps: set[float] = set()
     noise_index = 0
 
     def modulated(layer: PersistentRecord, prefix: str, where: str) -> None:
@@ -432,8 +432,8 @@ def convert_stylegan2(generator: PersistentRecord, path: Path | None = None) -> 
         weight = layer.tensor("weight")
         if weight.shape[-1] != 3:
             raise refuse(f"{where}: kernel size {weight.shape[-1]} (rosinality's layout has 3x3 convs)")
-        if layer.attr("conv_clamp") is not None and "conv_clamp" not in " ".join(notes):
-            notes.append(f"conv_clamp={layer.attr('conv_clamp')} (activation clamping) is not reproduced")
+        if layer.attr("conv_clamp") is not None:
+            clamps.add(float(layer.attr("conv_clamp")))
         layer_taps = _filter_taps(layer.tensor("resample_filter"), where, path)
         if taps is not None and not np.allclose(layer_taps, taps):
             raise refuse(f"{where}: a different resample filter from the other layers")
@@ -501,7 +501,7 @@ def convert_stylegan2(generator: PersistentRecord, path: Path | None = None) -> 
             "img_resolution": resolution, "img_channels": channels,
             "mapping_kwargs": _json_safe(kwargs.get("mapping_kwargs", {})),
             "synthesis_kwargs": _json_safe(kwargs.get("synthesis_kwargs", {})),
-            "notes": notes}
+            "notes": [f"conv_clamp={c:g} (activation clipping) is not reproduced" for c in sorted(clamps)]}
     return ConvertedGenerator(state, config, None if latent_avg is None else latent_avg.float().clone(), info)
 
 

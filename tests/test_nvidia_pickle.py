@@ -21,7 +21,7 @@ from torch import nn
 
 from mocohd_cli import MocohdError, load_backbone
 from mocohd_cli.backbone import infer_backbone_name
-from mocohd_cli.nvidia_pickle import UnsafePickleError, load_nvidia_pickle, read_nvidia_stylegan2
+from mocohd_cli.nvidia_pickle import UnsafePickleError, convert_stylegan2, load_nvidia_pickle, read_nvidia_stylegan2
 from mocohd_plugins.stylegan2 import StyleGAN2Generator
 
 
@@ -285,6 +285,9 @@ def test_records_keep_init_kwargs_and_tensors_without_code(snapshot):
     assert converted.config["lr_mlp"] == pytest.approx(0.01)
     assert converted.config["blur_kernel"] == pytest.approx([0.125, 0.375, 0.375, 0.125])
     assert converted.info["mapping_kwargs"] == {"num_layers": 2, "lr_multiplier": 0.01}
+    assert converted.info["notes"] == []
+    record.child("synthesis").child("b16").child("conv1").state["conv_clamp"] = 256
+    assert convert_stylegan2(record).info["notes"] == ["conv_clamp=256 (activation clipping) is not reproduced"]
 
 
 def test_convert_to_safetensors_keeps_the_network(snapshot, tmp_path):
