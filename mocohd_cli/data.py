@@ -202,11 +202,14 @@ def _index(storage, span: int, report: DatasetReport) -> list[VideoEntry]:
         elif suffix in VIDEO_SUFFIXES:
             video_files.append(name)
     candidates = [VideoEntry(d, len(f), frames=tuple(sorted(f, key=natural_key))) for d, f in frame_dirs.items()]
-    for name in video_files:
-        try:
-            candidates.append(VideoEntry(name, _count_video_frames(storage, name), file=name))
-        except Exception as exc:
-            report.corrupt.append((name, _reason(exc)))
+    from .console import progress
+
+    with progress() as bar:  # counting frames decodes each file: minutes for a large dataset
+        for name in bar.track(video_files, description="indexing videos"):
+            try:
+                candidates.append(VideoEntry(name, _count_video_frames(storage, name), file=name))
+            except Exception as exc:
+                report.corrupt.append((name, _reason(exc)))
     entries = []
     for entry in sorted(candidates, key=lambda e: natural_key(e.name)):
         if entry.length < span:

@@ -278,8 +278,10 @@ class Trainer:
         if not config.data:
             raise MocohdError("no dataset given", fix="pass --data DIR (a folder or .zip of videos)")
         self.backbone = backbone.to(self.device) if backbone is not None else self._load_backbone()
-        self.dataset = VideoClips(config.data, n_frames=config.frames, time_step=config.time_step,
-                                  size=config.video_frame_size, seed=config.seed)
+        # rank 0 indexes the videos (which decodes every video file once) and shares the index
+        self.dataset = self.ctx.broadcast(
+            VideoClips(config.data, n_frames=config.frames, time_step=config.time_step,
+                       size=config.video_frame_size, seed=config.seed) if self.ctx.is_main else None)
         if config.video_frame_size > self.backbone.resolution:
             raise MocohdError(f"--video-frame-size {config.video_frame_size} is larger than the backbone's "
                               f"{self.backbone.resolution} px frames",
