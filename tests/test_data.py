@@ -59,10 +59,12 @@ def test_centre_crop_keeps_the_middle(tmp_path):
     assert clip.shape == (3, 3, 10, 10) and torch.all(clip == 1.0)
 
 
-@pytest.mark.parametrize("suffix", [".mp4", ".gif", ".avi"])
+@pytest.mark.parametrize("suffix", [".mp4", ".gif", ".avi", ".webm"])
 def test_video_files(tmp_path, suffix):
     frames = ramp_video(10, 16, 16)
     kwargs = {"duration": 0.1} if suffix == ".gif" else {"fps": 8, "macro_block_size": 8, "quality": 10}
+    if suffix == ".webm":
+        kwargs["codec"] = "libvpx"
     imageio.mimwrite(tmp_path / f"v{suffix}", frames, **kwargs)
     data = VideoClips(tmp_path, n_frames=3, time_step=3, size=8)
     clip = data[(0, 0)]
