@@ -11,14 +11,21 @@ from ..console import console
 from ..errors import MocohdError
 
 
-def require_inputs(values: dict) -> None:
-    """The image generator and the videos to train on. (The built-in example, which needs
-    neither, will plug in here.)"""
+def require_inputs(values: dict) -> dict:
+    """The image generator and the videos to train on. With neither: the built-in example
+    (mocohd_cli.builtin), with any options given on top of its short schedule."""
+    if not values.get("checkpoint") and not values.get("data"):
+        from ..builtin import default_train_values
+
+        console.print("no --checkpoint/--data: training the built-in example (the 'faces' example backbone on "
+                      "rendered cartoon-face videos; see `mocohd data list`)")
+        return {**default_train_values(), **values}
     missing = [f"--{name}" for name in ("checkpoint", "data") if not values.get(name)]
     if missing:
         raise MocohdError(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} needed",
                           fix="pass --checkpoint PATH (the image generator) and --data DIR (videos to learn "
                               "motion from)")
+    return values
 
 
 def resolve_values(options: dict, config_file: Path | None, resume: bool) -> dict:
@@ -82,7 +89,7 @@ def train_command(
 
     values = resolve_values(options, config, resume)
     values.setdefault("mode", "in-domain")
-    require_inputs(values)
+    values = require_inputs(values)
     result = train(TrainConfig.from_dict(values, source=config))
     losses = " ".join(f"{k}={v:.3f}" for k, v in result.losses.items())
     console.print(f"trained {result.steps} iterations; motion model: {result.motion_path}")

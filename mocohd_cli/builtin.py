@@ -1,0 +1,122 @@
+"""The built-in default: example backbones shipped with the package, example datasets rendered
+on first use into a user cache, and short schedules that run out of the box.
+
+    mocohd train      (no arguments) in-domain: the "faces" backbone + a "faces" video dataset
+    mocohd transfer   (no arguments) cross-domain: the "robots" backbone + "faces" videos
+
+The example backbones are 64 px StyleGAN2 generators trained with `mocohd pretrain` on the
+procedural domains (see docs/examples.md for the exact settings); each lives in
+mocohd_cli/assets/ as stylegan2_<domain>_64.safetensors.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import MocohdError
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+CACHE_ENV = "MOCOHD_CACHE"
+EXAMPLE_SIZE = 64
+# The example dataset each default run renders on first use (about 10 s and 3 MB per domain).
+EXAMPLE_VIDEOS = 64
+EXAMPLE_FRAMES = 32
+
+
+def backbone_file(name: str) -> str:
+    return f"stylegan2_{name}_{EXAMPLE_SIZE}.safetensors"
+
+
+def example_backbones() -> dict[str, Path]:
+    """Every example backbone shipped in this installation, by domain name."""
+    from .domains import DOMAINS
+
+    return {name: ASSETS / backbone_file(name) for name in DOMAINS if (ASSETS / backbone_file(name)).is_file()}
+
+
+def default_backbone(name: str = "faces") -> Path:
+    """Path of the shipped example backbone trained on procedural domain `name`."""
+    from .domains import get_domain
+
+    get_domain(name)  # a clear error for unknown names
+    path = ASSETS / backbone_file(name)
+    if not path.is_file():
+        shipped = ", ".join(example_backbones()) or "none"
+        raise MocohdError(f"no example backbone for domain {name!r} in this installation (shipped: {shipped})",
+                          path=path, fix=f"train one: mocohd data make {name} --out DIR && "
+                                          f"mocohd pretrain --data DIR --out RUN (see docs/examples.md)")
+    return path
+
+
+def cache_dir() -> Path:
+    """$MOCOHD_CACHE, else $XDG_CACHE_HOME/mocohd, else ~/.cache/mocohd."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "mocohd"
+
+
+def default_dataset(name: str = "faces", *, videos: int = EXAMPLE_VIDEOS, frames: int = EXAMPLE_FRAMES,
+                    size: int = EXAMPLE_SIZE, seed: int = 0) -> Path:
+    """A procedural video dataset in the user cache, rendered on first use and reused afterwards.
+
+    Rendered into a temporary folder and renamed into place, so an interrupted or concurrent first
+    use never leaves a half-written dataset behind."""
+    from .domains import dataset_settings, make_dataset
+
+    folder = cache_dir() / "datasets" / f"{name}-{size}px-{videos}x{frames}-seed{seed}"
+    if dataset_settings(folder) is not None:
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        make_dataset(name, staging, videos=videos, frames=frames, size=size, seed=seed, overwrite=True)
+        if folder.exists():  # a stale incomplete copy (no dataset.json): replace it
+            if dataset_settings(folder) is not None:
+                return folder  # another process finished first
+            shutil.rmtree(folder)
+        os.replace(staging, folder)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return folder
+
+
+# Short schedules: a 2-core CPU finishes each in a few minutes (numbers in docs/examples.md).
+QUICK_SCHEDULE = dict(
+    frames=8, time_step=2, video_frame_size=EXAMPLE_SIZE,
+    h_dim=128, n_pca=128, pca_samples=20_000,
+    d_channels=32, batch_size=4, iterations=60,
+    log_every=10, sample_every=60, checkpoint_every=20, num_samples=4, sample_format="mp4",
+    workers=0, fps=8.0,
+)
+
+
+def default_train_values() -> dict:
+    """Training options of the built-in in-domain example: the "faces" backbone on rendered
+    "faces" videos (the dataset is rendered into the cache on first use)."""
+    return dict(QUICK_SCHEDULE, mode="in-domain", backbone="stylegan2",
+                checkpoint=str(default_backbone("faces")), data=str(default_dataset("faces")))
+
+
+def default_transfer_values() -> dict:
+    """Training options of the built-in cross-domain example: robot heads (backbone "robots")
+    animated with the motion of talking cartoon faces (videos of domain "faces")."""
+    return dict(QUICK_SCHEDULE, mode="cross-domain", backbone="stylegan2",
+                checkpoint=str(default_backbone("robots")), data=str(default_dataset("faces")))
+
+
+def default_train_config(**overrides):
+    """`mocohd train` without --checkpoint/--data, as a TrainConfig (options override the example's)."""
+    from .train import TrainConfig
+
+    return TrainConfig.from_dict({**default_train_values(), **overrides})
+
+
+def default_transfer_config(**overrides):
+    """`mocohd transfer` without arguments, as a TrainConfig."""
+    from .train import TrainConfig
+
+    return TrainConfig.from_dict({**default_transfer_values(), **overrides})
