@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .console import progress
 from .errors import MocohdError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
@@ -202,8 +203,6 @@ def _index(storage, span: int, report: DatasetReport) -> list[VideoEntry]:
         elif suffix in VIDEO_SUFFIXES:
             video_files.append(name)
     candidates = [VideoEntry(d, len(f), frames=tuple(sorted(f, key=natural_key))) for d, f in frame_dirs.items()]
-    from .console import progress
-
     with progress() as bar:  # counting frames decodes each file: minutes for a large dataset
         for name in bar.track(video_files, description="indexing videos"):
             try:
