@@ -1,8 +1,9 @@
 """StyleGAN2 synthesis speed on this machine, against its own 3x3-convolution ceiling.
 
 Measures, in one run:
-- the ceiling: GFLOP/s of large 3x3 convolutions (512 -> 512 channels; best of a few shapes and
-  both memory layouts), the best a convolution-bound network can hope for here;
+- the ceiling: GFLOP/s of large 3x3 convolutions (512 -> 512 channels; the best of a few shapes
+  and both memory layouts), the best a convolution-bound network can hope for here, timed
+  alternately with the generator so that both meet the same load from other processes;
 - images/s of the mocohd StyleGAN2 backbone (256 px, channel multiplier 2, 512-d W, 8 mapping
   layers, random weights) in fp32 and under bf16 autocast, and the fraction of the ceiling its
   convolution FLOPs reach;
@@ -26,32 +27,44 @@ import torch.nn.functional as F
 from mocohd_plugins.stylegan2 import StyleGAN2Generator
 
 
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def best_time(fn, repeats: int) -> float:
     """Fastest of `repeats` timed calls after one warm-up call (seconds)."""
     fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return min(timed(fn) for _ in range(repeats))
 
 
 CEILING_SHAPES = ((8, 512, 32), (4, 512, 64), (16, 512, 16))  # (batch, channels, side)
 
 
-def conv_ceiling(repeats: int, dtype: torch.dtype = torch.float32) -> float:
-    """GFLOP/s of large 3x3 convolutions at 512 channels: the best of a few shapes and of both
-    memory layouts (what a convolution-bound network can reach on this machine)."""
-    best = 0.0
+def ceiling_workload(dtype: torch.dtype, seconds: float = 1.0):
+    """The fastest large 3x3 convolution at 512 channels (a few shapes, both memory layouts),
+    repeated to last about `seconds` so that it meets the same interference from other processes
+    as the generator does. Returns (run, flops of one run)."""
+    best = None
     for batch, channels, side in CEILING_SHAPES:
         for layout in (torch.channels_last, torch.contiguous_format):
             x = torch.randn(batch, channels, side, side).to(dtype=dtype, memory_format=layout)
             w = torch.randn(channels, channels, 3, 3).to(dtype=dtype, memory_format=layout)
+            flops = 2 * batch * channels ** 2 * 9 * side ** 2
             with torch.no_grad():
-                seconds = best_time(lambda: F.conv2d(x, w, padding=1), repeats)
-            best = max(best, 2 * batch * channels ** 2 * 9 * side ** 2 / seconds / 1e9)
-    return best
+                rate = flops / best_time(lambda: F.conv2d(x, w, padding=1), 2)
+            if best is None or rate > best[0]:
+                best = (rate, x, w, flops)
+    rate, x, w, flops = best
+    count = max(1, round(seconds * rate / flops))
+
+    def run() -> None:
+        with torch.no_grad():
+            for _ in range(count):
+                F.conv2d(x, w, padding=1)
+
+    return run, flops * count
 
 
 def generator_flops(model: StyleGAN2Generator) -> float:
@@ -92,30 +105,34 @@ def main() -> None:
     latents = model.mapping(torch.randn(args.batch, 512)).detach()[:, None]
     flops = generator_flops(model) * args.batch
 
-    rows = []
-    ceiling = conv_ceiling(args.repeats)
-    rows.append(("3x3 conv ceiling (512 ch)", "fp32", "-", f"{ceiling:.1f}", "100%"))
-    ceiling_bf16 = conv_ceiling(args.repeats, torch.bfloat16)
-    rows.append(("3x3 conv ceiling (512 ch)", "bf16", "-", f"{ceiling_bf16:.1f}",
-                 f"{ceiling_bf16 / ceiling:.0%} of fp32"))
+    rows, outputs, ceilings = [], {}, {}
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        ceiling_run, ceiling_flops = ceiling_workload(dtype)
 
-    def run(precision: str):
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            return model.synthesize(latents, noise="const")
+        def synthesize() -> None:
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                outputs[precision] = model.synthesize(latents, noise="const")
 
-    outputs = {}
-    for precision, peak in (("fp32", ceiling), ("bf16", ceiling_bf16)):
-        seconds = best_time(lambda: outputs.__setitem__(precision, run(precision)), args.repeats)
+        synthesize()  # warm-up
+        # interleaved, so that the ceiling and the generator meet the same interference
+        ceiling_times, generator_times = [], []
+        for _ in range(args.repeats):
+            ceiling_times.append(timed(ceiling_run))
+            generator_times.append(timed(synthesize))
+        ceilings[precision] = ceiling_flops / min(ceiling_times) / 1e9
+        seconds = min(generator_times)
         gflops = flops / seconds / 1e9
+        relative = "100%" if precision == "fp32" else f"{ceilings['bf16'] / ceilings['fp32']:.0%} of fp32"
+        rows.append(("3x3 conv ceiling (512 ch)", precision, "-", f"{ceilings[precision]:.1f}", relative))
         rows.append((f"mocohd StyleGAN2 {args.size}px, batch {args.batch}", precision,
-                     f"{args.batch / seconds:.2f}", f"{gflops:.1f}", f"{gflops / peak:.0%}"))
+                     f"{args.batch / seconds:.2f}", f"{gflops:.1f}", f"{gflops / ceilings[precision]:.0%}"))
     if not args.no_reference:
         reference = grouped_reference(model)
         with torch.no_grad():
             seconds = best_time(lambda: outputs.__setitem__("ref", reference(latents[:, 0])), max(1, args.repeats - 1))
         gflops = flops / seconds / 1e9
         rows.append((f"grouped-conv reference {args.size}px", "fp32", f"{args.batch / seconds:.2f}",
-                     f"{gflops:.1f}", f"{gflops / ceiling:.0%}"))
+                     f"{gflops:.1f}", f"{gflops / ceilings['fp32']:.0%}"))
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{generator_flops(model) / 1e9:.2f} GFLOP per image, load average {os.getloadavg()[0]:.1f} "

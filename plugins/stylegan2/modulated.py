@@ -53,7 +53,7 @@ class ModulatedConv2d(nn.Module):
         # so the shared weight is used as stored (no per-call copy of it).
         x_scale = (style * (input_gain * self.scale))[:, :, None, None].to(x.dtype)
         x = x.mul_(x_scale) if inplace else x * x_scale
-        weight = self.weight[0].to(x.dtype)
+        weight = self.weight[0] if x.dtype == self.weight.dtype else self._derived("cast", x.dtype)
         if self.upsample:
             out = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
         else:
@@ -62,20 +62,30 @@ class ModulatedConv2d(nn.Module):
 
     def tap_energy(self) -> Tensor:
         """[out, in] sums over the taps of (scale * weight)^2, so that the demodulation sum over
-        in-channels and taps of (scale * weight * style)^2 is style^2 @ energy^T.
+        in-channels and taps of (scale * weight * style)^2 is style^2 @ energy^T."""
+        return self._derived("energy", self.weight.dtype)
+
+    def _derived(self, what: str, dtype: torch.dtype) -> Tensor:
+        """A tensor computed from the weight alone ("energy", or "cast" to `dtype`).
 
         Cached while the weight is unchanged (same storage and version) and no gradient for it is
-        wanted: a frozen backbone pays for it once, a generator in training every call.
+        wanted: a frozen backbone pays for it once, a generator in training on every call.
         """
         weight = self.weight
+
+        def compute() -> Tensor:
+            if what == "energy":
+                return weight[0].square().sum(dim=(2, 3)) * self.scale ** 2
+            return weight[0].to(dtype)
+
         if weight.requires_grad and torch.is_grad_enabled():
-            return weight[0].square().sum(dim=(2, 3)) * self.scale ** 2
-        key = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
-        if getattr(self, "_energy_key", None) != key:
+            return compute()
+        key = (weight.data_ptr(), weight._version, weight.device, dtype)
+        cache = self.__dict__.setdefault("_derived_cache", {})
+        if what not in cache or cache[what][0] != key:
             with torch.no_grad():
-                self._energy = weight[0].square().sum(dim=(2, 3)) * self.scale ** 2
-            self._energy_key = key
-        return self._energy
+                cache[what] = (key, compute())
+        return cache[what][1]
 
     def extra_repr(self) -> str:
         return (f"{self.in_channel}, {self.out_channel}, {self.kernel_size}, upsample={self.upsample}, "
