@@ -493,22 +493,38 @@ class Trainer:
             tmp.write_text(dumps_flat_toml(values), encoding="utf-8")
 
     # -- the loop --------------------------------------------------------------------------------
+    def _open_run(self):
+        """Rank 0: the run folder, its config and log, and a TensorBoard writer."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        from .console import console
+
+        self.run.path.mkdir(parents=True, exist_ok=True)  # only now: a failed start leaves nothing behind
+        self.write_config()
+        summary = self.dataset.report.summary()
+        self.run.append_log(("resumed" if self.step else "started") + f" at step {self.step}/{self.iterations}; "
+                            f"{summary}; world size {self.ctx.world_size}, device {self.device}, "
+                            f"precision {self.config.precision}")
+        console.print(f"run folder: {self.run.path}\ndata: {summary}")
+        return SummaryWriter(str(self.run.tensorboard), purge_step=self.step or None)
+
+    def _record(self, writer, losses: dict[str, float], rate: float) -> str:
+        """Losses to TensorBoard and log.txt; returns the progress bar's short text (the G and D totals)."""
+        for name, value in losses.items():
+            writer.add_scalar(f"loss/{name}", value, self.step)
+        writer.add_scalar("speed/iterations_per_s", rate, self.step)
+        text = " ".join(f"{k}={v:.3f}" for k, v in losses.items())
+        self.run.append_log(f"step {self.step}/{self.iterations} {text} ({rate:.2f} it/s)")
+        totals = {side: sum(v for k, v in losses.items() if k.startswith(side)) for side in "gd"}
+        return f"G {totals['g']:.3f} D {totals['d']:.3f}"
+
     def fit(self) -> RunResult:
-        from .console import console, progress
         from rich.progress import TextColumn
 
-        config, main = self.config, self.ctx.is_main
-        writer = None
-        if main:
-            from torch.utils.tensorboard import SummaryWriter
+        from .console import progress
 
-            self.run.path.mkdir(parents=True, exist_ok=True)  # only now: a failed start leaves nothing behind
-            self.write_config()
-            writer = SummaryWriter(str(self.run.tensorboard), purge_step=self.step or None)
-            self.run.append_log(("resumed" if self.step else "started") + f" at step {self.step}/{self.iterations}; "
-                                f"{self.dataset.report.summary()}; world size {self.ctx.world_size}, "
-                                f"device {self.device}, precision {config.precision}")
-            console.print(f"run folder: {self.run.path}\ndata: {self.dataset.report.summary()}")
+        config, main = self.config, self.ctx.is_main
+        writer = self._open_run() if main else None
         batches = clip_loader(self.dataset, config.batch_size, seed=config.seed, rank=self.ctx.rank,
                               world_size=self.ctx.world_size, start_batch=self.step, workers=config.workers,
                               pin_memory=self.device.type == "cuda")
@@ -519,26 +535,18 @@ class Trainer:
         with bar:
             task = bar.add_task("training", total=self.iterations, completed=self.step, losses="")
             while self.step < self.iterations:
-                real = next(batches).to(self.device, non_blocking=True)
-                logged = self.iteration(real)
-                step = self.step
-                if step % config.log_every == 0 or step == self.iterations:
+                logged = self.iteration(next(batches).to(self.device, non_blocking=True))
+                step, last = self.step, self.step == self.iterations
+                if step % config.log_every == 0 or last:
                     losses = {k: v.item() for k, v in logged.items()}
                     self._check_finite(losses)
                     if main:
                         rate = (step - start_step) / max(time.perf_counter() - started, 1e-9)
-                        for name, value in losses.items():
-                            writer.add_scalar(f"loss/{name}", value, step)
-                        writer.add_scalar("speed/iterations_per_s", rate, step)
-                        text = " ".join(f"{k}={v:.3f}" for k, v in losses.items())
-                        self.run.append_log(f"step {step}/{self.iterations} {text} ({rate:.2f} it/s)")
-                        # the bar shows the two totals (the log and TensorBoard have every term)
-                        totals = {side: sum(v for k, v in losses.items() if k.startswith(side)) for side in "gd"}
-                        bar.update(task, losses=f"G {totals['g']:.3f} D {totals['d']:.3f}")
-                if main and step % config.sample_every == 0 and step < self.iterations:
+                        bar.update(task, losses=self._record(writer, losses, rate))
+                if main and step % config.sample_every == 0 and not last:
                     self.export(self.run.motion_at(step))
                     self.write_samples()
-                if step % config.checkpoint_every == 0 or step == self.iterations:
+                if step % config.checkpoint_every == 0 or last:
                     self.save_state()
                 bar.update(task, completed=step)
         if main:
