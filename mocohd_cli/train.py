@@ -179,7 +179,7 @@ class InDomainObjective(Objective):
     relativistic-average LSGAN, gradient penalty on the video discriminator, MI loss."""
 
     def __init__(self, config: TrainConfig, backbone: ImageGenerator | None = None):
-        super().__init__()
+        super().__init__()  # (the backbone is part of the factory signature; these discriminators need nothing of it)
         widths = {"num_scales": config.d_scales, "ndf": config.d_channels, "n_layers": config.d_layers}
         self.video_d = video_discriminator(6, config.frames - 1, **widths)
         self.image_d = image_discriminator(6, **widths)
@@ -273,6 +273,8 @@ class Trainer:
         config.validate()
         self.config, self.ctx, self.device = config, context, context.device
         autocast(self.device, config.precision)  # refuses an unsupported pair (fp16 on the CPU) up front
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed shapes every step: let cuDNN pick its fastest kernels
         self.show_progress = progress
         self.run = RunDir(self._run_path())
         if not config.data:
