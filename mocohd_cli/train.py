@@ -53,10 +53,10 @@ class TrainConfig:
     # real clips
     frames: int = 16
     time_step: int = 2
-    video_frame_size: int = 128
+    video_frame_size: int | None = None  # 128, or the backbone's resolution when smaller
     # motion generator
     h_dim: int = 384
-    n_pca: int = 384
+    n_pca: int | None = None  # 384, or the backbone's latent size when smaller
     w_residual: float = 0.2
     pca_samples: int = 100_000
     truncation: float = 1.0
@@ -66,7 +66,7 @@ class TrainConfig:
     d_layers: int = 3
     gp_weight: float = 10.0
     # cross-domain objective only (contrastive image discriminator, METHOD.md "Training, cross-domain")
-    image_d_width: int = 96
+    image_d_channels: int = 96
     proj_dim: int = 256
     queue_size: int = 4096
     momentum: float = 0.999
@@ -119,7 +119,7 @@ class TrainConfig:
         need(self.frames >= 2, f"--frames must be >= 2, got {self.frames}", "a video needs motion: use 2 or more")
         for name in ("time_step", "video_frame_size", "h_dim", "n_pca", "batch_size", "g_steps", "d_scales",
                      "d_channels", "d_layers", "log_every", "sample_every", "checkpoint_every", "pca_samples"):
-            need(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}",
+            need(getattr(self, name) is None or getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}",
                  "use a positive value")
         need(self.iterations is None or self.iterations >= 1, f"--iterations must be >= 1, got {self.iterations}",
              "use a positive value")
@@ -169,8 +169,16 @@ def first_frame_pairs(clips: Tensor, t: Tensor) -> Tensor:
     return torch.cat([clips[:, 0], clips.index_select(1, t).squeeze(1)], dim=1)
 
 
-def _split(outputs: list[list[Tensor]], n: int) -> tuple[list[list[Tensor]], list[list[Tensor]]]:
-    """Outputs of a discriminator run on cat([a, b]) -> (outputs for a, outputs for b)."""
+def judge(discriminator: nn.Module, real: Tensor, fake: Tensor, *, generator: torch.Generator | None = None,
+          reverse_time_dim: int | None = None) -> tuple[list[list[Tensor]], list[list[Tensor]]]:
+    """(outputs on real, outputs on fake) of a multi-scale discriminator, from one pass over both
+    batches (instance norm keeps samples independent, so one pass equals two). With
+    `reverse_time_dim`, each batch is time-reversed with probability 1/2, independently."""
+    if reverse_time_dim is not None:
+        real = random_time_reverse(real, reverse_time_dim, generator)
+        fake = random_time_reverse(fake, reverse_time_dim, generator)
+    n = real.shape[0]
+    outputs = discriminator(torch.cat([real, fake]))
     return [[o[:n] for o in scale] for scale in outputs], [[o[n:] for o in scale] for scale in outputs]
 
 
@@ -186,16 +194,12 @@ class InDomainObjective(Objective):
         self.gp_weight = config.gp_weight
 
     def _video_outputs(self, real: Tensor, fake: Tensor, generator: torch.Generator):
-        """Both batches through the video discriminator in one pass, each randomly time-reversed
-        (instance norm keeps samples independent, so one pass equals two)."""
-        real_in = random_time_reverse(with_first_frame(real), 2, generator)
-        fake_in = random_time_reverse(with_first_frame(fake), 2, generator)
-        return _split(self.video_d(torch.cat([real_in, fake_in])), real.shape[0])
+        return judge(self.video_d, with_first_frame(real), with_first_frame(fake), generator=generator,
+                     reverse_time_dim=2)
 
     def _image_outputs(self, real: Tensor, fake: Tensor, generator: torch.Generator):
-        t = torch.randint(1, real.shape[1], (1,), generator=generator, device=real.device)
-        pairs = torch.cat([first_frame_pairs(real, t), first_frame_pairs(fake, t)])
-        return _split(self.image_d(pairs), real.shape[0])
+        t = torch.randint(1, real.shape[1], (1,), generator=generator, device=real.device)  # one t for all
+        return judge(self.image_d, first_frame_pairs(real, t), first_frame_pairs(fake, t))
 
     def d_loss(self, real: Tensor, fake: Tensor, *, generator: torch.Generator) -> Losses:
         fake = fake.detach()
@@ -267,6 +271,20 @@ def find_resumable_run(root: str | Path) -> Path | None:
     return max(states, key=lambda p: p.stat().st_mtime).parent.parent if states else None
 
 
+def fit_to_backbone(config: TrainConfig, backbone: ImageGenerator) -> TrainConfig:
+    """Fill the sizes left to the backbone (METHOD.md's 128 px and 384 components, capped by what
+    the backbone has) and refuse sizes it cannot provide."""
+    frame_size = config.video_frame_size or min(128, backbone.resolution)
+    n_pca = config.n_pca or min(384, backbone.latent_dim)
+    if frame_size > backbone.resolution:
+        raise MocohdError(f"--video-frame-size {frame_size} is larger than the backbone's {backbone.resolution} px "
+                          "frames", fix=f"use --video-frame-size <= {backbone.resolution}")
+    if n_pca > backbone.latent_dim:
+        raise MocohdError(f"--n-pca {n_pca} is larger than the backbone's {backbone.latent_dim}-d latent space",
+                          fix=f"use --n-pca <= {backbone.latent_dim}")
+    return dataclasses.replace(config, video_frame_size=frame_size, n_pca=n_pca)
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, context: DistContext, *, backbone: ImageGenerator | None = None,
                  objective_factory: ObjectiveFactory | None = None, progress: bool = True):
@@ -280,14 +298,11 @@ class Trainer:
         if not config.data:
             raise MocohdError("no dataset given", fix="pass --data DIR (a folder or .zip of videos)")
         self.backbone = backbone.to(self.device) if backbone is not None else self._load_backbone()
+        self.config = config = fit_to_backbone(config, self.backbone)
         # rank 0 indexes the videos (which decodes every video file once) and shares the index
         self.dataset = self.ctx.broadcast(
             VideoClips(config.data, n_frames=config.frames, time_step=config.time_step,
                        size=config.video_frame_size, seed=config.seed) if self.ctx.is_main else None)
-        if config.video_frame_size > self.backbone.resolution:
-            raise MocohdError(f"--video-frame-size {config.video_frame_size} is larger than the backbone's "
-                              f"{self.backbone.resolution} px frames",
-                              fix=f"use --video-frame-size <= {self.backbone.resolution}")
         self.iterations = self._resolve_iterations()
         torch.manual_seed(config.seed)  # identical initial weights on every rank
         self.motion = self._build_motion()
@@ -350,9 +365,6 @@ class Trainer:
         from .pca import motion_pca
 
         config, latent_dim = self.config, self.backbone.latent_dim
-        if config.n_pca > latent_dim:
-            raise MocohdError(f"--n-pca {config.n_pca} is larger than the backbone's {latent_dim}-d latent space",
-                              fix=f"use --n-pca <= {latent_dim}")
         pca = None
         if self.ctx.is_main and not config.resume:
             pca = motion_pca(self.backbone, n_pca=config.n_pca, n_samples=config.pca_samples,
