@@ -219,9 +219,27 @@ ObjectiveFactory = Callable[[TrainConfig, ImageGenerator], Objective]
 OBJECTIVES: dict[str, ObjectiveFactory] = {"in-domain": InDomainObjective}
 
 
+# Modules that register the other modes' objectives when imported.
+_OBJECTIVE_MODULES = {"cross-domain": "mocohd_cli.transfer"}
+
+
 def register_objective(mode: str, factory: ObjectiveFactory) -> None:
     """Make `TrainConfig(mode=mode)` train against `factory(config, backbone)`."""
     OBJECTIVES[mode] = factory
+
+
+def objective_for(mode: str) -> ObjectiveFactory:
+    if mode not in OBJECTIVES and mode in _OBJECTIVE_MODULES:
+        import importlib
+
+        try:
+            importlib.import_module(_OBJECTIVE_MODULES[mode])
+        except ModuleNotFoundError as exc:
+            if exc.name != _OBJECTIVE_MODULES[mode]:
+                raise
+    if mode not in OBJECTIVES:
+        raise MocohdError(f"no objective is registered for mode {mode!r}", fix=f"use one of {', '.join(OBJECTIVES)}")
+    return OBJECTIVES[mode]
 
 
 # -- pieces of the loop ----------------------------------------------------------------------------
@@ -306,10 +324,7 @@ class Trainer:
         self.iterations = self._resolve_iterations()
         torch.manual_seed(config.seed)  # identical initial weights on every rank
         self.motion = self._build_motion()
-        factory = objective_factory or OBJECTIVES.get(config.mode)
-        if factory is None:
-            raise MocohdError(f"no objective is registered for mode {config.mode!r}",
-                              fix=f"use one of {', '.join(OBJECTIVES)}")
+        factory = objective_factory or objective_for(config.mode)
         self.objective = factory(config, self.backbone).to(self.device)
         betas = (config.beta1, config.beta2)
         self.opt_g = torch.optim.Adam(self.motion.parameters(), lr=config.lr, betas=betas)
