@@ -176,10 +176,11 @@ def test_rosinality_state_dict_loads_strictly_and_config_is_inferred(tmp_path):
                 "conv1.activate.bias", "convs.3.noise.weight", "to_rgb1.conv.modulation.bias"):
         assert key in model.state_dict()
     StyleGAN2Generator(**model.export_config()).load_state_dict(source.state_dict(), strict=True)
-    # a bare state dict, saved from DDP with 'module.' prefixes
-    torch.save({f"module.{k}": v for k, v in source.state_dict().items()}, tmp_path / "bare.pth")
+    # a bare half-precision state dict, saved from DDP with 'module.' prefixes
+    torch.save({f"module.{k}": v.half() for k, v in source.state_dict().items()}, tmp_path / "bare.pth")
     bare = StyleGAN2Generator.from_checkpoint(tmp_path / "bare.pth")
     assert bare.latent_avg is None and bare.channels == model.channels
+    assert all(p.dtype == torch.float32 and p.requires_grad for p in bare.parameters())
 
 
 def test_default_widths_follow_channel_multiplier():

@@ -138,16 +138,15 @@ def load_generator(cls, path: Path, **options):
         state, latent_avg = _read_rosinality(path)
         config = infer_config(state, path)
     try:
-        with torch.device("meta"):  # shapes only: no time spent on a random init
-            model = cls(**config, **options)
+        # Built on the CPU: a meta-device build would skip the random init but pulls in sympy
+        # on first use, which costs more than the init.
+        model = cls(**config, **options)
     except MocohdError as exc:
         raise MocohdError(exc.message, path=path, fix=exc.fix or NOT_STYLEGAN2_FIX) from exc
     except (TypeError, ValueError) as exc:
         raise MocohdError(f"unusable StyleGAN2 config ({exc})", path=path, fix=NOT_STYLEGAN2_FIX) from exc
     _check_state(model, state, path)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    model.load_state_dict(state, strict=True, assign=True)
-    model.requires_grad_(True)  # assign=True takes the loaded tensors' flags; trainable until frozen
+    model.load_state_dict(state, strict=True)  # copies, casting half-precision checkpoints to fp32
     if latent_avg is not None:
         try:
             model.set_latent_avg(latent_avg, source="checkpoint")
