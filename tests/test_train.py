@@ -19,7 +19,7 @@ from mocohd_cli.cli import app
 from mocohd_cli.distributed import init_distributed
 from mocohd_cli.files import read_safetensors
 from mocohd_cli.motion import load_motion
-from mocohd_cli.runs import latest_run
+from mocohd_cli.runs import dumps_flat_toml, latest_run
 from mocohd_cli.train import InDomainObjective, TrainConfig, Trainer, train
 
 runner = CliRunner()
@@ -301,3 +301,16 @@ def test_bf16_autocast_trains(tiny_stylegan2_checkpoint, videos, tmp_path):
                  precision="bf16")
     result = train(cfg, progress=False)
     assert result.steps == 1 and all(np.isfinite(v) for v in result.losses.values())
+
+
+def test_run_folder_helpers(tmp_path):
+    values = {"data": 'C:\\videos\\"quoted" é', "lr": 1e-4, "frames": 16, "resume": False, "epochs": None,
+              "fps": 8.0}
+    assert tomllib.loads(dumps_flat_toml(values)) == {k: v for k, v in values.items() if v is not None}
+    assert latest_run(tmp_path / "nothing") is None
+    for index, name in enumerate(["train-a", "train-b", "unfinished"]):
+        (tmp_path / name).mkdir()
+        if name != "unfinished":
+            (tmp_path / name / "motion.safetensors").write_bytes(b"x")
+            os.utime(tmp_path / name / "motion.safetensors", (1000 + index, 1000 + index))
+    assert latest_run(tmp_path) == tmp_path / "train-b"
