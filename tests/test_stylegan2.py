@@ -344,6 +344,8 @@ def test_recognizes_only_stylegan2_files(tmp_path):
     torch.save({"g": {"x": torch.zeros(2)}}, tmp_path / "other.pt")
     (tmp_path / "junk.pt").write_bytes(b"junk")
     assert not StyleGAN2Generator.recognizes(tmp_path / "other.pt")
+    torch.save({"g_ema": {"x": torch.zeros(2)}}, tmp_path / "broken.pt")  # claims to be one: loading says what is wrong
+    assert StyleGAN2Generator.recognizes(tmp_path / "broken.pt")
     assert not StyleGAN2Generator.recognizes(tmp_path / "junk.pt")
     assert not StyleGAN2Generator.recognizes(tmp_path)
 

@@ -167,8 +167,8 @@ def save_generator(model, path: Path, **metadata) -> Path:
 
 
 def recognizes(path: Path) -> bool:
-    """Cheap test: a mocohd StyleGAN2 .safetensors, or a torch file whose pickle names the
-    generator's signature keys (read from the zip's data.pkl without loading any tensor)."""
+    """Cheap test: a mocohd StyleGAN2 .safetensors, or a torch file whose pickle names 'g_ema' or
+    the generator's signature keys (read from the zip's data.pkl without loading any tensor)."""
     path = Path(path)
     if not path.is_file():
         return False
@@ -186,13 +186,14 @@ def recognizes(path: Path) -> bool:
             if len(pickles) != 1:
                 return False
             data = archive.read(pickles[0])
-        return all(needle in data for needle in needles)
+        return b"g_ema" in data or all(needle in data for needle in needles)
     if path.suffix.lower() in (".pt", ".pth", ".ckpt"):  # legacy (pre-zip) torch format: must load it
         try:
             with torch.serialization.safe_globals(SAFE_EXTRA_GLOBALS):
                 obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception:
             return False
-        state = obj.get("g_ema", obj) if isinstance(obj, dict) else None
-        return isinstance(state, dict) and all(key in _strip_module_prefix(state) for key in SIGNATURE_KEYS)
+        if not isinstance(obj, dict):
+            return False
+        return "g_ema" in obj or all(key in _strip_module_prefix(obj) for key in SIGNATURE_KEYS)
     return False
