@@ -6,6 +6,8 @@ Two formats:
   Size, style_dim, n_mlp and every channel width are inferred from the tensor shapes.
 - mocohd .safetensors: the state dict plus 'latent_avg'; metadata mocohd_backbone="stylegan2"
   and "config" (JSON of StyleGAN2Generator.export_config()).
+- NVIDIA StyleGAN2-ADA / StyleGAN3 .pkl: read by mocohd_cli.nvidia_pickle's restricted unpickler
+  and mapped to the rosinality layout.
 """
 from __future__ import annotations
 

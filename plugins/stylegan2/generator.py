@@ -106,8 +106,9 @@ class StyleGAN2Generator(ImageGenerator):
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **options) -> "StyleGAN2Generator":
-        """rosinality .pt/.pth (dict with 'g_ema' and optionally 'latent_avg', or a bare state dict)
-        or a mocohd .safetensors written by `save_safetensors` / `mocohd convert`.
+        """rosinality .pt/.pth (dict with 'g_ema' and optionally 'latent_avg', or a bare state dict),
+        a mocohd .safetensors written by `save_safetensors` / `mocohd convert`, or an NVIDIA
+        StyleGAN2-ADA .pkl (through a restricted unpickler).
 
         Options: channels_last (bool, default True): memory layout used when synthesizing;
         lr_mlp (default 0.01): the mapping network's learning-rate multiplier, which the tensors
