@@ -240,6 +240,15 @@ def test_gradients_reach_latents_but_not_frozen_parameters(tiny_stylegan2):
     assert all(p.grad is None and not p.requires_grad for p in tiny_stylegan2.parameters())
 
 
+def test_gradients_after_inference_mode_calls(tiny_stylegan2):
+    latents = latents_for(tiny_stylegan2, 1, 2)
+    with torch.inference_mode():  # fills the frozen weights' caches with inference tensors
+        tiny_stylegan2.synthesize(latents)
+    latents.requires_grad_(True)
+    tiny_stylegan2.synthesize(latents).sum().backward()
+    assert latents.grad.abs().sum() > 0
+
+
 def test_plain_forward_trains_parameters():
     model = make_tiny_stylegan2()
     images = model(torch.randn(2, model.z_dim), generator=torch.Generator().manual_seed(0))

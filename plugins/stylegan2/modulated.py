@@ -80,7 +80,8 @@ class ModulatedConv2d(nn.Module):
 
         if weight.requires_grad and torch.is_grad_enabled():
             return compute()
-        key = (weight.data_ptr(), weight._version, weight.device, dtype)
+        # Tensors made under inference_mode may not enter autograd later: they are cached apart.
+        key = (weight.data_ptr(), weight._version, weight.device, dtype, torch.is_inference_mode_enabled())
         cache = self.__dict__.setdefault("_derived_cache", {})
         if what not in cache or cache[what][0] != key:
             with torch.no_grad():
