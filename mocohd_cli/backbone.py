@@ -37,6 +37,9 @@ class ImageGenerator(nn.Module):
     z_dim: int
     resolution: int
     condition_dim: int = 0
+    # Command options this backbone takes at load time (BigGAN: "truncation", which selects its
+    # batch-norm statistics). Commands pass these through load_backbone(command_options=...).
+    load_options: tuple[str, ...] = ()
     # Set by load_backbone: where the weights came from, so motion models can check.
     checkpoint_path: str | None = None
     checkpoint_sha256: str | None = None
@@ -212,14 +215,20 @@ def infer_backbone_name(checkpoint: str | Path) -> str:
 
 
 def load_backbone(spec: str | None = None, checkpoint: str | Path | None = None, *,
-                  device: str | torch.device = "cpu", **options) -> ImageGenerator:
-    """Resolve `spec` (or infer it from `checkpoint`), load the weights, freeze the result."""
+                  device: str | torch.device = "cpu", command_options: dict | None = None,
+                  **options) -> ImageGenerator:
+    """Resolve `spec` (or infer it from `checkpoint`), load the weights, freeze the result.
+
+    `options` go to `from_checkpoint` as they are; `command_options` (e.g. a command's
+    --truncation) only where the backbone lists them in `load_options`.
+    """
     if spec is None:
         if checkpoint is None:
             raise MocohdError("neither a backbone nor a checkpoint was given",
                               fix="pass --checkpoint PATH (and --backbone NAME if it cannot be inferred)")
         spec = infer_backbone_name(checkpoint)
     cls = resolve_backbone_class(spec)
+    options = {**{k: v for k, v in (command_options or {}).items() if k in cls.load_options}, **options}
     if checkpoint is not None:
         path = Path(checkpoint)
         if not path.exists():

@@ -60,6 +60,7 @@ class TrainConfig:
     w_residual: float = 0.2
     pca_samples: int = 100_000
     truncation: float = 1.0
+    classes: list[int] | None = None  # conditional backbones: classes the videos cycle over (random if None)
     # discriminators and losses
     d_scales: int = 2
     d_channels: int = 64
@@ -367,7 +368,8 @@ class Trainer:
     def _load_backbone(self) -> ImageGenerator:
         if self.config.checkpoint is None and self.config.backbone is None:
             raise MocohdError("no image generator given", fix="pass --checkpoint PATH (and --backbone NAME)")
-        return load_backbone(self.config.backbone, self.config.checkpoint, device=self.device)
+        return load_backbone(self.config.backbone, self.config.checkpoint, device=self.device,
+                             command_options={"truncation": self.config.truncation})
 
     def _resolve_iterations(self) -> int:
         config = self.config
@@ -448,7 +450,7 @@ class Trainer:
         w0 = self.backbone.sample_latent(batch, generator=self.generator, truncation=self.config.truncation)
         rollout = rollout_fn(w0, self.config.frames, self.generator)
         condition_gen = self.generator if self.generator.device.type == "cpu" else self.cpu_generator
-        condition = self.backbone.sample_condition(batch, generator=condition_gen)
+        condition = self.backbone.sample_condition(batch, self.config.classes, generator=condition_gen)
         frames = self.backbone.synthesize(rollout.latents, condition=condition, noise="random",
                                           generator=self.generator)
         return pool_frames(frames, self.config.video_frame_size), rollout
@@ -511,7 +513,7 @@ class Trainer:
 
         videos = generate_videos(self.backbone, self.motion, num_videos=self.config.num_samples,
                                  n_frames=self.config.frames, seed=self.config.seed,
-                                 truncation=self.config.truncation)
+                                 truncation=self.config.truncation, classes=self.config.classes)
         path = self.run.sample_at(self.step, self.config.sample_format)
         path.parent.mkdir(parents=True, exist_ok=True)
         return save_video(video_grid(videos), path, fps=self.config.fps)

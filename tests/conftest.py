@@ -43,3 +43,32 @@ def tiny_stylegan2_checkpoint(tmp_path_factory):
 def tiny_stylegan2(tiny_stylegan2_checkpoint):
     """The tiny StyleGAN2 loaded as every command loads a backbone (load_backbone: frozen, CPU)."""
     return load_backbone("stylegan2", tiny_stylegan2_checkpoint)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache_and_one_thread(monkeypatch, tmp_path):
+    """Every test gets its own cache folder (PCA, example datasets) and runs torch on one thread:
+    tiny models on a small shared CPU run several times faster without oversubscription."""
+    monkeypatch.setenv("MOCOHD_CACHE", str(tmp_path / "mocohd-cache"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny_videos(tmp_path):
+    """Three 10-frame 24 px videos (frame folders) of a bright square drifting over noise."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "videos"
+    rng = np.random.default_rng(0)
+    for v in range(3):
+        folder = root / f"clip{v}"
+        folder.mkdir(parents=True)
+        for i in range(10):
+            frame = (rng.random((24, 24, 3)) * 80).astype(np.uint8)
+            frame[4:12, 2 + i:10 + i] = 255
+            Image.fromarray(frame).save(folder / f"img_{i}.png")
+    return root

@@ -40,14 +40,17 @@ def sample(
     interpolate: bool = typer.Option(False, help="Insert midpoints between consecutive latents (2T-1 frames)."),
     grid: bool = typer.Option(False, help="Write one grid video instead of one file per video."),
     fmt: str = typer.Option("mp4", "--format", help=f"Output format: {', '.join(FORMATS)}."),
-    class_: Optional[list[int]] = typer.Option(None, "--class", help="Class index per video (conditional backbones; repeat)."),
+    class_: Optional[list[str]] = typer.Option(None, "--class", help="Conditional backbones: class per video (index, "
+                                               "or name with --labels); repeat, the videos cycle over them."),
+    labels: Optional[Path] = typer.Option(None, help="Class-name file (one name per line, or JSON) for --class names."),
     out: Path = typer.Option(Path("samples"), help="Output folder."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     batch_size: int = typer.Option(8, min=1, help="Videos per forward pass."),
 ) -> None:
     """Sample videos."""
     from ..backbone import load_backbone
-    from ..motion import MotionGenerator, load_motion
+    from ..labels import resolve_classes
+    from ..motion import load_motion
 
     if fmt not in FORMATS:
         raise MocohdError(f"unknown --format {fmt!r}", fix=f"use one of {', '.join(FORMATS)}")
@@ -66,7 +69,9 @@ def sample(
                                   fix="pass --checkpoint (and --backbone)")
             backbone = backbone or info.get("backbone")
     torch_device = resolve_device(device)
-    image_generator = load_backbone(backbone, checkpoint, device=torch_device)
+    image_generator = load_backbone(backbone, checkpoint, device=torch_device,
+                                    command_options={"truncation": truncation})
+    classes = resolve_classes(class_, labels, num_classes=image_generator.condition_dim or None)
     if motion is not None:
         motion_model = load_motion(motion, image_generator, device=torch_device)
     else:
@@ -74,7 +79,7 @@ def sample(
         console.print("[yellow]note: no --motion given: using a freshly initialised, UNTRAINED motion model "
                       "(random motion). Train one with `mocohd train`.[/yellow]")
     videos = generate_videos(image_generator, motion_model.eval(), num_videos=num_videos, n_frames=frames, seed=seed,
-                             truncation=truncation, noise=noise, interpolate=interpolate, classes=class_ or None,
+                             truncation=truncation, noise=noise, interpolate=interpolate, classes=classes,
                              batch_size=batch_size)
     written = write_videos(videos, out, fps=fps or float(info.get("fps", 8)), fmt=fmt, grid=grid)
     t, h, w = videos.shape[1], videos.shape[3], videos.shape[4]

@@ -12,19 +12,25 @@ from ..errors import MocohdError
 
 
 def require_inputs(values: dict) -> dict:
-    """The image generator and the videos to train on. With neither: the built-in example
-    (mocohd_cli.builtin), with any options given on top of its short schedule."""
+    """The image generator and the videos to train on. With neither: the built-in example of the
+    run's mode (mocohd_cli.builtin), with any options given on top of its short schedule."""
+    cross = values.get("mode") == "cross-domain"
+    image_opt, video_opt = ("--image-domain", "--motion-domain") if cross else ("--checkpoint", "--data")
     if not values.get("checkpoint") and not values.get("data"):
-        from ..builtin import default_train_values
+        from ..builtin import default_train_values, default_transfer_values
 
-        console.print("no --checkpoint/--data: training the built-in example (the 'faces' example backbone on "
-                      "rendered cartoon-face videos; see `mocohd data list`)")
+        if cross:
+            console.print(f"no {image_opt}/{video_opt}: running the built-in cross-domain example (the 'robots' "
+                          "example backbone animated with the motion of rendered cartoon-face videos)")
+            return {**default_transfer_values(), **values}
+        console.print(f"no {image_opt}/{video_opt}: training the built-in example (the 'faces' example backbone "
+                      "on rendered cartoon-face videos; see `mocohd data list`)")
         return {**default_train_values(), **values}
-    missing = [f"--{name}" for name in ("checkpoint", "data") if not values.get(name)]
+    missing = [opt for opt, name in ((image_opt, "checkpoint"), (video_opt, "data")) if not values.get(name)]
     if missing:
         raise MocohdError(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} needed",
-                          fix="pass --checkpoint PATH (the image generator) and --data DIR (videos to learn "
-                              "motion from)")
+                          fix=f"pass {image_opt} PATH (the image generator) and {video_opt} DIR (videos to learn "
+                              "motion from), or neither for the built-in example")
     return values
 
 
@@ -81,14 +87,25 @@ def train_command(
     sample_format: Optional[str] = typer.Option(None, help="mp4, gif or png (default mp4)."),
     fps: Optional[float] = typer.Option(None, help="Frames per second of samples and of the exported model (default 8)."),
     runs_root: Optional[Path] = typer.Option(None, help="Where new run folders go (default ./mocohd-runs)."),
+    class_: Optional[list[str]] = typer.Option(None, "--class", help="Conditional backbones: a class (index, or "
+                                               "name with --labels) the videos cycle over; repeat for several."),
+    labels: Optional[Path] = typer.Option(None, help="Class-name file (one name per line, or JSON) for --class names."),
 ) -> None:
     """Train a motion generator on videos, against a frozen image generator (in-domain)."""
-    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()
-               if k not in ("config", "resume")}
+    run_training(locals(), mode="in-domain")
+
+
+def run_training(arguments: dict, *, mode: str) -> None:
+    """What `train` and `transfer` share: resolve the options, train, report."""
+    from ..labels import resolve_classes
     from ..train import TrainConfig, train
 
+    config, resume = arguments.pop("config"), arguments.pop("resume")
+    labels = arguments.pop("labels")
+    arguments["classes"] = resolve_classes(arguments.pop("class_"), labels)
+    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in arguments.items()}
     values = resolve_values(options, config, resume)
-    values.setdefault("mode", "in-domain")
+    values["mode"] = mode
     values = require_inputs(values)
     result = train(TrainConfig.from_dict(values, source=config))
     losses = " ".join(f"{k}={v:.3f}" for k, v in result.losses.items())

@@ -1,0 +1,79 @@
+"""Cross-domain training (METHOD.md, "Training, cross-domain"): images from domain A's
+generator, motion learned from videos of domain B.
+
+The generated frames never look like domain B, so the discriminators cannot compare real and
+generated frames as in-domain training does. Instead:
+
+- the video discriminator sees whole clips (3 channels, T frames, no frame-0 concatenation):
+  it judges motion, in relativistic-average LSGAN with the gradient penalty as in-domain;
+- the image discriminator is contrastive (mocohd_cli.contrastive): its "real" images are
+  augmented views of the generated frame 0, its "fake" ones augmented views of a generated
+  frame t, so it learns whether content drifted from the first frame, and the motion
+  generator learns to keep it.
+
+Only the objective differs; the loop, schedule, resume, DDP and exports are `train.Trainer`'s.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .backbone import ImageGenerator
+from .contrastive import ContrastiveImageDiscriminator, discriminator_loss, generator_loss
+from .discriminators import video_discriminator
+from .losses import gradient_penalty, ra_lsgan_d_loss, ra_lsgan_g_loss
+from .motion import Rollout, mutual_information_loss
+from .train import Losses, Objective, TrainConfig, judge, register_objective
+
+
+def as_video_input(clips: Tensor) -> Tensor:
+    """[B, T, C, H, W] -> [B, C, T, H, W], the layout of the 3-D discriminator."""
+    return clips.transpose(1, 2)
+
+
+class CrossDomainObjective(Objective):
+    """Whole-clip video PatchGAN + contrastive image discriminator + MI loss."""
+
+    def __init__(self, config: TrainConfig, backbone: ImageGenerator | None = None):
+        super().__init__()
+        self.video_d = video_discriminator(3, config.frames, num_scales=config.d_scales, ndf=config.d_channels,
+                                           n_layers=config.d_layers)
+        self.image_d = ContrastiveImageDiscriminator(
+            config.video_frame_size, width=config.image_d_channels, queue_size=config.queue_size,
+            momentum=config.momentum, temperature=config.temperature)
+        self.gp_weight = config.gp_weight
+        self.w_match = config.w_match
+
+    def _video_outputs(self, real: Tensor, fake: Tensor, generator: torch.Generator):
+        """Whole real and fake clips, each batch randomly time-reversed, through the video D."""
+        return judge(self.video_d, as_video_input(real), as_video_input(fake), generator=generator,
+                     reverse_time_dim=2)
+
+    @staticmethod
+    def _first_and_random_frame(fake: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Generated frame 0 and one random frame t >= 1 (the same t for the batch), [B, 3, H, W] each."""
+        t = torch.randint(1, fake.shape[1], (1,), generator=generator, device=fake.device)
+        return fake[:, 0], fake.index_select(1, t).squeeze(1)
+
+    def d_loss(self, real: Tensor, fake: Tensor, *, generator: torch.Generator) -> Losses:
+        fake = fake.detach()
+        video = ra_lsgan_d_loss(*self._video_outputs(real, fake, generator))
+        penalty = gradient_penalty(self.video_d, as_video_input(real), as_video_input(fake),
+                                   weight=self.gp_weight, generator=generator)
+        frame0, frame_t = self._first_and_random_frame(fake, generator)
+        image = discriminator_loss(self.image_d, frame0, frame_t, generator=generator)
+        return {"video": video, "video_gp": penalty, "image_hinge": image["hinge_real"] + image["hinge_fake"],
+                "image_contrastive": image["loss"] - image["hinge_real"] - image["hinge_fake"]}
+
+    def g_loss(self, real: Tensor, fake: Tensor, rollout: Rollout, *, generator: torch.Generator) -> Losses:
+        video = ra_lsgan_g_loss(*self._video_outputs(real, fake, generator))
+        frame0, frame_t = self._first_and_random_frame(fake, generator)
+        image = generator_loss(self.image_d, frame0, frame_t, generator=generator, w_match=self.w_match)
+        return {"video": video, "image_hinge": image["hinge"], "image_match": self.w_match * image["match"],
+                "mi": mutual_information_loss(rollout.noise, rollout.noise_pred)}
+
+    def after_d_step(self) -> None:
+        self.image_d.momentum_update()
+
+
+register_objective("cross-domain", CrossDomainObjective)
