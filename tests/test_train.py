@@ -31,29 +31,9 @@ TINY = {"frames": 4, "time_step": 2, "video_frame_size": 16, "batch_size": 2, "h
         "log_every": 1, "device": "cpu"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch, tmp_path):
-    """Tiny models on a shared CPU: one thread is several times faster than oversubscribed ones."""
-    monkeypatch.setenv("MOCOHD_CACHE", str(tmp_path / "cache"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
-def videos(tmp_path):
-    """Three 10-frame videos of a bright square drifting over noise."""
-    root = tmp_path / "videos"
-    rng = np.random.default_rng(0)
-    for v in range(3):
-        folder = root / f"clip{v}"
-        folder.mkdir(parents=True)
-        for i in range(10):
-            frame = (rng.random((24, 24, 3)) * 80).astype(np.uint8)
-            frame[4:12, 2 + i:10 + i] = 255
-            Image.fromarray(frame).save(folder / f"img_{i}.png")
-    return root
+def videos(tiny_videos):
+    return tiny_videos
 
 
 def config(checkpoint, data, out, **overrides) -> TrainConfig:
