@@ -7,7 +7,6 @@ command's signature is derived from `train`'s so the two can never drift apart.
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 from typing import Optional
 
 import typer
