@@ -1,7 +1,6 @@
 """`mocohd sample` end to end through the CLI, and the CLI's error contract."""
 import imageio.v3 as iio
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from mocohd_cli.cli import app
