@@ -206,7 +206,7 @@ def test_truncation_uses_latent_avg_or_a_seeded_estimate(tiny_stylegan2):
 
 def test_noise_is_shared_by_the_frames_of_a_video(tiny_stylegan2):
     w = latents_for(tiny_stylegan2, 3, 1)
-    latents = torch.cat([w.expand(3, 4, -1)])  # every frame of a video has the same w
+    latents = w.expand(3, 4, -1)  # every frame of a video has the same w
     gen = torch.Generator().manual_seed(0)
     videos = frames_of(tiny_stylegan2, latents, noise="random", generator=gen)
     assert videos.shape == (3, 4, 3, 32, 32)
@@ -219,6 +219,13 @@ def test_noise_is_shared_by_the_frames_of_a_video(tiny_stylegan2):
     none = frames_of(tiny_stylegan2, w[:1].expand(2, 2, -1), noise="none")
     assert torch.equal(const[0], const[1]) and torch.equal(none[0], none[1])
     assert (const - none).abs().max() > 1e-3
+    # moving latents: frame t of video b is rendered with video b's one draw of noise maps
+    moving = latents_for(tiny_stylegan2, 2, 3)
+    videos = frames_of(tiny_stylegan2, moving, generator=torch.Generator().manual_seed(5))
+    maps = tiny_stylegan2.make_noise(2, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        expected = tiny_stylegan2.render(moving.reshape(6, -1), [m.repeat_interleave(3, dim=0) for m in maps])
+    assert torch.allclose(videos.reshape(6, 3, 32, 32), expected, atol=1e-6)
     with pytest.raises(MocohdError):
         tiny_stylegan2.synthesize(latents, noise="fresh")
 
