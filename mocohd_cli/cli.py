@@ -1,50 +1,11 @@
 """The `mocohd` command line. Commands live in mocohd_cli/commands/, one module each; every
-module there is imported and registers its commands on `app`. Commands hold no model logic."""
+module there is imported here and registers its commands on `app`. Commands hold no model logic."""
 from __future__ import annotations
 
 import importlib
 import pkgutil
 
-import typer
-from typer.core import TyperGroup
-
-from .errors import MocohdError
-
-_state = {"debug": False}
-
-
-class _UserErrorsAsMessages(TyperGroup):
-    """A MocohdError becomes one message on stderr and exit code 2 (a traceback only with --debug).
-
-    Done in the command group rather than around `app()` so that every way of invoking the app
-    (console script, `python -m mocohd_cli`, torchrun, typer's test runner) behaves the same.
-    """
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except MocohdError as exc:
-            if _state["debug"]:
-                raise
-            typer.echo(f"error: {exc.render()}", err=True)
-            ctx.exit(exc.exit_code)
-
-
-app = typer.Typer(
-    name="mocohd",
-    cls=_UserErrorsAsMessages,
-    help="Turn a frozen pre-trained image generator into a video generator (MoCoGAN-HD).",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-
-
-@app.callback()
-def _global_options(
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
-) -> None:
-    _state["debug"] = debug
+from .app import app
 
 
 def _register_commands() -> None:
@@ -59,3 +20,6 @@ _register_commands()
 
 def main() -> None:
     app()
+
+
+__all__ = ["app", "main"]

@@ -5,7 +5,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..backbone import discover_backbones
-from ..cli import app
+from ..app import app
 
 
 @app.command("backbones")

@@ -7,7 +7,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..cli import app
+from ..app import app
 from ..console import console
 
 data_app = typer.Typer(help="Procedural example video datasets (cartoon faces, robots, sky).", no_args_is_help=True)

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ..cli import app
+from ..app import app
 from ..console import console
 from ..errors import MocohdError
 

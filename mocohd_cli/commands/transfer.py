@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from ..cli import app
+from ..app import app
 from .train import run_training, train_command
 
 # train's option -> (transfer's parameter name, flag, help)
