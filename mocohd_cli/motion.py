@@ -160,6 +160,15 @@ def check_backbone_match(info: dict, backbone, path: Path) -> None:
         raise MocohdError(
             f"this motion model was made for backbone {made_for!r}, not {backbone.name!r}",
             path=path, fix=f"pass --backbone {made_for} with its checkpoint, or train a motion model for this backbone")
+    trained_on, given = info.get("backbone_sha256"), getattr(backbone, "checkpoint_sha256", None)
+    if trained_on and given and trained_on != given:
+        # Same architecture, other weights (or the same weights in another file format): it runs,
+        # but the motion was learned for another generator, so say so rather than stay silent.
+        from .console import console
+
+        console.print(f"[yellow]warning: {path} was trained with backbone checkpoint "
+                      f"{info.get('backbone_checkpoint') or '?'} (sha256 {trained_on[:12]}...), not this one "
+                      f"(sha256 {given[:12]}...)[/yellow]")
 
 
 def load_motion(path: str | Path, backbone=None, *, device: str | torch.device = "cpu") -> MotionGenerator:

@@ -82,3 +82,13 @@ def test_bad_inputs_give_one_clear_error(case, tiny_stylegan2_checkpoint, tmp_pa
     assert expected in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_motion_from_other_weights_of_same_architecture_is_flagged(tiny_stylegan2, tiny_stylegan2_checkpoint, tmp_path):
+    motion = MotionGenerator(tiny_stylegan2.latent_dim, h_dim=8, n_pca=8)
+    path = motion.save(tmp_path / "m.safetensors", backbone="stylegan2", backbone_sha256="0" * 64,
+                       backbone_checkpoint="elsewhere.pt")
+    result = run("sample", "--checkpoint", tiny_stylegan2_checkpoint, "--motion", path, "--num-videos", 1,
+                 "--frames", 2, "--format", "gif", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert "warning" in result.output and "elsewhere.pt" in result.output
