@@ -88,8 +88,8 @@ def default_dataset(name: str = "faces", *, videos: int = EXAMPLE_VIDEOS, frames
 QUICK_SCHEDULE = dict(
     frames=8, time_step=2, video_frame_size=EXAMPLE_SIZE,
     h_dim=128, n_pca=128, pca_samples=20_000,
-    d_channels=32, batch_size=4, iterations=60,
-    log_every=10, sample_every=60, checkpoint_every=20, num_samples=4, sample_format="mp4",
+    d_channels=32, batch_size=4, iterations=20,
+    log_every=5, sample_every=20, checkpoint_every=10, num_samples=4, sample_format="mp4",
     workers=0, fps=8.0,
 )
 
