@@ -117,7 +117,9 @@ class TrainConfig:
                 raise MocohdError(message, fix=fix)
 
         need(self.mode in MODES, f"unknown mode {self.mode!r}", f"use one of {', '.join(MODES)}")
-        need(self.frames >= 2, f"--frames must be >= 2, got {self.frames}", "a video needs motion: use 2 or more")
+        # the video discriminator's pooling between scales is 3 frames deep and, in-domain, it sees T-1 frames
+        need(self.frames >= 4, f"--frames must be >= 4, got {self.frames}",
+             "the video discriminator needs clips of at least 4 frames: use --frames 4 or more")
         for name in ("time_step", "video_frame_size", "h_dim", "n_pca", "batch_size", "g_steps", "d_scales",
                      "d_channels", "d_layers", "log_every", "sample_every", "checkpoint_every", "pca_samples"):
             need(getattr(self, name) is None or getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}",

@@ -230,12 +230,12 @@ def test_data_parallel_replicas_stay_identical(tiny_stylegan2_checkpoint, videos
 
 
 @pytest.mark.parametrize("case", ["empty", "short", "missing_data", "missing_checkpoint", "n_pca", "fp16_cpu",
-                                  "config_key"])
+                                  "config_key", "too_few_frames"])
 def test_bad_inputs_give_one_clear_error(tiny_stylegan2_checkpoint, videos, tmp_path, case):
     args = ["train", "--out", str(tmp_path / "o"), *cli_args({**TINY, "iterations": 1})]
     expected = {"empty": "no videos found", "short": "shorter than", "missing_data": "--data",
                 "missing_checkpoint": "--checkpoint", "n_pca": "--n-pca", "fp16_cpu": "--precision bf16",
-                "config_key": "unknown training option 'bogus'"}[case]
+                "config_key": "unknown training option 'bogus'", "too_few_frames": "--frames must be >= 4"}[case]
     if case == "empty":
         (tmp_path / "empty").mkdir()
         args += ["--checkpoint", str(tiny_stylegan2_checkpoint), "--data", str(tmp_path / "empty")]
@@ -249,6 +249,8 @@ def test_bad_inputs_give_one_clear_error(tiny_stylegan2_checkpoint, videos, tmp_
         args += ["--checkpoint", str(tiny_stylegan2_checkpoint), "--data", str(videos), "--n-pca", "64"]
     elif case == "fp16_cpu":
         args += ["--checkpoint", str(tiny_stylegan2_checkpoint), "--data", str(videos), "--precision", "fp16"]
+    elif case == "too_few_frames":
+        args += ["--checkpoint", str(tiny_stylegan2_checkpoint), "--data", str(videos), "--frames", "3"]
     else:
         (tmp_path / "bad.toml").write_text("frames = 4\nbogus = 1\n")
         args += ["--checkpoint", str(tiny_stylegan2_checkpoint), "--data", str(videos), "--config",
