@@ -257,6 +257,10 @@ def _distributed_worker(rank, world_size, init_file, result_file):
         result.update(ptr_after=disc.queue_ptr.clone(), grads=all_grads, queues_after=queues)
         if rank == 0:
             torch.save(result, result_file)
+        # Tear down in step: drop DDP's reducer, then wait for the peer, before the group goes
+        # (a rank leaving while the other still talks to it aborts gloo: "terminate called ...").
+        del wrapped
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
