@@ -14,6 +14,15 @@ import torch
 from .errors import MocohdError
 
 
+def cache_dir() -> Path:
+    """Where mocohd caches what it can recompute (PCA statistics, example datasets):
+    $MOCOHD_CACHE, else $XDG_CACHE_HOME/mocohd, else ~/.cache/mocohd."""
+    if os.environ.get("MOCOHD_CACHE"):
+        return Path(os.environ["MOCOHD_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "mocohd"
+
+
 def sha256_of(path: str | Path) -> str:
     """sha256 of a file, or of a folder's files (names and bytes, in sorted order)."""
     path = Path(path)

@@ -6,17 +6,12 @@ checkpoint (sha256), sample count, truncation and seed.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from .files import read_safetensors, write_safetensors
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("MOCOHD_CACHE", Path.home() / ".cache" / "mocohd"))
+from .files import cache_dir, read_safetensors, write_safetensors
 
 
 class StreamingCovariance:
@@ -62,7 +57,7 @@ def motion_pca(backbone, *, n_pca: int, n_samples: int = 100_000, batch_size: in
     sha = getattr(backbone, "checkpoint_sha256", None)
     cache_file = None
     if sha is not None:
-        root = Path(cache_dir) if cache_dir is not None else cache_root() / "pca"
+        root = Path(cache_dir) if cache_dir is not None else cache_dir() / "pca"
         cache_file = root / f"{backbone.name}-{sha[:16]}-n{n_samples}-t{truncation:g}-s{seed}.safetensors"
         if cache_file.exists():
             tensors, _ = read_safetensors(cache_file, what="PCA cache")
