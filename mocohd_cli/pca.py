@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .files import cache_dir, read_safetensors, write_safetensors
+from .files import cache_dir as user_cache_dir, read_safetensors, write_safetensors
 
 
 class StreamingCovariance:
@@ -57,7 +57,7 @@ def motion_pca(backbone, *, n_pca: int, n_samples: int = 100_000, batch_size: in
     sha = getattr(backbone, "checkpoint_sha256", None)
     cache_file = None
     if sha is not None:
-        root = Path(cache_dir) if cache_dir is not None else cache_dir() / "pca"
+        root = Path(cache_dir) if cache_dir is not None else user_cache_dir() / "pca"
         cache_file = root / f"{backbone.name}-{sha[:16]}-n{n_samples}-t{truncation:g}-s{seed}.safetensors"
         if cache_file.exists():
             tensors, _ = read_safetensors(cache_file, what="PCA cache")
