@@ -386,8 +386,14 @@ class Trainer:
         config, latent_dim = self.config, self.backbone.latent_dim
         pca = None
         if self.ctx.is_main and not config.resume:
-            pca = motion_pca(self.backbone, n_pca=config.n_pca, n_samples=config.pca_samples,
-                             truncation=config.truncation, seed=config.seed)
+            from .console import progress
+
+            with progress() as bar:
+                bar.disable = bar.disable or not self.show_progress
+                task = bar.add_task("motion-space PCA", total=config.pca_samples)
+                pca = motion_pca(self.backbone, n_pca=config.n_pca, n_samples=config.pca_samples,
+                                 truncation=config.truncation, seed=config.seed,
+                                 progress=lambda done, _total: bar.update(task, completed=done))
         pca = self.ctx.broadcast(pca)  # resumed runs get the basis from the state instead
         components, stdev = pca if pca is not None else (None, None)
         return MotionGenerator(latent_dim, h_dim=config.h_dim, n_pca=config.n_pca, w_residual=config.w_residual,

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from ..app import app
-from ..console import console
+from ..console import console, progress
 from ..device import resolve_device
 from ..errors import MocohdError
 from ..sampling import generate_videos
@@ -78,9 +78,12 @@ def sample(
         motion_model = _fresh_motion(image_generator, torch_device)
         console.print("[yellow]note: no --motion given: using a freshly initialised, UNTRAINED motion model "
                       "(random motion). Train one with `mocohd train`.[/yellow]")
-    videos = generate_videos(image_generator, motion_model.eval(), num_videos=num_videos, n_frames=frames, seed=seed,
-                             truncation=truncation, noise=noise, interpolate=interpolate, classes=classes,
-                             batch_size=batch_size)
+    with progress() as bar:
+        task = bar.add_task("sampling", total=num_videos)
+        videos = generate_videos(image_generator, motion_model.eval(), num_videos=num_videos, n_frames=frames,
+                                 seed=seed, truncation=truncation, noise=noise, interpolate=interpolate,
+                                 classes=classes, batch_size=batch_size,
+                                 progress=lambda done, _total: bar.update(task, completed=done))
     written = write_videos(videos, out, fps=fps or float(info.get("fps", 8)), fmt=fmt, grid=grid)
     t, h, w = videos.shape[1], videos.shape[3], videos.shape[4]
     console.print(f"wrote {len(written)} file(s) to {out} ({num_videos} video(s), {t} frames, {w}x{h})")
@@ -94,7 +97,11 @@ def _fresh_motion(image_generator, device):
     from ..pca import motion_pca
 
     n_pca = min(384, image_generator.latent_dim)
-    components, stdev = motion_pca(image_generator, n_pca=n_pca, n_samples=20_000)
+    n_samples = 20_000
+    with progress() as bar:
+        task = bar.add_task("motion-space PCA", total=n_samples)
+        components, stdev = motion_pca(image_generator, n_pca=n_pca, n_samples=n_samples,
+                                       progress=lambda done, _total: bar.update(task, completed=done))
     torch.manual_seed(0)  # the fresh model's weights are part of "same seed, same bytes"
     return MotionGenerator(image_generator.latent_dim, h_dim=384, n_pca=n_pca,
                            pca_components=components, pca_stdev=stdev).to(device)
