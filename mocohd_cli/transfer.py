@@ -39,10 +39,11 @@ class CrossDomainObjective(Objective):
         self.video_d = video_discriminator(3, config.frames, num_scales=config.d_scales, ndf=config.d_channels,
                                            n_layers=config.d_layers)
         self.image_d = ContrastiveImageDiscriminator(
-            config.video_frame_size, width=config.image_d_channels, queue_size=config.queue_size,
-            momentum=config.momentum, temperature=config.temperature)
+            config.video_frame_size, width=config.image_d_channels, proj_dim=config.proj_dim,
+            queue_size=config.queue_size, momentum=config.momentum, temperature=config.temperature)
         self.gp_weight = config.gp_weight
         self.w_match = config.w_match
+        self.w_contrastive = config.w_contrastive
 
     def _video_outputs(self, real: Tensor, fake: Tensor, generator: torch.Generator):
         """Whole real and fake clips, each batch randomly time-reversed, through the video D."""
@@ -61,9 +62,10 @@ class CrossDomainObjective(Objective):
         penalty = gradient_penalty(self.video_d, as_video_input(real), as_video_input(fake),
                                    weight=self.gp_weight, generator=generator)
         frame0, frame_t = self._first_and_random_frame(fake, generator)
-        image = discriminator_loss(self.image_d, frame0, frame_t, generator=generator)
+        image = discriminator_loss(self.image_d, frame0, frame_t, generator=generator,
+                                   w_contrastive=self.w_contrastive)
         return {"video": video, "video_gp": penalty, "image_hinge": image["hinge_real"] + image["hinge_fake"],
-                "image_contrastive": image["loss"] - image["hinge_real"] - image["hinge_fake"]}
+                "image_contrastive": self.w_contrastive * (image["contrastive_real"] + image["contrastive_fake"])}
 
     def g_loss(self, real: Tensor, fake: Tensor, rollout: Rollout, *, generator: torch.Generator) -> Losses:
         video = ra_lsgan_g_loss(*self._video_outputs(real, fake, generator))

@@ -46,7 +46,7 @@ def test_objective_sees_whole_clips_and_updates_queues_and_momentum_copy():
 
 def test_tiny_transfer_run_exports_a_cross_domain_model_that_samples(tiny_stylegan2_checkpoint, tiny_videos, tmp_path):
     out = tmp_path / "run"
-    args = ["transfer", "--image-domain", tiny_stylegan2_checkpoint, "--motion-domain", tiny_videos,
+    args = ["transfer", "--image-domain", tiny_stylegan2_checkpoint, "--motion-domain", tiny_videos, "--proj-dim", "16",
             "--out", out, "--iterations", "2", "--w-match", "0.5", "--temperature", "0.1", "--momentum", "0.99"]
     for key, value in TINY.items():
         args += [f"--{key.replace('_', '-')}", value]
@@ -56,6 +56,7 @@ def test_tiny_transfer_run_exports_a_cross_domain_model_that_samples(tiny_styleg
     assert info["mode"] == "cross-domain" and info["n_frames"] == 4
     config = (out / "config.toml").read_text()
     assert 'mode = "cross-domain"' in config and "w_match = 0.5" in config and "queue_size = 16" in config
+    assert "proj_dim = 16" in config
     assert list((out / "samples").glob("*.gif"))
     load_motion(out / "motion.safetensors")
     sampled = runner.invoke(app, ["sample", "--motion", str(out / "motion.safetensors"), "--frames", "6",

@@ -28,6 +28,8 @@ _EXTRA = {
     "temperature": (float, "Temperature of the contrastive loss (default 0.07)."),
     "momentum": (float, "EMA momentum of the discriminator's momentum copy (default 0.999)."),
     "image_d_channels": (int, "Width of the contrastive image discriminator (default 96, as released)."),
+    "proj_dim": (int, "Size of its projection head's features (default 256)."),
+    "w_contrastive": (float, "Weight of the contrastive terms in its loss (default 2.0)."),
 }
 
 
