@@ -128,6 +128,11 @@ class TrainConfig:
              "use a positive value")
         need(self.epochs is None or self.epochs > 0, f"--epochs must be > 0, got {self.epochs}", "use a positive value")
         need(self.lr > 0, f"--lr must be > 0, got {self.lr}", "the authors use 1e-4")
+        need(self.queue_size >= 1 and self.proj_dim >= 1 and self.image_d_channels >= 1,
+             "--queue-size, --proj-dim and --image-d-channels must be >= 1", "use positive values")
+        need(self.temperature > 0, f"--temperature must be > 0, got {self.temperature}", "the authors use 0.07")
+        need(0.0 <= self.momentum <= 1.0, f"--momentum must be in [0, 1], got {self.momentum}",
+             "the authors use 0.999")
         need(self.workers >= 0 and self.num_samples >= 0, "--workers and --num-samples must be >= 0", "use 0 or more")
         need(self.precision in PRECISIONS, f"unknown precision {self.precision!r}", "use fp32, bf16 or fp16")
         need(self.sample_format in SAMPLE_FORMATS, f"unknown sample format {self.sample_format!r}",

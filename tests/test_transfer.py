@@ -70,3 +70,11 @@ def test_transfer_needs_both_domains(tiny_stylegan2_checkpoint, tmp_path):
                                  str(tmp_path / "r")])
     assert result.exit_code == 2
     assert "--motion-domain" in result.output
+
+
+def test_bad_contrastive_settings_are_user_errors(tiny_stylegan2_checkpoint, tiny_videos, tmp_path):
+    for option, value, message in (("--temperature", "0", "--temperature must be > 0"),
+                                   ("--momentum", "1.5", "--momentum must be in [0, 1]")):
+        result = runner.invoke(app, ["transfer", "--image-domain", str(tiny_stylegan2_checkpoint), "--motion-domain",
+                                     str(tiny_videos), "--out", str(tmp_path / "r"), option, value])
+        assert result.exit_code == 2 and message in result.output, result.output
