@@ -59,7 +59,9 @@ class PretrainConfig:
     batch_size: int = 16
     steps: int = 5000
     lr: float = 0.002
-    r1_gamma: float = -1.0     # < 0: the StyleGAN2-ADA heuristic 0.0002 * size^2 / batch_size
+    # R1 weight. 1.0 trained the example backbones stably; the StyleGAN2-ADA heuristic
+    # (0.0002 * size^2 / batch = 0.1 at 64 px, batch 8; pass a negative value) let them collapse.
+    r1_gamma: float = 1.0
     d_reg_every: int = 16
     ema_kimg: float = -1.0     # EMA half-life in thousands of images; < 0: batch_size * 10 / 32
     ema_rampup: float = 0.05   # the half-life grows with training up to ema_kimg (ADA's ramp-up)

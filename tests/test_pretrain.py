@@ -113,7 +113,8 @@ def test_load_frames_from_a_generated_dataset(tmp_path):
 def test_config_defaults():
     config = PretrainConfig()
     assert config.channels == compact_channels(64) and config.channels[4] == 128 and config.channels[64] == 32
-    assert config.r1_gamma == pytest.approx(0.0002 * 64 ** 2 / 16)
+    assert config.r1_gamma == 1.0
+    assert PretrainConfig(r1_gamma=-1, batch_size=8).r1_gamma == pytest.approx(0.0002 * 64 ** 2 / 8)
     assert PretrainConfig.from_json(config.to_json()) == config
     with pytest.raises(MocohdError):
         PretrainConfig(size=48)

@@ -38,7 +38,7 @@ def pretrain_command(
     batch_size: int = typer.Option(16, min=2, help="Images per step."),
     steps: int = typer.Option(5000, min=1, help="Total training steps (a resumed run continues up to this)."),
     lr: float = typer.Option(0.002, help="Adam learning rate."),
-    r1_gamma: float = typer.Option(-1.0, help="R1 weight; negative: 0.0002 * size^2 / batch (StyleGAN2-ADA)."),
+    r1_gamma: float = typer.Option(1.0, help="R1 weight; negative: 0.0002 * size^2 / batch (StyleGAN2-ADA)."),
     augment: str = typer.Option("auto", help="DiffAugment (colour, translation, cutout): auto (on for datasets "
                                 "under 20k frames), diffaug or none."),
     max_images: int = typer.Option(100_000, min=1, help="Read at most this many frames (evenly spaced)."),
