@@ -418,6 +418,18 @@ class Pretrainer:
         self.log(f"pre-training on {len(self.frames)} frames at {self.config.size} px; "
                  f"augmentation {'on' if self.use_augment else 'off'}; r1 gamma {self.config.r1_gamma:.3g}; "
                  f"{sum(p.numel() for p in self.generator.parameters()) / 1e6:.2f} M generator parameters")
+        try:
+            self._loop()
+        except KeyboardInterrupt:  # Ctrl-C keeps the work done so far (a step may be half done)
+            self.save_state()
+            self.export()
+            self.log(f"interrupted at step {self.step}: state and export saved; run the same command to resume")
+            raise
+        self.save_state()
+        self.write_samples()
+        return self.export()
+
+    def _loop(self) -> None:
         last_checkpoint = time.monotonic()
         totals, count = StepLosses(0.0, 0.0, 0.0, 0.0, 0.0), 0
         with progress() as bar, open(self.out / "log.jsonl", "a") as log_file:
@@ -448,9 +460,6 @@ class Pretrainer:
                     self.save_state()
                     self.export()
                     last_checkpoint = time.monotonic()
-        self.save_state()
-        self.write_samples()
-        return self.export()
 
 
 def pretrain(data: str | Path | Tensor, out: str | Path, config: PretrainConfig | None = None, *,

@@ -118,3 +118,19 @@ def test_config_defaults():
     assert PretrainConfig.from_json(config.to_json()) == config
     with pytest.raises(MocohdError):
         PretrainConfig(size=48)
+
+
+def test_interrupt_saves_state_and_export(tmp_path, frames, monkeypatch):
+    trainer = Pretrainer(PretrainConfig(steps=10, **TINY), frames, tmp_path / "run", device="cpu")
+    real_step = trainer.train_step
+
+    def step_then_interrupt():
+        if trainer.step == 2:
+            raise KeyboardInterrupt
+        return real_step()
+
+    monkeypatch.setattr(trainer, "train_step", step_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    assert int(torch_load_safely(tmp_path / "run" / "state.pt")["step"]) == 2
+    assert load_backbone(None, tmp_path / "run" / "generator.safetensors").resolution == 16
