@@ -1,0 +1,86 @@
+"""The built-in default: shipped example backbones, cached example datasets, quick schedules."""
+from __future__ import annotations
+
+import pytest
+
+from mocohd_cli import builtin
+from mocohd_cli.domains import dataset_settings
+from mocohd_cli.errors import MocohdError
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(builtin.CACHE_ENV, str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_cache_dir_follows_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(builtin.CACHE_ENV, str(tmp_path / "c"))
+    assert builtin.cache_dir() == tmp_path / "c"
+    monkeypatch.delenv(builtin.CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert builtin.cache_dir() == tmp_path / "xdg" / "mocohd"
+
+
+def test_default_dataset_is_rendered_once_and_reused(cache):
+    path = builtin.default_dataset("sky", videos=2, frames=3, size=16)
+    assert path.parent == cache / "datasets"
+    settings = dataset_settings(path)
+    assert settings["domain"] == "sky" and settings["videos"] == 2
+    stamp = (path / "video_0000" / "img_0000.png").stat().st_mtime_ns
+    assert builtin.default_dataset("sky", videos=2, frames=3, size=16) == path
+    assert (path / "video_0000" / "img_0000.png").stat().st_mtime_ns == stamp
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_incomplete_cached_dataset_is_replaced(cache):
+    folder = cache / "datasets" / "faces-16px-1x2-seed0"
+    (folder / "video_0000").mkdir(parents=True)  # interrupted: no dataset.json
+    path = builtin.default_dataset("faces", videos=1, frames=2, size=16)
+    assert path == folder and dataset_settings(path) is not None
+    assert (path / "video_0000" / "img_0001.png").exists()
+
+
+def test_unknown_example_names():
+    with pytest.raises(MocohdError, match="unknown domain"):
+        builtin.default_backbone("dragons")
+    with pytest.raises(MocohdError, match="unknown domain"):
+        builtin.default_dataset("dragons")
+
+
+def test_shipped_backbones_resolve_and_load():
+    from mocohd_cli import load_backbone
+
+    shipped = builtin.example_backbones()
+    assert {"faces", "robots"} <= set(shipped), "the example backbones must ship in mocohd_cli/assets"
+    for name, path in shipped.items():
+        assert builtin.default_backbone(name) == path
+        assert path.stat().st_size < 8 * 2 ** 20  # a few MB each
+        model = load_backbone(None, path)
+        assert model.resolution == builtin.EXAMPLE_SIZE
+
+
+def test_default_configs_point_at_the_examples(cache, monkeypatch):
+    pytest.importorskip("mocohd_cli.train")
+    rendered = []
+    monkeypatch.setattr(builtin, "default_dataset", lambda name: rendered.append(name) or cache / name)
+    train = builtin.default_train_config()
+    assert train.mode == "in-domain" and train.checkpoint == str(builtin.default_backbone("faces"))
+    assert train.data == str(cache / "faces") and train.iterations and train.video_frame_size == 64
+    assert train.n_pca <= 256  # the example backbones' W has 256 dimensions
+    transfer = builtin.default_transfer_config(out="x")
+    assert transfer.mode == "cross-domain" and transfer.checkpoint == str(builtin.default_backbone("robots"))
+    assert transfer.out == "x" and rendered == ["faces", "faces"]
+    train.validate()
+
+
+def test_train_command_without_inputs_uses_the_example(cache, monkeypatch):
+    from mocohd_cli.commands import train as train_command
+
+    monkeypatch.setattr(builtin, "default_dataset", lambda name: cache / f"{name}-videos")
+    values = train_command.require_inputs({"mode": "in-domain", "iterations": 3, "resume": False})
+    assert values["checkpoint"] == str(builtin.default_backbone("faces"))
+    assert values["data"] == str(cache / "faces-videos")
+    assert values["iterations"] == 3  # options given on the command line win
+    with pytest.raises(MocohdError, match="--data"):
+        train_command.require_inputs({"checkpoint": "g.safetensors"})
