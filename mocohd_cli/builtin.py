@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 
 from .errors import MocohdError
+from .files import CACHE_ENV, cache_dir  # noqa: F401  (CACHE_ENV re-exported for callers)
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-CACHE_ENV = "MOCOHD_CACHE"
 EXAMPLE_SIZE = 64
 # The example dataset each default run renders on first use (about 10 s and 3 MB per domain).
 EXAMPLE_VIDEOS = 64
@@ -48,14 +48,6 @@ def default_backbone(name: str = "faces") -> Path:
                           path=path, fix=f"train one: mocohd data make {name} --out DIR && "
                                           f"mocohd pretrain --data DIR --out RUN (see docs/examples.md)")
     return path
-
-
-def cache_dir() -> Path:
-    """$MOCOHD_CACHE, else $XDG_CACHE_HOME/mocohd, else ~/.cache/mocohd."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "mocohd"
 
 
 def default_dataset(name: str = "faces", *, videos: int = EXAMPLE_VIDEOS, frames: int = EXAMPLE_FRAMES,

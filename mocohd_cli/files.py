@@ -14,11 +14,14 @@ import torch
 from .errors import MocohdError
 
 
+CACHE_ENV = "MOCOHD_CACHE"
+
+
 def cache_dir() -> Path:
     """Where mocohd caches what it can recompute (PCA statistics, example datasets):
     $MOCOHD_CACHE, else $XDG_CACHE_HOME/mocohd, else ~/.cache/mocohd."""
-    if os.environ.get("MOCOHD_CACHE"):
-        return Path(os.environ["MOCOHD_CACHE"]).expanduser()
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base).expanduser() / "mocohd"
 
@@ -58,6 +61,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():  # mkstemp makes files 0600: give them what the umask allows, as open() would
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

@@ -56,3 +56,14 @@ def test_grid_and_write_videos(tmp_path):
 def test_interpolate_midpoints():
     lat = torch.arange(3.0).view(1, 3, 1)
     assert interpolate_midpoints(lat).flatten().tolist() == [0, 0.5, 1, 1.5, 2]
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        path = save_video(moving_square(t=2, size=8), tmp_path / "v.gif", fps=2)
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644
