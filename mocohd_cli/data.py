@@ -94,7 +94,7 @@ class _ZipStorage:
         return tmp, True
 
 
-def _open_storage(root: Path):
+def open_storage(root: Path):
     if not root.exists():
         raise MocohdError("dataset not found", path=root, fix="check the path given to --data")
     if root.is_dir():
@@ -106,7 +106,7 @@ def _open_storage(root: Path):
 
 
 # -- decoding ----------------------------------------------------------------------------------
-def _decode_image(storage, name: str) -> np.ndarray:
+def decode_image(storage, name: str) -> np.ndarray:
     from PIL import Image
 
     try:
@@ -134,7 +134,7 @@ def _count_video_frames(storage, name: str) -> int:
             os.unlink(path)
 
 
-def _decode_video_frames(storage, name: str, indices: list[int]) -> list[np.ndarray]:
+def decode_video_frames(storage, name: str, indices: list[int]) -> list[np.ndarray]:
     """The frames at `indices` (sorted) of a video file, read sequentially up to the last one."""
     wanted, frames = set(indices), {}
     path, temporary = storage.video_path(name)
@@ -193,7 +193,7 @@ class DatasetReport:
         return text
 
 
-def _index(storage, span: int, report: DatasetReport) -> list[VideoEntry]:
+def index_videos(storage, span: int, report: DatasetReport) -> list[VideoEntry]:
     frame_dirs: dict[str, list[str]] = {}
     video_files: list[str] = []
     for name in storage.files():
@@ -216,7 +216,7 @@ def _index(storage, span: int, report: DatasetReport) -> list[VideoEntry]:
             continue
         if entry.frames:  # a cheap check of the first frame catches most broken folders
             try:
-                _decode_image(storage, entry.frames[0])
+                decode_image(storage, entry.frames[0])
             except Exception as exc:
                 report.corrupt.append((entry.name, _reason(exc)))
                 continue
@@ -244,9 +244,9 @@ class VideoClips(Dataset):
         self.root = Path(root)
         self.n_frames, self.time_step, self.size, self.seed = n_frames, time_step, size, seed
         self.span = clip_span(n_frames, time_step)
-        self.storage = _open_storage(self.root)
+        self.storage = open_storage(self.root)
         self.report = DatasetReport(self.root)
-        self.entries = _index(self.storage, self.span, self.report)
+        self.entries = index_videos(self.storage, self.span, self.report)
         self.report.videos = len(self.entries)
         if not self.entries:
             raise self._empty_error()
@@ -281,9 +281,9 @@ class VideoClips(Dataset):
         start = self.clip_start(index, position)
         indices = list(range(start, start + self.span, self.time_step))
         if entry.file is not None:
-            frames = _decode_video_frames(self.storage, entry.file, indices)
+            frames = decode_video_frames(self.storage, entry.file, indices)
         else:
-            frames = [_decode_image(self.storage, entry.frames[i]) for i in indices]
+            frames = [decode_image(self.storage, entry.frames[i]) for i in indices]
         try:
             stacked = np.stack(frames)
         except ValueError as exc:

@@ -109,12 +109,12 @@ def load_frames(root: str | Path, size: int, *, max_images: int = 100_000) -> Te
     uint8 [N, 3, size, size], centre-cropped and resized; kept in memory for fast random batches.
 
     Above `max_images` frames an evenly spaced subset is kept (deterministic)."""
-    from .data import DatasetReport, _decode_image, _decode_video_frames, _index, _open_storage, frames_to_clip
+    from .data import DatasetReport, decode_image, decode_video_frames, index_videos, open_storage, frames_to_clip
 
     root = Path(root)
-    storage = _open_storage(root)
+    storage = open_storage(root)
     report = DatasetReport(root)
-    entries = _index(storage, 1, report)
+    entries = index_videos(storage, 1, report)
     if not entries:
         raise MocohdError("no images or videos found", path=root,
                           fix="pass a folder (or .zip) of images, frame folders or video files to --data")
@@ -133,9 +133,9 @@ def load_frames(root: str | Path, size: int, *, max_images: int = 100_000) -> Te
             entry = entries[e]
             try:
                 if entry.file is not None:
-                    decoded = _decode_video_frames(storage, entry.file, wanted)
+                    decoded = decode_video_frames(storage, entry.file, wanted)
                 else:
-                    decoded = [_decode_image(storage, entry.frames[i]) for i in wanted]
+                    decoded = [decode_image(storage, entry.frames[i]) for i in wanted]
                 if len({d.shape for d in decoded}) == 1:
                     clip = frames_to_clip(np.stack(decoded), size)
                 else:  # loose images of different sizes in one folder
