@@ -172,9 +172,20 @@ def with_first_frame(clips: Tensor) -> Tensor:
     return torch.cat([first, clips[:, 1:]], dim=2).transpose(1, 2)
 
 
+def random_later_frame(clips: Tensor, generator: torch.Generator) -> Tensor:
+    """One random frame index t in 1..T-1 (a one-element tensor on the clips' device), shared by
+    the whole batch; the image discriminators of both modes compare frame 0 with frame t."""
+    return torch.randint(1, clips.shape[1], (1,), generator=generator, device=clips.device)
+
+
+def frame_at(clips: Tensor, t: Tensor) -> Tensor:
+    """[B, T, C, H, W] and a one-element index tensor -> frame t, [B, C, H, W]."""
+    return clips.index_select(1, t).squeeze(1)
+
+
 def first_frame_pairs(clips: Tensor, t: Tensor) -> Tensor:
     """[B, T, C, H, W] and a one-element index tensor -> [B, 2C, H, W]: (frame 0, frame t)."""
-    return torch.cat([clips[:, 0], clips.index_select(1, t).squeeze(1)], dim=1)
+    return torch.cat([clips[:, 0], frame_at(clips, t)], dim=1)
 
 
 def judge(discriminator: nn.Module, real: Tensor, fake: Tensor, *, generator: torch.Generator | None = None,
@@ -206,7 +217,7 @@ class InDomainObjective(Objective):
                      reverse_time_dim=2)
 
     def _image_outputs(self, real: Tensor, fake: Tensor, generator: torch.Generator):
-        t = torch.randint(1, real.shape[1], (1,), generator=generator, device=real.device)  # one t for all
+        t = random_later_frame(real, generator)
         return judge(self.image_d, first_frame_pairs(real, t), first_frame_pairs(fake, t))
 
     def d_loss(self, real: Tensor, fake: Tensor, *, generator: torch.Generator) -> Losses:

@@ -23,7 +23,7 @@ from .contrastive import ContrastiveImageDiscriminator, discriminator_loss, gene
 from .discriminators import video_discriminator
 from .losses import gradient_penalty, ra_lsgan_d_loss, ra_lsgan_g_loss
 from .motion import Rollout, mutual_information_loss
-from .train import Losses, Objective, TrainConfig, judge, register_objective
+from .train import Losses, Objective, TrainConfig, frame_at, judge, random_later_frame, register_objective
 
 
 def as_video_input(clips: Tensor) -> Tensor:
@@ -53,8 +53,7 @@ class CrossDomainObjective(Objective):
     @staticmethod
     def _first_and_random_frame(fake: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Generated frame 0 and one random frame t >= 1 (the same t for the batch), [B, 3, H, W] each."""
-        t = torch.randint(1, fake.shape[1], (1,), generator=generator, device=fake.device)
-        return fake[:, 0], fake.index_select(1, t).squeeze(1)
+        return fake[:, 0], frame_at(fake, random_later_frame(fake, generator))
 
     def d_loss(self, real: Tensor, fake: Tensor, *, generator: torch.Generator) -> Losses:
         fake = fake.detach()
