@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mocohd_cli.device import resolve_device
-from mocohd_cli.distributed import DistContext
-from mocohd_cli.data import clip_span
+from mocohd_cli.infra.device import resolve_device
+from mocohd_cli.infra.distributed import DistContext
+from mocohd_cli.data.clips import clip_span
 from mocohd_plugins.stylegan2 import StyleGAN2Generator
-from mocohd_cli.train import TrainConfig, Trainer
+from mocohd_cli.training.trainer import TrainConfig, Trainer
 
 
 def make_videos(root: Path, n_videos: int, n_frames: int, size: int) -> None:

@@ -23,19 +23,19 @@ import argparse
 import time
 from pathlib import Path
 
-from mocohd_cli import builtin, load_backbone
-from mocohd_cli.domains import make_dataset
-from mocohd_cli.errors import MocohdError
-from mocohd_cli.motion import load_motion
-from mocohd_cli.pretrain import PretrainConfig, backbone_grid, pretrain
-from mocohd_cli.sampling import generate_videos
-from mocohd_cli.train import TrainConfig, train
-from mocohd_cli.video import write_videos
+from mocohd_cli.workflows import builtin, load_backbone
+from mocohd_cli.data.domains import make_dataset
+from mocohd_cli.infra.errors import MocohdError
+from mocohd_cli.models.motion import load_motion
+from mocohd_plugins.stylegan2.pretrain import PretrainConfig, backbone_grid, pretrain
+from mocohd_cli.workflows.sampling import generate_videos
+from mocohd_cli.training.trainer import TrainConfig, train
+from mocohd_cli.data.video import write_videos
 
 
 def sample(motion_path: Path, out: Path, *, frames: int = 16) -> list[Path]:
     """Four videos from a trained motion model (its backbone is recorded in the file)."""
-    from mocohd_cli.motion import read_motion_info
+    from mocohd_cli.models.motion import read_motion_info
 
     info = read_motion_info(motion_path)
     backbone = load_backbone(info.get("backbone"), info["backbone_checkpoint"])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 from typer.core import TyperGroup
 
-from .errors import MocohdError
+from .infra.errors import MocohdError
 
 _state = {"debug": False}
 

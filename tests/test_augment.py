@@ -1,4 +1,4 @@
-"""Augmentations of the cross-domain image discriminator (mocohd_cli.augment)."""
+"""Augmentations of the cross-domain image discriminator (mocohd_cli.models.augment)."""
 from __future__ import annotations
 
 import functools
@@ -6,7 +6,7 @@ import functools
 import pytest
 import torch
 
-from mocohd_cli.augment import affine_warp, augment, colour_shift, cutout, flip, two_views
+from mocohd_cli.models.augment import affine_warp, augment, colour_shift, cutout, flip, two_views
 
 OPS = {
     "cutout": cutout,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mocohd_cli import ImageGenerator, MocohdError, discover_backbones, load_backbone
-from mocohd_cli.backbone import resolve_backbone_class
+from mocohd_cli.models.backbone import resolve_backbone_class
 
 PLUGIN_SOURCE = textwrap.dedent('''
     import torch

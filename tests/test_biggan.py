@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from mocohd_cli import MocohdError, discover_backbones, load_backbone
-from mocohd_cli.backbone import infer_backbone_name
-from mocohd_cli.labels import load_class_labels, resolve_classes
+from mocohd_cli.models.backbone import infer_backbone_name
+from mocohd_cli.data.labels import load_class_labels, resolve_classes
 from mocohd_plugins.biggan import BigGANGenerator
 
 # 4 -> 8 -> 8 -> 16 -> 16 px, attention before layer 2 (16 channels at 8 px), 3 truncation rows.
@@ -282,10 +282,10 @@ def test_class_labels_from_text_and_json(tmp_path):
 
 def test_train_and_sample_videos_with_classes(biggan_folder, tmp_path, monkeypatch):
     """The whole pipeline on BigGAN: PCA in z, a short training run, class-conditional videos."""
-    from mocohd_cli.domains import make_dataset
-    from mocohd_cli.motion import load_motion
-    from mocohd_cli.sampling import generate_videos
-    from mocohd_cli.train import TrainConfig, train
+    from mocohd_cli.data.domains import make_dataset
+    from mocohd_cli.models.motion import load_motion
+    from mocohd_cli.workflows.sampling import generate_videos
+    from mocohd_cli.training.trainer import TrainConfig, train
 
     folder, _ = biggan_folder
     monkeypatch.setenv("MOCOHD_CACHE", str(tmp_path / "cache"))

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from mocohd_cli import builtin
-from mocohd_cli.domains import dataset_settings
-from mocohd_cli.errors import MocohdError
+from mocohd_cli.workflows import builtin
+from mocohd_cli.data.domains import dataset_settings
+from mocohd_cli.infra.errors import MocohdError
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def test_shipped_backbones_resolve_and_load():
 
 
 def test_default_configs_point_at_the_examples(cache, monkeypatch):
-    pytest.importorskip("mocohd_cli.train")
+    pytest.importorskip("mocohd_cli.training.trainer")
     rendered = []
     monkeypatch.setattr(builtin, "default_dataset", lambda name: rendered.append(name) or cache / name)
     train = builtin.default_train_config()

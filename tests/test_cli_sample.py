@@ -4,7 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mocohd_cli.cli import app
-from mocohd_cli.motion import MotionGenerator
+from mocohd_cli.models.motion import MotionGenerator
 
 runner = CliRunner()
 

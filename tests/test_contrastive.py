@@ -1,4 +1,4 @@
-"""Contrastive image discriminator of cross-domain training (mocohd_cli.contrastive)."""
+"""Contrastive image discriminator of cross-domain training (mocohd_cli.models.contrastive)."""
 from __future__ import annotations
 
 import math
@@ -8,8 +8,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from mocohd_cli.augment import augment
-from mocohd_cli.contrastive import (
+from mocohd_cli.models.augment import augment
+from mocohd_cli.models.contrastive import (
     ContrastiveImageDiscriminator,
     ResidualDiscriminator,
     contrastive_loss,

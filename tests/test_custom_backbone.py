@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from mocohd_cli import ImageGenerator, discover_backbones, load_backbone
 from mocohd_cli.cli import app
-from mocohd_cli.motion import load_motion
-from mocohd_cli.sampling import generate_videos
-from mocohd_cli.train import TrainConfig, train
+from mocohd_cli.models.motion import load_motion
+from mocohd_cli.workflows.sampling import generate_videos
+from mocohd_cli.training.trainer import TrainConfig, train
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "custom_backbone"
 FILE_SPEC = f"{EXAMPLE / 'mocohd_tinyconv.py'}:TinyConvGenerator"
@@ -33,7 +33,7 @@ def example_spec() -> str:
 
 @pytest.fixture
 def example_checkpoint(tmp_path):
-    from mocohd_cli.backbone import resolve_backbone_class
+    from mocohd_cli.models.backbone import resolve_backbone_class
 
     cls = resolve_backbone_class(example_spec())
     torch.manual_seed(0)
@@ -86,7 +86,7 @@ def test_example_honours_the_backbone_contract(example_checkpoint):
 @pytest.fixture
 def videos(tmp_path):
     """Three 8-frame procedural sky videos at 16 px."""
-    from mocohd_cli.domains import make_dataset
+    from mocohd_cli.data.domains import make_dataset
 
     return make_dataset("sky", tmp_path / "videos", videos=3, frames=8, size=16, seed=0)
 

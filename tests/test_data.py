@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from mocohd_cli.data import ClipBatchSampler, VideoClips, clip_loader, frames_to_clip, natural_key
-from mocohd_cli.errors import MocohdError
+from mocohd_cli.data.clips import ClipBatchSampler, VideoClips, clip_loader, frames_to_clip, natural_key
+from mocohd_cli.infra.errors import MocohdError
 
 
 def ramp_video(n: int, h: int = 20, w: int = 28) -> np.ndarray:

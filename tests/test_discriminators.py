@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from mocohd_cli.discriminators import MultiScaleDiscriminator, image_discriminator, video_discriminator
+from mocohd_cli.models.discriminators import MultiScaleDiscriminator, image_discriminator, video_discriminator
 
 
 def test_video_discriminator_layers_and_outputs():

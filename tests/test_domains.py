@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mocohd_cli.domains import DOMAINS, get_domain, make_dataset, read_factors
-from mocohd_cli.errors import MocohdError
+from mocohd_cli.data.domains import DOMAINS, get_domain, make_dataset, read_factors
+from mocohd_cli.infra.errors import MocohdError
 
 
 @pytest.mark.parametrize("name", sorted(DOMAINS))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mocohd_cli.losses import gradient_penalty, ra_lsgan_d_loss, ra_lsgan_g_loss, random_time_reverse
+from mocohd_cli.models.losses import gradient_penalty, ra_lsgan_d_loss, ra_lsgan_g_loss, random_time_reverse
 
 
 def scales(*lasts):

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from mocohd_cli.errors import MocohdError
-from mocohd_cli.motion import MotionGenerator, load_motion, mutual_information_loss, read_motion_info
+from mocohd_cli.infra.errors import MocohdError
+from mocohd_cli.models.motion import MotionGenerator, load_motion, mutual_information_loss, read_motion_info
 
 
 def lstm_cell_by_hand(cell, x, h, c):

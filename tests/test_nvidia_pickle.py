@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mocohd_cli import MocohdError, load_backbone
-from mocohd_cli.backbone import infer_backbone_name
-from mocohd_cli.nvidia_pickle import UnsafePickleError, convert_stylegan2, load_nvidia_pickle, read_nvidia_stylegan2
+from mocohd_cli.models.backbone import infer_backbone_name
+from mocohd_plugins.stylegan2.nvidia import UnsafePickleError, convert_stylegan2, load_nvidia_pickle, read_nvidia_stylegan2
 from mocohd_plugins.stylegan2 import StyleGAN2Generator
 
 
@@ -359,7 +359,7 @@ def test_tensors_rebuild_from_raw_storages():
     """dtypes, views, offsets and parameters come back exactly, with torch never unpickling."""
     import io
 
-    from mocohd_cli.nvidia_pickle import RestrictedUnpickler
+    from mocohd_plugins.stylegan2.nvidia import RestrictedUnpickler
 
     base = torch.randn(4, 5)
     payload = {"t": base.t(), "row": base[2], "half": torch.randn(3).half(), "long": torch.arange(6).view(2, 3),

@@ -1,8 +1,8 @@
 import torch
 from torch import nn
 
-from mocohd_cli.backbone import ImageGenerator
-from mocohd_cli.pca import StreamingCovariance, motion_pca, principal_components
+from mocohd_cli.models.backbone import ImageGenerator
+from mocohd_cli.models.pca import StreamingCovariance, motion_pca, principal_components
 
 
 class GaussianLatents(ImageGenerator):

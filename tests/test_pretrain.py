@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from mocohd_cli import load_backbone
-from mocohd_cli.domains import get_domain, make_dataset
-from mocohd_cli.errors import MocohdError
-from mocohd_cli.files import torch_load_safely
-from mocohd_cli.pretrain import (PretrainConfig, Pretrainer, compact_channels, diff_augment, load_frames,
+from mocohd_cli.data.domains import get_domain, make_dataset
+from mocohd_cli.infra.errors import MocohdError
+from mocohd_cli.infra.files import torch_load_safely
+from mocohd_plugins.stylegan2.pretrain import (PretrainConfig, Pretrainer, compact_channels, diff_augment, load_frames,
                                  r1_penalty)
 
 TINY = dict(size=16, style_dim=32, n_mlp=2, channels={4: 32, 8: 16, 16: 16}, batch_size=4, sample_every=2,

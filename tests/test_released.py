@@ -6,8 +6,8 @@ from typer.testing import CliRunner
 
 from mocohd_cli import MocohdError
 from mocohd_cli.cli import app
-from mocohd_cli.motion import load_motion, read_motion_info
-from mocohd_cli.released import import_released_motion
+from mocohd_cli.models.motion import load_motion, read_motion_info
+from mocohd_cli.workflows.released import import_released_motion
 
 LATENT, H_DIM, N_PCA, K = 32, 6, 5, 8  # K: components stored in the release's PCA folder
 

@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from conftest import make_tiny_stylegan2
 from typer.testing import CliRunner
 
-from mocohd_cli.backbone import infer_backbone_name, load_backbone
+from mocohd_cli.models.backbone import infer_backbone_name, load_backbone
 from mocohd_cli.cli import app
-from mocohd_cli.errors import MocohdError
-from mocohd_cli.files import safetensors_metadata
+from mocohd_cli.infra.errors import MocohdError
+from mocohd_cli.infra.files import safetensors_metadata
 from mocohd_plugins.stylegan2 import Discriminator, StyleGAN2Generator
 from mocohd_plugins.stylegan2.discriminator import minibatch_stddev
 
@@ -340,7 +340,7 @@ def test_wrong_checkpoints_give_one_clear_error(case, expected, tmp_path):
     elif case == "tensor_not_dict":
         torch.save(torch.zeros(3), path)
     else:
-        from mocohd_cli.files import write_safetensors
+        from mocohd_cli.infra.files import write_safetensors
 
         path = write_safetensors(tmp_path / "other.safetensors", {"a": torch.zeros(2)}, {"mocohd_backbone": "biggan"})
     result = runner.invoke(app, ["convert", str(path), "--backbone", "stylegan2", "--out", str(tmp_path / "o.safetensors")])
@@ -400,7 +400,7 @@ def test_convert_refuses_a_backbone_that_cannot_export(tmp_path):
     plugin = tmp_path / "plain_gan.py"
     plugin.write_text(
         "import torch\n"
-        "from mocohd_cli.backbone import ImageGenerator\n\n"
+        "from mocohd_cli.models.backbone import ImageGenerator\n\n"
         "class PlainGAN(ImageGenerator):\n"
         "    name, latent_dim, z_dim, resolution = 'plain', 4, 4, 8\n\n"
         "    def __init__(self):\n"

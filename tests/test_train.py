@@ -15,11 +15,11 @@ import torch
 from typer.testing import CliRunner
 
 from mocohd_cli.cli import app
-from mocohd_cli.distributed import init_distributed
-from mocohd_cli.files import read_safetensors
-from mocohd_cli.motion import load_motion
-from mocohd_cli.runs import dumps_flat_toml, latest_run
-from mocohd_cli.train import InDomainObjective, TrainConfig, Trainer, train
+from mocohd_cli.infra.distributed import init_distributed
+from mocohd_cli.infra.files import read_safetensors
+from mocohd_cli.models.motion import load_motion
+from mocohd_cli.infra.runs import dumps_flat_toml, latest_run
+from mocohd_cli.training.trainer import InDomainObjective, TrainConfig, Trainer, train
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -200,8 +200,8 @@ def test_two_processes_with_torchrun(tiny_stylegan2_checkpoint, videos, tmp_path
 
 REPLICA_WORKER = """
 import sys, torch
-from mocohd_cli.distributed import init_distributed
-from mocohd_cli.train import TrainConfig, Trainer
+from mocohd_cli.infra.distributed import init_distributed
+from mocohd_cli.training.trainer import TrainConfig, Trainer
 
 cfg = TrainConfig.from_dict(eval(sys.argv[1]))
 trainer = Trainer(cfg, init_distributed("cpu"), progress=False)

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from mocohd_cli.errors import MocohdError
-from mocohd_cli.sampling import interpolate_midpoints
-from mocohd_cli.video import save_video, to_uint8, video_grid, write_videos
+from mocohd_cli.infra.errors import MocohdError
+from mocohd_cli.workflows.sampling import interpolate_midpoints
+from mocohd_cli.data.video import save_video, to_uint8, video_grid, write_videos
 
 
 def moving_square(t=8, size=32):

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mocohd_cli import ImageGenerator, MocohdError
-from mocohd_cli.files import read_safetensors, safetensors_metadata, write_safetensors
+from mocohd_cli.infra.files import read_safetensors, safetensors_metadata, write_safetensors
 
 BACKBONE = "tinyconv"
 MEAN_LATENT_SAMPLES = 1024

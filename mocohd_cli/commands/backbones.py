@@ -4,7 +4,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from ..backbone import discover_backbones
+from ..models.backbone import discover_backbones
 from ..app import app
 
 

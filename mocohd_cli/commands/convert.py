@@ -7,8 +7,8 @@ from typing import Optional
 import typer
 
 from ..app import app
-from ..console import console
-from ..errors import MocohdError
+from ..infra.console import console
+from ..infra.errors import MocohdError
 
 
 @app.command("convert")
@@ -19,7 +19,7 @@ def convert(
                                            "(inferred from the checkpoint when absent)."),
 ) -> None:
     """Convert a backbone checkpoint into a mocohd .safetensors file (weights + architecture config)."""
-    from ..backbone import load_backbone
+    from ..models.backbone import load_backbone
 
     if out.suffix != ".safetensors":
         raise MocohdError("the output file must end in .safetensors", path=out, fix="pass --out NAME.safetensors")

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..app import app
-from ..console import console
+from ..infra.console import console
 
 data_app = typer.Typer(help="Procedural example video datasets (cartoon faces, robots, sky).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -17,7 +17,7 @@ app.add_typer(data_app, name="data")
 @data_app.command("list")
 def list_domains() -> None:
     """List the procedural domains `mocohd data make` can render."""
-    from ..domains import DOMAINS
+    from ..data.domains import DOMAINS
 
     table = Table(title="mocohd procedural domains")
     table.add_column("name")
@@ -38,7 +38,7 @@ def make(
     overwrite: bool = typer.Option(False, help="Write into a non-empty --out folder."),
 ) -> None:
     """Render a procedural video dataset, recording each video's generating factors."""
-    from ..domains import make_dataset
+    from ..data.domains import make_dataset
 
     folder = make_dataset(name, out, videos=videos, frames=frames, size=size, seed=seed, overwrite=overwrite)
     console.print(f"wrote {videos} videos x {frames} frames of {name!r} at {size} px to {folder}")

@@ -7,8 +7,8 @@ from typing import Optional
 import typer
 
 from ..app import app
-from ..console import console
-from ..errors import MocohdError
+from ..infra.console import console
+from ..infra.errors import MocohdError
 
 
 @app.command("import-motion")
@@ -25,8 +25,8 @@ def import_motion(
                                               "finds it."),
 ) -> None:
     """Import a released MoCoGAN-HD motion generator (LSTM weights + PCA statistics)."""
-    from ..backbone import load_backbone, resolve_backbone_class
-    from ..released import import_released_motion
+    from ..models.backbone import load_backbone, resolve_backbone_class
+    from ..workflows.released import import_released_motion
 
     if out.suffix != ".safetensors":
         raise MocohdError("the output file must end in .safetensors", path=out, fix="pass --out NAME.safetensors")

@@ -8,12 +8,12 @@ from typing import Optional
 import typer
 
 from ..app import app
-from ..console import console
+from ..infra.console import console
 
 
 def _parse_channels(text: Optional[str]) -> dict[int, int]:
     """"4:128,8:96,..." -> {4: 128, 8: 96, ...}."""
-    from ..errors import MocohdError
+    from ..infra.errors import MocohdError
 
     if not text:
         return {}
@@ -50,7 +50,7 @@ def pretrain_command(
     no_resume: bool = typer.Option(False, "--no-resume", help="Refuse to continue a run found in --out."),
 ) -> None:
     """Pre-train a StyleGAN2 image generator (non-saturating loss, lazy R1, EMA, DiffAugment)."""
-    from ..pretrain import PretrainConfig, Pretrainer, load_frames
+    from mocohd_plugins.stylegan2.pretrain import PretrainConfig, Pretrainer, load_frames
 
     config = PretrainConfig(size=size, style_dim=style_dim, n_mlp=n_mlp, channels=_parse_channels(channels),
                             d_channels=_parse_channels(d_channels), batch_size=batch_size, steps=steps, lr=lr,
@@ -71,7 +71,7 @@ def backbone_grid_command(
     scale: int = typer.Option(1, min=1, help="Enlarge the grid by this factor (nearest neighbour)."),
 ) -> None:
     """Write a grid of image samples of a backbone (e.g. the docs' backbone_samples_*.png)."""
-    from ..pretrain import backbone_grid
+    from mocohd_plugins.stylegan2.pretrain import backbone_grid
 
     path = backbone_grid(checkpoint, out, n=num, seed=seed, truncation=truncation, scale=scale)
     console.print(f"wrote {path}")

@@ -7,15 +7,15 @@ from typing import Optional
 import typer
 
 from ..app import app
-from ..console import console, progress
-from ..device import resolve_device
-from ..errors import MocohdError
-from ..sampling import generate_videos
-from ..video import FORMATS, write_videos
+from ..infra.console import console, progress
+from ..infra.device import resolve_device
+from ..infra.errors import MocohdError
+from ..workflows.sampling import generate_videos
+from ..data.video import FORMATS, write_videos
 
 
 def _latest_motion() -> Path:
-    from ..runs import latest_run
+    from ..infra.runs import latest_run
 
     run = latest_run()
     if run is None:
@@ -48,9 +48,9 @@ def sample(
     batch_size: int = typer.Option(8, min=1, help="Videos per forward pass."),
 ) -> None:
     """Sample videos."""
-    from ..backbone import load_backbone
-    from ..labels import resolve_classes
-    from ..motion import load_motion
+    from ..models.backbone import load_backbone
+    from ..data.labels import resolve_classes
+    from ..models.motion import load_motion
 
     if fmt not in FORMATS:
         raise MocohdError(f"unknown --format {fmt!r}", fix=f"use one of {', '.join(FORMATS)}")
@@ -59,7 +59,7 @@ def sample(
         console.print(f"using the latest run's motion model: {motion}")
     info = {}
     if motion is not None:
-        from ..motion import read_motion_info
+        from ..models.motion import read_motion_info
 
         info = read_motion_info(motion)
         if checkpoint is None:
@@ -93,8 +93,8 @@ def _fresh_motion(image_generator, device):
     """An untrained motion model with the backbone's real PCA statistics and the default sizes."""
     import torch
 
-    from ..motion import MotionGenerator
-    from ..pca import motion_pca
+    from ..models.motion import MotionGenerator
+    from ..models.pca import motion_pca
 
     n_pca = min(384, image_generator.latent_dim)
     n_samples = 20_000

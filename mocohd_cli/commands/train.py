@@ -7,17 +7,17 @@ from typing import Optional
 import typer
 
 from ..app import app
-from ..console import console
-from ..errors import MocohdError
+from ..infra.console import console
+from ..infra.errors import MocohdError
 
 
 def require_inputs(values: dict) -> dict:
     """The image generator and the videos to train on. With neither: the built-in example of the
-    run's mode (mocohd_cli.builtin), with any options given on top of its short schedule."""
+    run's mode (mocohd_cli.workflows.builtin), with any options given on top of its short schedule."""
     cross = values.get("mode") == "cross-domain"
     image_opt, video_opt = ("--image-domain", "--motion-domain") if cross else ("--checkpoint", "--data")
     if not values.get("checkpoint") and not values.get("data"):
-        from ..builtin import default_train_values, default_transfer_values
+        from ..workflows.builtin import default_train_values, default_transfer_values
 
         if cross:
             console.print(f"no {image_opt}/{video_opt}: running the built-in cross-domain example (the 'robots' "
@@ -36,8 +36,8 @@ def require_inputs(values: dict) -> dict:
 
 def resolve_values(options: dict, config_file: Path | None, resume: bool) -> dict:
     """Defaults < the resumed run's saved config < --config FILE < options given on the command line."""
-    from ..runs import DEFAULT_RUNS_ROOT, read_toml
-    from ..train import find_resumable_run, resume_values
+    from ..infra.runs import DEFAULT_RUNS_ROOT, read_toml
+    from ..training.trainer import find_resumable_run, resume_values
 
     values: dict = {}
     if resume:
@@ -97,8 +97,8 @@ def train_command(
 
 def run_training(arguments: dict, *, mode: str) -> None:
     """What `train` and `transfer` share: resolve the options, train, report."""
-    from ..labels import resolve_classes
-    from ..train import TrainConfig, train
+    from ..data.labels import resolve_classes
+    from ..training.trainer import TrainConfig, train
 
     config, resume = arguments.pop("config"), arguments.pop("resume")
     labels = arguments.pop("labels")

@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mocohd_cli.errors import MocohdError
+from mocohd_cli.infra.errors import MocohdError
 
 # (upsample?, input channels, output channels), channels in units of channel_width.
 _DEFAULT_LAYERS = [

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mocohd_cli.backbone import ImageGenerator
-from mocohd_cli.errors import MocohdError
-from mocohd_cli.files import read_safetensors, safetensors_metadata, torch_load_safely, write_safetensors
+from mocohd_cli.models.backbone import ImageGenerator
+from mocohd_cli.infra.errors import MocohdError
+from mocohd_cli.infra.files import read_safetensors, safetensors_metadata, torch_load_safely, write_safetensors
 
 from .config import BigGANConfig
 from .layers import GenBlock, SelfAttention, SNConv2d, SNLinear, TruncationBatchNorm, complete_spectral_norm

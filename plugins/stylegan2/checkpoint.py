@@ -6,7 +6,7 @@ Two formats:
   Size, style_dim, n_mlp and every channel width are inferred from the tensor shapes.
 - mocohd .safetensors: the state dict plus 'latent_avg'; metadata mocohd_backbone="stylegan2"
   and "config" (JSON of StyleGAN2Generator.export_config()).
-- NVIDIA StyleGAN2-ADA / StyleGAN3 .pkl: read by mocohd_cli.nvidia_pickle's restricted unpickler
+- NVIDIA StyleGAN2-ADA / StyleGAN3 .pkl: read by mocohd_plugins.stylegan2.nvidia's restricted unpickler
   and mapped to the rosinality layout.
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from mocohd_cli.errors import MocohdError
-from mocohd_cli.files import read_safetensors, safetensors_metadata, torch_load_safely, write_safetensors
+from mocohd_cli.infra.errors import MocohdError
+from mocohd_cli.infra.files import read_safetensors, safetensors_metadata, torch_load_safely, write_safetensors
 
 BACKBONE = "stylegan2"
 FORMAT_VERSION = 1
@@ -132,7 +132,7 @@ def load_generator(cls, path: Path, **options):
     if safetensors_metadata(path) is not None:
         state, latent_avg, config = _read_safetensors(path)
     elif path.suffix.lower() == ".pkl":  # NVIDIA StyleGAN2-ADA / StyleGAN3 pickle, read without running code
-        from mocohd_cli.nvidia_pickle import read_nvidia_stylegan2
+        from mocohd_plugins.stylegan2.nvidia import read_nvidia_stylegan2
 
         converted = read_nvidia_stylegan2(path)
         state, latent_avg, config = converted.state_dict, converted.latent_avg, converted.config
@@ -178,7 +178,7 @@ def recognizes(path: Path) -> bool:
     if meta is not None:
         return meta.get("mocohd_backbone") == BACKBONE
     if path.suffix.lower() == ".pkl":
-        from mocohd_cli.nvidia_pickle import looks_like_nvidia_pickle
+        from mocohd_plugins.stylegan2.nvidia import looks_like_nvidia_pickle
 
         return looks_like_nvidia_pickle(path)
     needles = [key.encode() for key in SIGNATURE_KEYS]

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from mocohd_cli.backbone import ImageGenerator
-from mocohd_cli.errors import MocohdError
+from mocohd_cli.models.backbone import ImageGenerator
+from mocohd_cli.infra.errors import MocohdError
 
 from . import checkpoint
 from .layers import LRELU_GAIN, EqualLinear, PixelNorm

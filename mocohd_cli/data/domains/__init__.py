@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import MocohdError
+from ...infra.errors import MocohdError
 from .base import (DATASET_FILE, FACTORS_FILE, Domain, RenderedVideo, dataset_settings, read_factors,
                    write_dataset)
 from .faces import CartoonFaces, RobotHeads

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .errors import MocohdError
-from .files import safetensors_metadata, sha256_of
+from ..infra.errors import MocohdError
+from ..infra.files import safetensors_metadata, sha256_of
 
 ENTRY_POINT_GROUP = "mocohd.backbones"
 NOISE_MODES = ("random", "const", "none")
@@ -172,7 +172,7 @@ def resolve_backbone_class(spec: str) -> type[ImageGenerator]:
                               fix="check the module path and class name (module:Class or file.py:Class)") from exc
         if not (isinstance(obj, type) and issubclass(obj, ImageGenerator)):
             raise MocohdError(f"{spec!r} is not a subclass of mocohd_cli.ImageGenerator",
-                              fix="a backbone class must subclass mocohd_cli.backbone.ImageGenerator")
+                              fix="a backbone class must subclass mocohd_cli.models.backbone.ImageGenerator")
         return obj
     entries = discover_backbones()
     if spec not in entries:

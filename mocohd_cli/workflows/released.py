@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .backbone import ImageGenerator
-from .errors import MocohdError
-from .files import require_exists, sha256_of, torch_load_safely
-from .motion import MotionGenerator
+from ..models.backbone import ImageGenerator
+from ..infra.errors import MocohdError
+from ..infra.files import require_exists, sha256_of, torch_load_safely
+from ..models.motion import MotionGenerator
 
 LSTM_PARTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 RELEASED_KEYS = ("w", "b", *(f"{cell}.{part}" for cell in ("enc_cell", "cell") for part in LSTM_PARTS),

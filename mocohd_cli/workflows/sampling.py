@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .backbone import ImageGenerator
-from .motion import MotionGenerator
+from ..models.backbone import ImageGenerator
+from ..models.motion import MotionGenerator
 
 
 def interpolate_midpoints(latents: Tensor) -> Tensor:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import MocohdError
-from .files import require_exists
+from ..infra.errors import MocohdError
+from ..infra.files import require_exists
 
 
 def _normalise(name: str) -> str:

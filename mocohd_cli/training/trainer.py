@@ -23,16 +23,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbone import ImageGenerator, load_backbone
-from .data import DatasetReport, VideoClips, clip_loader
-from .device import PRECISIONS, autocast
-from .discriminators import image_discriminator, video_discriminator
-from .distributed import DistContext, init_distributed, shutdown
-from .errors import MocohdError
-from .files import atomic_path, torch_load_safely
-from .losses import gradient_penalty, ra_lsgan_d_loss, ra_lsgan_g_loss, random_time_reverse
-from .motion import MotionGenerator, Rollout, mutual_information_loss
-from .runs import DEFAULT_RUNS_ROOT, RunDir, dumps_flat_toml, new_run_path, read_toml
+from ..models.backbone import ImageGenerator, load_backbone
+from ..data.clips import DatasetReport, VideoClips, clip_loader
+from ..infra.device import PRECISIONS, autocast
+from ..models.discriminators import image_discriminator, video_discriminator
+from ..infra.distributed import DistContext, init_distributed, shutdown
+from ..infra.errors import MocohdError
+from ..infra.files import atomic_path, torch_load_safely
+from ..models.losses import gradient_penalty, ra_lsgan_d_loss, ra_lsgan_g_loss, random_time_reverse
+from ..models.motion import MotionGenerator, Rollout, mutual_information_loss
+from ..infra.runs import DEFAULT_RUNS_ROOT, RunDir, dumps_flat_toml, new_run_path, read_toml
 
 MODES = ("in-domain", "cross-domain")
 SAMPLE_FORMATS = ("mp4", "gif", "png")
@@ -239,7 +239,7 @@ OBJECTIVES: dict[str, ObjectiveFactory] = {"in-domain": InDomainObjective}
 
 
 # Modules that register the other modes' objectives when imported.
-_OBJECTIVE_MODULES = {"cross-domain": "mocohd_cli.transfer"}
+_OBJECTIVE_MODULES = {"cross-domain": "mocohd_cli.training.cross_domain"}
 
 
 def register_objective(mode: str, factory: ObjectiveFactory) -> None:
@@ -397,12 +397,12 @@ class Trainer:
         return max(1, math.ceil(epochs * len(self.dataset) / (config.batch_size * self.ctx.world_size)))
 
     def _build_motion(self) -> MotionGenerator:
-        from .pca import motion_pca
+        from ..models.pca import motion_pca
 
         config, latent_dim = self.config, self.backbone.latent_dim
         pca = None
         if self.ctx.is_main and not config.resume:
-            from .console import progress
+            from ..infra.console import progress
 
             with progress() as bar:
                 bar.disable = bar.disable or not self.show_progress
@@ -516,7 +516,7 @@ class Trainer:
 
     # -- outputs ---------------------------------------------------------------------------------
     def export_metadata(self) -> dict:
-        from . import __version__
+        from .. import __version__
 
         backbone = self.backbone
         checkpoint = str(Path(backbone.checkpoint_path).resolve()) if backbone.checkpoint_path else None
@@ -532,8 +532,8 @@ class Trainer:
     def write_samples(self) -> Path | None:
         if self.config.num_samples == 0:
             return None
-        from .sampling import generate_videos
-        from .video import save_video, video_grid
+        from ..workflows.sampling import generate_videos
+        from ..data.video import save_video, video_grid
 
         videos = generate_videos(self.backbone, self.motion, num_videos=self.config.num_samples,
                                  n_frames=self.config.frames, seed=self.config.seed,
@@ -552,7 +552,7 @@ class Trainer:
         """Rank 0: the run folder, its config and log, and a TensorBoard writer."""
         from torch.utils.tensorboard import SummaryWriter
 
-        from .console import console
+        from ..infra.console import console
 
         self.run.path.mkdir(parents=True, exist_ok=True)  # only now: a failed start leaves nothing behind
         self.write_config()
@@ -576,7 +576,7 @@ class Trainer:
     def fit(self) -> RunResult:
         from rich.progress import TextColumn
 
-        from .console import progress
+        from ..infra.console import progress
 
         config, main = self.config, self.ctx.is_main
         writer = self._open_run() if main else None

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .files import cache_dir as user_cache_dir, read_safetensors, write_safetensors
+from ..infra.files import cache_dir as user_cache_dir, read_safetensors, write_safetensors
 
 
 class StreamingCovariance:

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..console import progress
-from ..errors import MocohdError
+from ...infra.console import progress
+from ...infra.errors import MocohdError
 
 FORMAT_VERSION = 1
 DATASET_FILE = "dataset.json"

@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .console import console, progress
-from .device import autocast, resolve_device
-from .errors import MocohdError
-from .files import atomic_path, torch_load_safely
+from mocohd_cli.infra.console import console, progress
+from mocohd_cli.infra.device import autocast, resolve_device
+from mocohd_cli.infra.errors import MocohdError
+from mocohd_cli.infra.files import atomic_path, torch_load_safely
 
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.json"
@@ -109,7 +109,7 @@ def load_frames(root: str | Path, size: int, *, max_images: int = 100_000) -> Te
     uint8 [N, 3, size, size], centre-cropped and resized; kept in memory for fast random batches.
 
     Above `max_images` frames an evenly spaced subset is kept (deterministic)."""
-    from .data import DatasetReport, decode_image, decode_video_frames, index_videos, open_storage, frames_to_clip
+    from mocohd_cli.data.clips import DatasetReport, decode_image, decode_video_frames, index_videos, open_storage, frames_to_clip
 
     root = Path(root)
     storage = open_storage(root)
@@ -164,9 +164,9 @@ def real_batch(frames: Tensor, batch_size: int, generator: torch.Generator, devi
 def diff_augment(images: Tensor, *, generator: torch.Generator | None = None, strength: float = 1.0) -> Tensor:
     """DiffAugment's colour + translation + cutout policy, differentiable, applied to every image.
 
-    Built from mocohd_cli.augment's ops: a colour shift (+-0.3), a translation of up to 1/8 of the
+    Built from mocohd_cli.models.augment's ops: a colour shift (+-0.3), a translation of up to 1/8 of the
     side with reflection padding, and a cutout of 1/4-1/2 of the side anywhere in the image."""
-    from .augment import affine_warp, colour_shift, cutout
+    from mocohd_cli.models.augment import affine_warp, colour_shift, cutout
 
     if strength <= 0:
         return images
@@ -255,7 +255,7 @@ def backbone_grid(checkpoint: str | Path, out: str | Path, *, n: int = 36, seed:
     """A PNG grid of `n` samples of any exported image generator (used for the docs' sample grids)."""
     from PIL import Image
 
-    from .backbone import load_backbone
+    from mocohd_cli.models.backbone import load_backbone
 
     model = load_backbone(None, checkpoint)
     z = torch.randn(n, model.z_dim, generator=torch.Generator().manual_seed(seed))

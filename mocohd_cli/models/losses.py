@@ -3,7 +3,7 @@ scales of a multi-scale discriminator, the gradient penalty, and random time rev
 
 Discriminator outputs are nested lists: one list of layer outputs per scale; only each
 scale's last output enters the losses. The MI loss lives beside the motion generator
-(`mocohd_cli.motion.mutual_information_loss`).
+(`mocohd_cli.models.motion.mutual_information_loss`).
 """
 from __future__ import annotations
 

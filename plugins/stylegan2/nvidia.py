@@ -45,8 +45,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import MocohdError
-from .files import require_exists
+from mocohd_cli.infra.errors import MocohdError
+from mocohd_cli.infra.files import require_exists
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.save's legacy-format magic number
 _LEGACY_PROTOCOL = 1001

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .console import progress
-from .errors import MocohdError
+from ..infra.console import progress
+from ..infra.errors import MocohdError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".webm", ".gif", ".mov", ".mkv", ".m4v"}

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import MocohdError
-from .files import atomic_path
+from ..infra.errors import MocohdError
+from ..infra.files import atomic_path
 
 FORMATS = ("mp4", "gif", "png")
 

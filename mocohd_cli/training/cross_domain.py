@@ -6,7 +6,7 @@ generated frames as in-domain training does. Instead:
 
 - the video discriminator sees whole clips (3 channels, T frames, no frame-0 concatenation):
   it judges motion, in relativistic-average LSGAN with the gradient penalty as in-domain;
-- the image discriminator is contrastive (mocohd_cli.contrastive): its "real" images are
+- the image discriminator is contrastive (mocohd_cli.models.contrastive): its "real" images are
   augmented views of the generated frame 0, its "fake" ones augmented views of a generated
   frame t, so it learns whether content drifted from the first frame, and the motion
   generator learns to keep it.
@@ -18,12 +18,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .backbone import ImageGenerator
-from .contrastive import ContrastiveImageDiscriminator, discriminator_loss, generator_loss
-from .discriminators import video_discriminator
-from .losses import gradient_penalty, ra_lsgan_d_loss, ra_lsgan_g_loss
-from .motion import Rollout, mutual_information_loss
-from .train import Losses, Objective, TrainConfig, frame_at, judge, random_later_frame, register_objective
+from ..models.backbone import ImageGenerator
+from ..models.contrastive import ContrastiveImageDiscriminator, discriminator_loss, generator_loss
+from ..models.discriminators import video_discriminator
+from ..models.losses import gradient_penalty, ra_lsgan_d_loss, ra_lsgan_g_loss
+from ..models.motion import Rollout, mutual_information_loss
+from .trainer import Losses, Objective, TrainConfig, frame_at, judge, random_later_frame, register_objective
 
 
 def as_video_input(clips: Tensor) -> Tensor:

@@ -15,10 +15,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import MocohdError
-from .files import CACHE_ENV, cache_dir  # noqa: F401  (CACHE_ENV re-exported for callers)
+from ..infra.errors import MocohdError
+from ..infra.files import CACHE_ENV, cache_dir  # noqa: F401  (CACHE_ENV re-exported for callers)
 
-ASSETS = Path(__file__).resolve().parent / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
 EXAMPLE_SIZE = 64
 # The example dataset each default run renders on first use (about 10 s and 3 MB per domain).
 EXAMPLE_VIDEOS = 64
@@ -31,14 +31,14 @@ def backbone_file(name: str) -> str:
 
 def example_backbones() -> dict[str, Path]:
     """Every example backbone shipped in this installation, by domain name."""
-    from .domains import DOMAINS
+    from ..data.domains import DOMAINS
 
     return {name: ASSETS / backbone_file(name) for name in DOMAINS if (ASSETS / backbone_file(name)).is_file()}
 
 
 def default_backbone(name: str = "faces") -> Path:
     """Path of the shipped example backbone trained on procedural domain `name`."""
-    from .domains import get_domain
+    from ..data.domains import get_domain
 
     get_domain(name)  # a clear error for unknown names
     path = ASSETS / backbone_file(name)
@@ -56,7 +56,7 @@ def default_dataset(name: str = "faces", *, videos: int = EXAMPLE_VIDEOS, frames
 
     Rendered into a temporary folder and renamed into place, so an interrupted or concurrent first
     use never leaves a half-written dataset behind."""
-    from .domains import dataset_settings, make_dataset
+    from ..data.domains import dataset_settings, make_dataset
 
     folder = cache_dir() / "datasets" / f"{name}-{size}px-{videos}x{frames}-seed{seed}"
     if dataset_settings(folder) is not None:
@@ -105,13 +105,13 @@ def default_transfer_values() -> dict:
 
 def default_train_config(**overrides):
     """`mocohd train` without --checkpoint/--data, as a TrainConfig (options override the example's)."""
-    from .train import TrainConfig
+    from ..training.trainer import TrainConfig
 
     return TrainConfig.from_dict({**default_train_values(), **overrides})
 
 
 def default_transfer_config(**overrides):
     """`mocohd transfer` without arguments, as a TrainConfig."""
-    from .train import TrainConfig
+    from ..training.trainer import TrainConfig
 
     return TrainConfig.from_dict({**default_transfer_values(), **overrides})

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .errors import MocohdError
-from .files import read_safetensors, write_safetensors
+from ..infra.errors import MocohdError
+from ..infra.files import read_safetensors, write_safetensors
 
 FORMAT_TAG = "mocohd-motion"
 FORMAT_VERSION = 1
@@ -164,7 +164,7 @@ def check_backbone_match(info: dict, backbone, path: Path) -> None:
     if trained_on and given and trained_on != given:
         # Same architecture, other weights (or the same weights in another file format): it runs,
         # but the motion was learned for another generator, so say so rather than stay silent.
-        from .console import console
+        from ..infra.console import console
 
         console.print(f"[yellow]warning: {path} was trained with backbone checkpoint "
                       f"{info.get('backbone_checkpoint') or '?'} (sha256 {trained_on[:12]}...), not this one "
@@ -194,7 +194,7 @@ def load_motion(path: str | Path, backbone=None, *, device: str | torch.device =
 
 def read_motion_info(path: str | Path) -> dict:
     """The metadata of a motion model, decoded, without loading its tensors."""
-    from .files import require_exists, safetensors_metadata
+    from ..infra.files import require_exists, safetensors_metadata
 
     path = require_exists(path, "motion model", fix="check the path given to --motion")
     meta = safetensors_metadata(path)
