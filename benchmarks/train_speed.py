@@ -46,13 +46,13 @@ def per_frame_synthesis(backbone):
     video gets the same noise maps, as the batched call gives them."""
     batched = backbone.synthesize
 
-    def synthesize(latents, *, condition=None, noise="random", generator=None):
-        start = generator.get_state() if generator is not None else None
+    def synthesize(latents, *, condition=None, noise="random", rng=None):
+        start = rng.get_state() if rng is not None else None
         frames = []
         for t in range(latents.shape[1]):
             if start is not None:
-                generator.set_state(start)
-            frames.append(batched(latents[:, t:t + 1], condition=condition, noise=noise, generator=generator))
+                rng.set_state(start)
+            frames.append(batched(latents[:, t:t + 1], condition=condition, noise=noise, rng=rng))
         return torch.cat(frames, dim=1)
 
     return synthesize

@@ -30,7 +30,7 @@ def _seeded(seed):
 @pytest.mark.parametrize("strength", [1.0, 0.5])
 def test_shape_and_range_are_kept(name, strength):
     images = _images(n=16, width=12)  # non-square on purpose
-    out = OPS[name](images, generator=_seeded(1), strength=strength)
+    out = OPS[name](images, rng=_seeded(1), strength=strength)
     assert out.shape == images.shape and out.dtype == images.dtype
     assert out.min() >= -1.0 and out.max() <= 1.0
     assert not torch.equal(out, images)
@@ -40,16 +40,16 @@ def test_shape_and_range_are_kept(name, strength):
 def test_zero_strength_is_exactly_the_identity(name):
     images = _images()
     images[0, 0, 0, 0] = 1.7  # out of range on purpose: still untouched
-    out = OPS[name](images, generator=_seeded(1), strength=0.0)
+    out = OPS[name](images, rng=_seeded(1), strength=0.0)
     assert torch.equal(out, images)
 
 
 @pytest.mark.parametrize("name", OPS)
 def test_seeded_runs_are_reproducible(name):
     images = _images(n=16)
-    first = OPS[name](images, generator=_seeded(3))
-    again = OPS[name](images, generator=_seeded(3))
-    other = OPS[name](images, generator=_seeded(4))
+    first = OPS[name](images, rng=_seeded(3))
+    again = OPS[name](images, rng=_seeded(3))
+    other = OPS[name](images, rng=_seeded(4))
     assert torch.equal(first, again)
     assert not torch.equal(first, other)
 
@@ -58,7 +58,7 @@ def test_seeded_runs_are_reproducible(name):
 def test_gradients_reach_the_images(name):
     images = _images(n=6).requires_grad_()
     weights = torch.randn(images.shape, generator=_seeded(9))
-    (OPS[name](images, generator=_seeded(2)) * weights).sum().backward()
+    (OPS[name](images, rng=_seeded(2)) * weights).sum().backward()
     assert images.grad is not None and torch.isfinite(images.grad).all()
     assert images.grad.abs().sum() > 0
 
@@ -68,13 +68,13 @@ def test_gradients_are_exact(name):
     op = functools.partial(OPS[name], strength=0.8)
     images = (torch.rand(3, 3, 6, 6, generator=_seeded(0), dtype=torch.float64) * 1.6 - 0.8)
     images.requires_grad_()
-    assert torch.autograd.gradcheck(lambda x: op(x, generator=_seeded(5)), (images,))
+    assert torch.autograd.gradcheck(lambda x: op(x, rng=_seeded(5)), (images,))
 
 
 def test_cutout_zeroes_one_square_in_a_border_band():
     size = 32
     ones = torch.ones(64, 3, size, size)
-    out = cutout(ones, generator=_seeded(0))
+    out = cutout(ones, rng=_seeded(0))
     zero = out[:, 0] == 0
     assert torch.equal(zero.unsqueeze(1).expand_as(out), out == 0)  # all channels alike
     band = size // 4
@@ -91,26 +91,26 @@ def test_cutout_zeroes_one_square_in_a_border_band():
 
 def test_cutout_anywhere_reaches_the_centre():
     ones = torch.ones(256, 1, 32, 32)
-    out = cutout(ones, generator=_seeded(0), placement="anywhere")
+    out = cutout(ones, rng=_seeded(0), placement="anywhere")
     assert (out[:, 0, 12:20, 12:20] == 0).any()
-    border = cutout(ones, generator=_seeded(0))
+    border = cutout(ones, rng=_seeded(0))
     assert not (border[:, 0, 8:24, 8:24] == 0).any()
 
 
 def test_flip_mirrors_about_half_of_the_samples():
     images = _images(n=200)
-    out = flip(images, generator=_seeded(0))
+    out = flip(images, rng=_seeded(0))
     same = (out == images).flatten(1).all(dim=1)
     mirrored = (out == images.flip(-1)).flatten(1).all(dim=1)
     assert (same | mirrored).all()
     assert 60 < mirrored.sum() < 140
-    weak = flip(images, generator=_seeded(0), strength=0.2)  # flips 1 in 10
+    weak = flip(images, rng=_seeded(0), strength=0.2)  # flips 1 in 10
     assert (weak == images.flip(-1)).flatten(1).all(dim=1).sum() < 40
 
 
 def test_colour_shift_moves_one_or_all_channels_by_at_most_half():
     zeros = torch.zeros(400, 3, 4, 4)
-    out = colour_shift(zeros, generator=_seeded(0))
+    out = colour_shift(zeros, rng=_seeded(0))
     shift = out[:, :, 0, 0]
     assert torch.equal(out, shift[:, :, None, None].expand_as(out))  # constant per channel
     assert shift.abs().max() <= 0.5
@@ -124,26 +124,26 @@ def test_colour_shift_moves_one_or_all_channels_by_at_most_half():
 
 def test_colour_shift_clamps_into_range():
     near_edges = torch.tensor([-0.95, 0.95]).view(1, 1, 1, 2).expand(300, 3, 1, 2).contiguous()
-    out = colour_shift(near_edges, generator=_seeded(0))
+    out = colour_shift(near_edges, rng=_seeded(0))
     assert out.min() == -1.0 and out.max() == 1.0
 
 
 def test_affine_warp_pads_by_reflection():
     grey = torch.full((32, 3, 16, 16), 0.3)
-    out = affine_warp(grey, generator=_seeded(0))  # zero padding would bring in zeros
+    out = affine_warp(grey, rng=_seeded(0))  # zero padding would bring in zeros
     assert torch.allclose(out, grey, atol=1e-6)
 
 
 def test_affine_warp_with_zero_ranges_is_near_identity():
     images = _images(n=4)
-    out = affine_warp(images, generator=_seeded(0), max_rotation=0.0, max_scale=0.0, max_translation=0.0)
+    out = affine_warp(images, rng=_seeded(0), max_rotation=0.0, max_scale=0.0, max_translation=0.0)
     assert torch.allclose(out, images, atol=1e-5)
 
 
 def test_augment_picks_a_different_op_per_sample():
     # One image repeated: the samples must not all be augmented alike.
     images = _images(n=1, size=16).expand(32, -1, -1, -1)
-    out = augment(images, generator=_seeded(0))
+    out = augment(images, rng=_seeded(0))
     distinct = torch.unique(out.flatten(1), dim=0)
     assert len(distinct) > 16
 
@@ -159,10 +159,10 @@ def test_two_views_differ_and_are_reproducible():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_augment_runs_on_cuda_with_a_cpu_generator():
     images = _images().cuda().requires_grad_()
-    out = augment(images, generator=_seeded(0))
+    out = augment(images, rng=_seeded(0))
     assert out.device == images.device
     out.sum().backward()
-    cpu = augment(images.detach().cpu(), generator=_seeded(0))
+    cpu = augment(images.detach().cpu(), rng=_seeded(0))
     assert torch.allclose(out.detach().cpu(), cpu, atol=1e-5)
 
 

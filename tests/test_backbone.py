@@ -23,7 +23,7 @@ PLUGIN_SOURCE = textwrap.dedent('''
         def mapping(self, z, *, truncation=1.0):
             return z * truncation
 
-        def synthesize(self, latents, *, condition=None, noise="random", generator=None):
+        def synthesize(self, latents, *, condition=None, noise="random", rng=None):
             b, t, _ = latents.shape
             rgb = torch.tanh(self.colour(latents))
             return rgb[..., None, None].expand(b, t, 3, 8, 8)

@@ -162,9 +162,9 @@ def test_truncation_selects_statistics_and_scales_content(biggan_folder):
     z = torch.randn(1, 2, 8)
     assert not torch.allclose(low.synthesize(z, condition=torch.tensor([2])),
                               high.synthesize(z, condition=torch.tensor([2])))
-    codes = low.sample_latent(256, generator=torch.Generator().manual_seed(0))
+    codes = low.sample_latent(256, rng=torch.Generator().manual_seed(0))
     assert codes.abs().max() <= 2 * 0.4 + 1e-6 and codes.std() > 0.2  # truncated normal, times truncation
-    again = low.sample_latent(256, generator=torch.Generator().manual_seed(0))
+    again = low.sample_latent(256, rng=torch.Generator().manual_seed(0))
     assert torch.equal(codes, again)
     torch.testing.assert_close(low.mapping(z[0]), 0.4 * z[0])
     assert torch.equal(low.mapping(z[0], truncation=0.4), low.mapping(z[0]))

@@ -160,7 +160,7 @@ def test_enqueue_wraps_around():
 
 def test_state_dict_restores_queues_pointer_and_momentum_copy():
     disc = _disc()
-    generator_loss(disc, _frames(), _frames(seed=1), generator=_seeded(0))
+    generator_loss(disc, _frames(), _frames(seed=1), rng=_seeded(0))
     disc.momentum_update()
     restored = _disc(seed=5)
     assert not torch.equal(restored.queue_real, disc.queue_real)
@@ -176,14 +176,14 @@ def test_state_dict_restores_queues_pointer_and_momentum_copy():
 def test_discriminator_loss_combines_hinge_and_contrastive_terms():
     disc = _disc()
     frame0, frame_t = _frames(seed=0).requires_grad_(), _frames(seed=1).requires_grad_()
-    out = discriminator_loss(disc, frame0, frame_t, generator=_seeded(0))
+    out = discriminator_loss(disc, frame0, frame_t, rng=_seeded(0))
     expected = out["hinge_real"] + out["hinge_fake"] + 2 * (out["contrastive_real"] + out["contrastive_fake"])
     assert torch.allclose(out["loss"], expected)
     # Recompute the terms by hand from the same augmented views (same seed, same order).
     generator = _seeded(0)
-    views = [augment(f, generator=generator) for f in (frame0, frame0, frame_t, frame_t)]
+    views = [augment(f, rng=generator) for f in (frame0, frame0, frame_t, frame_t)]
     disc.online.eval()  # no power iteration: both evaluations see the same weights
-    out = discriminator_loss(disc, frame0, frame_t, generator=_seeded(0))
+    out = discriminator_loss(disc, frame0, frame_t, rng=_seeded(0))
     logits, features = zip(*(disc(v) for v in views))
     real, fake = hinge_d_loss(logits[0], logits[2])
     assert torch.allclose(out["hinge_real"], real, atol=1e-5)
@@ -201,15 +201,15 @@ def test_discriminator_loss_combines_hinge_and_contrastive_terms():
 def test_generator_loss_matches_features_and_fills_the_queues():
     disc = _disc()
     frame0, frame_t = _frames(seed=0).requires_grad_(), _frames(seed=1).requires_grad_()
-    out = generator_loss(disc, frame0, frame_t, generator=_seeded(3), w_match=0.5)
+    out = generator_loss(disc, frame0, frame_t, rng=_seeded(3), w_match=0.5)
     assert torch.allclose(out["loss"], out["hinge"] + 0.5 * out["match"])
     generator = _seeded(3)
-    real, fake = augment(frame0, generator=generator), augment(frame_t, generator=generator)
+    real, fake = augment(frame0, rng=generator), augment(frame_t, rng=generator)
     assert disc.queue_ptr.item() == 3
     assert torch.allclose(disc.queue_real[:3], disc.momentum_features(real), atol=1e-6)
     assert torch.allclose(disc.queue_fake[:3], disc.momentum_features(fake), atol=1e-6)
     disc.online.eval()
-    out = generator_loss(disc, frame0, frame_t, generator=_seeded(3), update_queues=False)
+    out = generator_loss(disc, frame0, frame_t, rng=_seeded(3), update_queues=False)
     assert disc.queue_ptr.item() == 3
     (fake_logits, f_fake), (_, f_real) = disc(fake), disc(real)
     assert torch.allclose(out["hinge"], -fake_logits.mean(), atol=1e-5)
@@ -247,8 +247,8 @@ def _distributed_worker(rank, world_size, init_file, result_file):
         # Both losses through a DDP wrapper, with different frames on each rank.
         wrapped = torch.nn.parallel.DistributedDataParallel(disc, broadcast_buffers=False)
         frame0, frame_t = _frames(n=2, seed=10 * rank), _frames(n=2, seed=10 * rank + 1)
-        generator_loss(wrapped, frame0, frame_t, generator=_seeded(rank))
-        discriminator_loss(wrapped, frame0, frame_t, generator=_seeded(rank))["loss"].backward()
+        generator_loss(wrapped, frame0, frame_t, rng=_seeded(rank))
+        discriminator_loss(wrapped, frame0, frame_t, rng=_seeded(rank))["loss"].backward()
         grads = torch.cat([p.grad.flatten() for p in disc.online.parameters()])
         all_grads = [torch.empty_like(grads) for _ in range(world_size)]
         dist.all_gather(all_grads, grads)

@@ -69,8 +69,8 @@ def test_example_honours_the_backbone_contract(example_checkpoint):
     model = load_backbone(example_spec(), example_checkpoint)
     assert (model.name, model.latent_dim, model.resolution) == ("tinyconv", 16, 16)
     assert not any(p.requires_grad for p in model.parameters())
-    latents = model.sample_latent(3, generator=torch.Generator().manual_seed(0))[:, None].repeat(1, 2, 1)
-    frames = model.synthesize(latents, noise="random", generator=torch.Generator().manual_seed(1))
+    latents = model.sample_latent(3, rng=torch.Generator().manual_seed(0))[:, None].repeat(1, 2, 1)
+    frames = model.synthesize(latents, noise="random", rng=torch.Generator().manual_seed(1))
     assert frames.shape == (3, 2, 3, 16, 16) and frames.abs().max() <= 1
     torch.testing.assert_close(frames[:, 0], frames[:, 1])  # one noise draw per video, shared by its frames
     assert not torch.allclose(frames, model.synthesize(latents, noise="none"))

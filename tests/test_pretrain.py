@@ -74,7 +74,7 @@ def test_export_loads_as_a_backbone(tmp_path, frames):
     path = trainer.run()
     backbone = load_backbone(None, path)
     assert backbone.name == "stylegan2" and backbone.resolution == 16 and backbone.latent_dim == 32
-    w = backbone.sample_latent(2, generator=torch.Generator().manual_seed(0))
+    w = backbone.sample_latent(2, rng=torch.Generator().manual_seed(0))
     video = backbone.synthesize(torch.stack([w, w], 1), noise="const")
     assert video.shape == (2, 2, 3, 16, 16)
     # the export is the EMA generator
@@ -87,7 +87,7 @@ def test_export_loads_as_a_backbone(tmp_path, frames):
 def test_diff_augment_is_differentiable_and_changes_images():
     images = torch.rand(4, 3, 16, 16, requires_grad=True) * 2 - 1
     images.retain_grad()
-    out = diff_augment(images, generator=torch.Generator().manual_seed(0))
+    out = diff_augment(images, rng=torch.Generator().manual_seed(0))
     assert out.shape == images.shape and not torch.allclose(out, images)
     out.sum().backward()
     assert images.grad is not None and images.grad.abs().sum() > 0

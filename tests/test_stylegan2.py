@@ -208,11 +208,11 @@ def test_noise_is_shared_by_the_frames_of_a_video(tiny_stylegan2):
     w = latents_for(tiny_stylegan2, 3, 1)
     latents = w.expand(3, 4, -1)  # every frame of a video has the same w
     gen = torch.Generator().manual_seed(0)
-    videos = frames_of(tiny_stylegan2, latents, noise="random", generator=gen)
+    videos = frames_of(tiny_stylegan2, latents, noise="random", rng=gen)
     assert videos.shape == (3, 4, 3, 32, 32)
     assert torch.equal(videos[:, 0:1].expand_as(videos), videos)
     # the same w in two videos: different noise, different frames
-    same_w = frames_of(tiny_stylegan2, w[:1].expand(2, 2, -1), noise="random", generator=gen)
+    same_w = frames_of(tiny_stylegan2, w[:1].expand(2, 2, -1), noise="random", rng=gen)
     assert (same_w[0, 0] - same_w[1, 0]).abs().max() > 1e-3
     # const / none are deterministic and differ from each other
     const = frames_of(tiny_stylegan2, w[:1].expand(2, 2, -1), noise="const")
@@ -221,8 +221,8 @@ def test_noise_is_shared_by_the_frames_of_a_video(tiny_stylegan2):
     assert (const - none).abs().max() > 1e-3
     # moving latents: frame t of video b is rendered with video b's one draw of noise maps
     moving = latents_for(tiny_stylegan2, 2, 3)
-    videos = frames_of(tiny_stylegan2, moving, generator=torch.Generator().manual_seed(5))
-    maps = tiny_stylegan2.make_noise(2, generator=torch.Generator().manual_seed(5))
+    videos = frames_of(tiny_stylegan2, moving, rng=torch.Generator().manual_seed(5))
+    maps = tiny_stylegan2.make_noise(2, rng=torch.Generator().manual_seed(5))
     with torch.no_grad():
         expected = tiny_stylegan2.render(moving.reshape(6, -1), [m.repeat_interleave(3, dim=0) for m in maps])
     assert torch.allclose(videos.reshape(6, 3, 32, 32), expected, atol=1e-6)
@@ -230,18 +230,18 @@ def test_noise_is_shared_by_the_frames_of_a_video(tiny_stylegan2):
         tiny_stylegan2.synthesize(latents, noise="fresh")
 
 
-def test_seeded_generator_gives_the_same_frames(tiny_stylegan2):
+def test_seeded_rng_gives_the_same_frames(tiny_stylegan2):
     latents = latents_for(tiny_stylegan2, 2, 3)
-    a = frames_of(tiny_stylegan2, latents, generator=torch.Generator().manual_seed(7))
-    b = frames_of(tiny_stylegan2, latents, generator=torch.Generator().manual_seed(7))
-    c = frames_of(tiny_stylegan2, latents, generator=torch.Generator().manual_seed(8))
+    a = frames_of(tiny_stylegan2, latents, rng=torch.Generator().manual_seed(7))
+    b = frames_of(tiny_stylegan2, latents, rng=torch.Generator().manual_seed(7))
+    c = frames_of(tiny_stylegan2, latents, rng=torch.Generator().manual_seed(8))
     assert torch.equal(a, b)
     assert (a - c).abs().max() > 1e-3
 
 
 def test_gradients_reach_latents_but_not_frozen_parameters(tiny_stylegan2):
     latents = latents_for(tiny_stylegan2, 2, 2).requires_grad_(True)
-    frames = tiny_stylegan2.synthesize(latents, noise="random", generator=torch.Generator().manual_seed(0))
+    frames = tiny_stylegan2.synthesize(latents, noise="random", rng=torch.Generator().manual_seed(0))
     frames.square().mean().backward()
     assert latents.grad is not None and latents.grad.abs().sum() > 0
     assert all(p.grad is None and not p.requires_grad for p in tiny_stylegan2.parameters())
@@ -258,7 +258,7 @@ def test_gradients_after_inference_mode_calls(tiny_stylegan2):
 
 def test_plain_forward_trains_parameters():
     model = make_tiny_stylegan2()
-    images = model(torch.randn(2, model.z_dim), generator=torch.Generator().manual_seed(0))
+    images = model(torch.randn(2, model.z_dim), rng=torch.Generator().manual_seed(0))
     assert images.shape == (2, 3, 32, 32)
     images.mean().backward()
     grads = {name: p.grad for name, p in model.named_parameters()}

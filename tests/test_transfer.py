@@ -25,11 +25,11 @@ def test_objective_sees_whole_clips_and_updates_queues_and_momentum_copy():
     motion = MotionGenerator(8, h_dim=4, n_pca=4)
     rollout = motion.rollout(torch.randn(2, 8), 4)
     queue_before = objective.image_d.queue_real.clone()
-    g = objective.g_loss(real, fake, rollout, generator=generator)
+    g = objective.g_loss(real, fake, rollout, rng=generator)
     assert set(g) == {"video", "image_hinge", "image_match", "mi"}
     assert all(torch.isfinite(v) for v in g.values())
     assert not torch.equal(queue_before, objective.image_d.queue_real)  # G step pushes momentum features
-    d = objective.d_loss(real, fake, generator=generator)
+    d = objective.d_loss(real, fake, rng=generator)
     assert set(d) == {"video", "video_gp", "image_hinge", "image_contrastive"}
     assert all(torch.isfinite(v) for v in d.values())
     sum(d.values()).backward()

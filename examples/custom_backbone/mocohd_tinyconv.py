@@ -95,7 +95,7 @@ class TinyConvGenerator(ImageGenerator):
         return w if truncation == 1.0 else self.latent_avg + truncation * (w - self.latent_avg)
 
     def synthesize(self, latents: Tensor, *, condition: Tensor | None = None, noise: str = "random",
-                   generator: torch.Generator | None = None) -> Tensor:
+                   rng: torch.Generator | None = None) -> Tensor:
         """[B, T, D] -> [B, T, 3, H, W]; all B*T frames in one pass, one noise draw per video."""
         self.check_noise_mode(noise)
         if condition is not None:
@@ -112,8 +112,8 @@ class TinyConvGenerator(ImageGenerator):
                 if noise == "const":
                     maps = getattr(self, f"noise_{i}").expand(batch * frames, -1, -1, -1)
                 else:  # one map per video, the same for all of its frames
-                    device = generator.device if generator is not None else x.device
-                    maps = torch.randn(batch, 1, 1, side, side, generator=generator, device=device).to(x)
+                    device = rng.device if rng is not None else x.device
+                    maps = torch.randn(batch, 1, 1, side, side, generator=rng, device=device).to(x)
                     maps = maps.expand(-1, frames, -1, -1, -1).reshape(batch * frames, 1, side, side)
                 x = x + self.noise_strength[i] * maps
             x = F.leaky_relu(x, 0.2)

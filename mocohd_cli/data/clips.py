@@ -318,8 +318,8 @@ class ClipBatchSampler(Sampler):
         self.rank, self.world_size, self.start_batch = rank, world_size, start_batch
 
     def permutation(self, epoch: int) -> Tensor:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(self.n_videos, generator=generator)
+        rng = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.n_videos, generator=rng)
 
     def batch(self, b: int, cache: dict | None = None) -> list[tuple[int, int]]:
         cache = {} if cache is None else cache

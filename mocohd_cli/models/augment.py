@@ -41,17 +41,17 @@ def _check_strength(strength: float) -> None:
         raise ValueError(f"strength must lie in [0, 1], got {strength}")
 
 
-def _uniform(n: int, low: float, high: float, generator: torch.Generator | None,
+def _uniform(n: int, low: float, high: float, rng: torch.Generator | None,
              device: torch.device, *extra: int) -> Tensor:
     """``n`` uniform draws in [low, high), drawn where the generator lives, then moved."""
-    where = generator.device if generator is not None else device
-    draws = torch.rand((n, *extra), generator=generator, device=where)
+    where = rng.device if rng is not None else device
+    draws = torch.rand((n, *extra), generator=rng, device=where)
     return (low + (high - low) * draws).to(device)
 
 
-def _integers(n: int, high: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
-    where = generator.device if generator is not None else device
-    return torch.randint(high, (n,), generator=generator, device=where).to(device)
+def _integers(n: int, high: int, rng: torch.Generator | None, device: torch.device) -> Tensor:
+    where = rng.device if rng is not None else device
+    return torch.randint(high, (n,), generator=rng, device=where).to(device)
 
 
 def _where_samples(mask: Tensor | None, changed: Tensor, images: Tensor) -> Tensor:
@@ -61,7 +61,7 @@ def _where_samples(mask: Tensor | None, changed: Tensor, images: Tensor) -> Tens
     return torch.where(mask.view(-1, 1, 1, 1), changed, images)
 
 
-def cutout(images: Tensor, *, generator: torch.Generator | None = None, strength: float = 1.0,
+def cutout(images: Tensor, *, rng: torch.Generator | None = None, strength: float = 1.0,
            min_ratio: float = 0.125, max_ratio: float = 0.25, placement: str = "border",
            mask: Tensor | None = None) -> Tensor:
     """Zero a square whose side is uniform in [min_ratio, max_ratio] * strength of the image side.
@@ -77,12 +77,12 @@ def cutout(images: Tensor, *, generator: torch.Generator | None = None, strength
     n, _, height, width = images.shape
     device = images.device
     band = max_ratio * strength
-    ratio = _uniform(n, min_ratio * strength, band, generator, device)      # side / image side
+    ratio = _uniform(n, min_ratio * strength, band, rng, device)      # side / image side
     # Position of the square's top-left corner as fractions of the height and width.
-    along = _uniform(n, 0.0, 1.0, generator, device)                        # along the edge
-    across = _uniform(n, 0.0, 1.0, generator, device)                       # into the band
+    along = _uniform(n, 0.0, 1.0, rng, device)                        # along the edge
+    across = _uniform(n, 0.0, 1.0, rng, device)                       # into the band
     if placement == "border":
-        edge = _integers(n, 4, generator, device)  # 0 top, 1 bottom, 2 left, 3 right
+        edge = _integers(n, 4, rng, device)  # 0 top, 1 bottom, 2 left, 3 right
         into = across * (band - ratio)              # offset from the chosen edge
         along = along * (1.0 - band)
         near = torch.where(edge % 2 == 0, into, 1.0 - ratio - into)
@@ -105,18 +105,18 @@ def cutout(images: Tensor, *, generator: torch.Generator | None = None, strength
     return images * keep
 
 
-def flip(images: Tensor, *, generator: torch.Generator | None = None, strength: float = 1.0,
+def flip(images: Tensor, *, rng: torch.Generator | None = None, strength: float = 1.0,
          mask: Tensor | None = None) -> Tensor:
     """Mirror left-right each sample with probability strength / 2 (the release's coin flip)."""
     _check_images(images)
     _check_strength(strength)
-    coin = _uniform(images.shape[0], 0.0, 1.0, generator, images.device) < 0.5 * strength
+    coin = _uniform(images.shape[0], 0.0, 1.0, rng, images.device) < 0.5 * strength
     if mask is not None:
         coin = coin & mask
     return torch.where(coin.view(-1, 1, 1, 1), images.flip(-1), images)
 
 
-def colour_shift(images: Tensor, *, generator: torch.Generator | None = None,
+def colour_shift(images: Tensor, *, rng: torch.Generator | None = None,
                  strength: float = 1.0, max_shift: float = 0.5, mask: Tensor | None = None,
                  value_range: tuple[float, float] = (-1.0, 1.0)) -> Tensor:
     """Add a shift uniform in [-max_shift, max_shift) * strength to all channels or to one.
@@ -129,8 +129,8 @@ def colour_shift(images: Tensor, *, generator: torch.Generator | None = None,
     _check_strength(strength)
     n, channels = images.shape[:2]
     device = images.device
-    shift = _uniform(n, -max_shift * strength, max_shift * strength, generator, device)
-    which = _integers(n, channels + 1, generator, device)  # 0 = all, c + 1 = channel c only
+    shift = _uniform(n, -max_shift * strength, max_shift * strength, rng, device)
+    which = _integers(n, channels + 1, rng, device)  # 0 = all, c + 1 = channel c only
     per_channel = torch.arange(1, channels + 1, device=device).view(1, -1)
     hit = (which.view(-1, 1) == 0) | (which.view(-1, 1) == per_channel)      # [N, C]
     if mask is not None:
@@ -141,7 +141,7 @@ def colour_shift(images: Tensor, *, generator: torch.Generator | None = None,
     return torch.clamp(shifted, min=torch.clamp(images, max=low), max=torch.clamp(images, min=high))
 
 
-def affine_warp(images: Tensor, *, generator: torch.Generator | None = None,
+def affine_warp(images: Tensor, *, rng: torch.Generator | None = None,
                 strength: float = 1.0, max_rotation: float = 180.0,
                 max_translation: float = 0.1, max_scale: float = 0.05,
                 mask: Tensor | None = None) -> Tensor:
@@ -153,9 +153,9 @@ def affine_warp(images: Tensor, *, generator: torch.Generator | None = None,
     _check_strength(strength)
     n = images.shape[0]
     device = images.device
-    angle = _uniform(n, -1.0, 1.0, generator, device) * math.radians(max_rotation) * strength
-    shift = _uniform(n, -1.0, 1.0, generator, device, 2) * max_translation * strength
-    scale = 1.0 + _uniform(n, -1.0, 1.0, generator, device) * max_scale * strength
+    angle = _uniform(n, -1.0, 1.0, rng, device) * math.radians(max_rotation) * strength
+    shift = _uniform(n, -1.0, 1.0, rng, device, 2) * max_translation * strength
+    scale = 1.0 + _uniform(n, -1.0, 1.0, rng, device) * max_scale * strength
     if strength == 0.0:
         return images  # resampling on the identity grid is not bit-exact, so skip it
     cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
@@ -169,7 +169,7 @@ def affine_warp(images: Tensor, *, generator: torch.Generator | None = None,
     return _where_samples(mask, warped, images)
 
 
-def augment(images: Tensor, *, generator: torch.Generator | None = None,
+def augment(images: Tensor, *, rng: torch.Generator | None = None,
             strength: float = 1.0) -> Tensor:
     """Cutout, then per sample one of flip / colour shift / affine warp (equally likely).
 
@@ -178,15 +178,15 @@ def augment(images: Tensor, *, generator: torch.Generator | None = None,
     """
     _check_images(images)
     _check_strength(strength)
-    out = cutout(images, generator=generator, strength=strength)
-    choice = _integers(images.shape[0], 3, generator, images.device)
-    out = flip(out, generator=generator, strength=strength, mask=choice == _FLIP)
-    out = colour_shift(out, generator=generator, strength=strength, mask=choice == _COLOUR)
-    return affine_warp(out, generator=generator, strength=strength, mask=choice == _AFFINE)
+    out = cutout(images, rng=rng, strength=strength)
+    choice = _integers(images.shape[0], 3, rng, images.device)
+    out = flip(out, rng=rng, strength=strength, mask=choice == _FLIP)
+    out = colour_shift(out, rng=rng, strength=strength, mask=choice == _COLOUR)
+    return affine_warp(out, rng=rng, strength=strength, mask=choice == _AFFINE)
 
 
-def two_views(images: Tensor, generator: torch.Generator | None = None, *,
+def two_views(images: Tensor, rng: torch.Generator | None = None, *,
               strength: float = 1.0) -> tuple[Tensor, Tensor]:
     """Two independently augmented views of the same images."""
-    return (augment(images, generator=generator, strength=strength),
-            augment(images, generator=generator, strength=strength))
+    return (augment(images, rng=rng, strength=strength),
+            augment(images, rng=rng, strength=strength))

@@ -57,18 +57,18 @@ class ImageGenerator(nn.Module):
         raise NotImplementedError
 
     def synthesize(self, latents: Tensor, *, condition: Tensor | None = None, noise: str = "random",
-                   generator: torch.Generator | None = None) -> Tensor:
+                   rng: torch.Generator | None = None) -> Tensor:
         raise NotImplementedError
 
-    def sample_latent(self, n: int, *, generator: torch.Generator | None = None,
+    def sample_latent(self, n: int, *, rng: torch.Generator | None = None,
                       truncation: float = 1.0) -> Tensor:
         # Draw where the generator lives (a CPU generator gives the same draws on any device).
-        device = generator.device if generator is not None else self.device
-        z = torch.randn(n, self.z_dim, generator=generator, device=device).to(self.device)
+        device = rng.device if rng is not None else self.device
+        z = torch.randn(n, self.z_dim, generator=rng, device=device).to(self.device)
         return self.mapping(z, truncation=truncation)
 
     def sample_condition(self, n: int, classes: list[int] | None = None, *,
-                         generator: torch.Generator | None = None) -> Tensor | None:
+                         rng: torch.Generator | None = None) -> Tensor | None:
         """Per-video condition ([n, condition_dim] one-hot) or None for unconditional backbones.
 
         `classes` cycles over the videos; without it classes are drawn at random.
@@ -84,7 +84,7 @@ class ImageGenerator(nn.Module):
                                   fix=f"use a class in 0..{self.condition_dim - 1}")
             index = torch.tensor([classes[i % len(classes)] for i in range(n)])
         else:
-            index = torch.randint(self.condition_dim, (n,), generator=generator)
+            index = torch.randint(self.condition_dim, (n,), generator=rng)
         return nn.functional.one_hot(index, self.condition_dim).float().to(self.device)
 
     def export_config(self) -> dict:

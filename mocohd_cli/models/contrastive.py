@@ -250,7 +250,7 @@ def _check_frames(frame0: Tensor, frame_t: Tensor) -> None:
 
 
 def discriminator_loss(disc: ContrastiveImageDiscriminator, frame0: Tensor, frame_t: Tensor, *,
-                       generator: torch.Generator | None = None, temperature: float | None = None,
+                       rng: torch.Generator | None = None, temperature: float | None = None,
                        w_contrastive: float = 2.0) -> dict[str, Tensor]:
     """Loss of one image-discriminator step. frame0, frame_t: generated frames [B, 3, R, R]
     (detached here). "Real" = augmented frame 0, "fake" = augmented frame t.
@@ -263,8 +263,8 @@ def discriminator_loss(disc: ContrastiveImageDiscriminator, frame0: Tensor, fram
     core = _unwrapped(disc)
     temperature = core.temperature if temperature is None else temperature
     batch = frame0.shape[0]
-    real1, real2 = two_views(frame0.detach(), generator)
-    fake1, fake2 = two_views(frame_t.detach(), generator)
+    real1, real2 = two_views(frame0.detach(), rng)
+    fake1, fake2 = two_views(frame_t.detach(), rng)
     # One forward for all four sets (the network has no batch statistics).
     logits, features = disc(torch.cat([real1, real2, fake1, fake2]))
     logits, features = logits.float(), features.float()
@@ -283,7 +283,7 @@ def discriminator_loss(disc: ContrastiveImageDiscriminator, frame0: Tensor, fram
 
 
 def generator_loss(disc: ContrastiveImageDiscriminator, frame0: Tensor, frame_t: Tensor, *,
-                   generator: torch.Generator | None = None, w_match: float = 1.0,
+                   rng: torch.Generator | None = None, w_match: float = 1.0,
                    update_queues: bool = True) -> dict[str, Tensor]:
     """Image-discriminator part of one motion-generator step. frame0, frame_t: generated
     frames [B, 3, R, R] (gradients flow to both).
@@ -296,8 +296,8 @@ def generator_loss(disc: ContrastiveImageDiscriminator, frame0: Tensor, frame_t:
     _check_frames(frame0, frame_t)
     core = _unwrapped(disc)
     batch = frame0.shape[0]
-    real = augment(frame0, generator=generator)
-    fake = augment(frame_t, generator=generator)
+    real = augment(frame0, rng=rng)
+    fake = augment(frame_t, rng=rng)
     if update_queues:
         core.enqueue(core.momentum_features(real), core.momentum_features(fake))
     logits, features = disc(torch.cat([real, fake]))

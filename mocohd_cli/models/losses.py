@@ -36,14 +36,14 @@ def ra_lsgan_g_loss(real: ScaleOutputs, fake: ScaleOutputs) -> Tensor:
 
 
 def gradient_penalty(discriminator: Callable[[Tensor], ScaleOutputs], real: Tensor, fake: Tensor, *,
-                     weight: float = 10.0, generator: torch.Generator | None = None) -> Tensor:
+                     weight: float = 10.0, rng: torch.Generator | None = None) -> Tensor:
     """weight * mean over scales of mean((||grad||_2 - 1)^2) at random interpolates of real and fake.
 
     One mixing weight per sample; as in the release the norm runs over the channel axis
     (dim 1) at each position. Run in fp32: second-order gradients under fp16 autocast
     overflow easily.
     """
-    alpha = torch.rand(real.shape[0], generator=generator, device=real.device, dtype=torch.float32)
+    alpha = torch.rand(real.shape[0], generator=rng, device=real.device, dtype=torch.float32)
     alpha = alpha.view(-1, *([1] * (real.dim() - 1)))
     mixed = (alpha * real.detach().float() + (1 - alpha) * fake.detach().float()).requires_grad_(True)
     with torch.autocast(device_type=real.device.type, enabled=False):
@@ -55,7 +55,7 @@ def gradient_penalty(discriminator: Callable[[Tensor], ScaleOutputs], real: Tens
     return weight * penalty / len(outputs)
 
 
-def random_time_reverse(clips: Tensor, time_dim: int, generator: torch.Generator | None = None) -> Tensor:
+def random_time_reverse(clips: Tensor, time_dim: int, rng: torch.Generator | None = None) -> Tensor:
     """Reverse the whole batch in time with probability 1/2 (one coin for the batch, no host sync)."""
-    flip = torch.rand((), generator=generator, device=clips.device) < 0.5
+    flip = torch.rand((), generator=rng, device=clips.device) < 0.5
     return torch.where(flip, clips.flip(time_dim), clips)

@@ -85,19 +85,19 @@ class MotionGenerator(nn.Module):
         """diag(s) P: [n_pca, D]."""
         return self.pca_stdev[:, None] * self.pca_components
 
-    def draw_noise(self, batch: int, n_frames: int, generator: torch.Generator | None = None) -> Tensor:
+    def draw_noise(self, batch: int, n_frames: int, rng: torch.Generator | None = None) -> Tensor:
         """Motion codes [B, T-1, D], drawn on the generator's device and moved to the model's."""
-        device = generator.device if generator is not None else self.w.device
-        noise = torch.randn(batch, max(n_frames - 1, 0), self.latent_dim, generator=generator, device=device)
+        device = rng.device if rng is not None else self.w.device
+        noise = torch.randn(batch, max(n_frames - 1, 0), self.latent_dim, generator=rng, device=device)
         return noise.to(self.w.device)
 
     def rollout(self, w0: Tensor, n_frames: int, noise: Tensor | None = None, *,
-                generator: torch.Generator | None = None) -> Rollout:
+                rng: torch.Generator | None = None) -> Rollout:
         if n_frames < 1:
             raise MocohdError(f"a video needs at least one frame, got n_frames={n_frames}")
         batch = w0.shape[0]
         if noise is None:
-            noise = self.draw_noise(batch, n_frames, generator)
+            noise = self.draw_noise(batch, n_frames, rng)
         elif noise.shape != (batch, n_frames - 1, self.latent_dim):
             raise ValueError(f"noise must have shape {(batch, n_frames - 1, self.latent_dim)}, got {tuple(noise.shape)}")
         noise = noise.to(w0.dtype)
@@ -118,8 +118,8 @@ class MotionGenerator(nn.Module):
         return Rollout(latents, noise, noise_pred)
 
     def forward(self, w0: Tensor, n_frames: int, noise: Tensor | None = None, *,
-                generator: torch.Generator | None = None) -> Tensor:
-        return self.rollout(w0, n_frames, noise, generator=generator).latents
+                rng: torch.Generator | None = None) -> Tensor:
+        return self.rollout(w0, n_frames, noise, rng=rng).latents
 
     # -- files ---------------------------------------------------------------------------------
     def architecture(self) -> dict:

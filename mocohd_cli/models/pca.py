@@ -62,12 +62,12 @@ def motion_pca(backbone, *, n_pca: int, n_samples: int = 100_000, batch_size: in
         if cache_file.exists():
             tensors, _ = read_safetensors(cache_file, what="PCA cache")
             return tensors["components"][:n_pca], tensors["stdev"][:n_pca]
-    generator = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
     stats = StreamingCovariance(backbone.latent_dim)
     done = 0
     while done < n_samples:
         n = min(batch_size, n_samples - done)
-        stats.update(backbone.sample_latent(n, generator=generator, truncation=truncation).float())
+        stats.update(backbone.sample_latent(n, rng=rng, truncation=truncation).float())
         done += n
         if progress is not None:
             progress(done, n_samples)

@@ -45,31 +45,31 @@ class CrossDomainObjective(Objective):
         self.w_match = config.w_match
         self.w_contrastive = config.w_contrastive
 
-    def _video_outputs(self, real: Tensor, fake: Tensor, generator: torch.Generator):
+    def _video_outputs(self, real: Tensor, fake: Tensor, rng: torch.Generator):
         """Whole real and fake clips, each batch randomly time-reversed, through the video D."""
-        return judge(self.video_d, as_video_input(real), as_video_input(fake), generator=generator,
+        return judge(self.video_d, as_video_input(real), as_video_input(fake), rng=rng,
                      reverse_time_dim=2)
 
     @staticmethod
-    def _first_and_random_frame(fake: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    def _first_and_random_frame(fake: Tensor, rng: torch.Generator) -> tuple[Tensor, Tensor]:
         """Generated frame 0 and one random frame t >= 1 (the same t for the batch), [B, 3, H, W] each."""
-        return fake[:, 0], frame_at(fake, random_later_frame(fake, generator))
+        return fake[:, 0], frame_at(fake, random_later_frame(fake, rng))
 
-    def d_loss(self, real: Tensor, fake: Tensor, *, generator: torch.Generator) -> Losses:
+    def d_loss(self, real: Tensor, fake: Tensor, *, rng: torch.Generator) -> Losses:
         fake = fake.detach()
-        video = ra_lsgan_d_loss(*self._video_outputs(real, fake, generator))
+        video = ra_lsgan_d_loss(*self._video_outputs(real, fake, rng))
         penalty = gradient_penalty(self.video_d, as_video_input(real), as_video_input(fake),
-                                   weight=self.gp_weight, generator=generator)
-        frame0, frame_t = self._first_and_random_frame(fake, generator)
-        image = discriminator_loss(self.image_d, frame0, frame_t, generator=generator,
+                                   weight=self.gp_weight, rng=rng)
+        frame0, frame_t = self._first_and_random_frame(fake, rng)
+        image = discriminator_loss(self.image_d, frame0, frame_t, rng=rng,
                                    w_contrastive=self.w_contrastive)
         return {"video": video, "video_gp": penalty, "image_hinge": image["hinge_real"] + image["hinge_fake"],
                 "image_contrastive": self.w_contrastive * (image["contrastive_real"] + image["contrastive_fake"])}
 
-    def g_loss(self, real: Tensor, fake: Tensor, rollout: Rollout, *, generator: torch.Generator) -> Losses:
-        video = ra_lsgan_g_loss(*self._video_outputs(real, fake, generator))
-        frame0, frame_t = self._first_and_random_frame(fake, generator)
-        image = generator_loss(self.image_d, frame0, frame_t, generator=generator, w_match=self.w_match)
+    def g_loss(self, real: Tensor, fake: Tensor, rollout: Rollout, *, rng: torch.Generator) -> Losses:
+        video = ra_lsgan_g_loss(*self._video_outputs(real, fake, rng))
+        frame0, frame_t = self._first_and_random_frame(fake, rng)
+        image = generator_loss(self.image_d, frame0, frame_t, rng=rng, w_match=self.w_match)
         return {"video": video, "image_hinge": image["hinge"], "image_match": self.w_match * image["match"],
                 "mi": mutual_information_loss(rollout.noise, rollout.noise_pred)}
 

@@ -153,17 +153,17 @@ class Objective(nn.Module):
     without gradients, so `state_dict` covers it.
     """
 
-    def d_loss(self, real: Tensor, fake: Tensor, *, generator: torch.Generator) -> Losses:
+    def d_loss(self, real: Tensor, fake: Tensor, *, rng: torch.Generator) -> Losses:
         raise NotImplementedError
 
-    def g_loss(self, real: Tensor, fake: Tensor, rollout: Rollout, *, generator: torch.Generator) -> Losses:
+    def g_loss(self, real: Tensor, fake: Tensor, rollout: Rollout, *, rng: torch.Generator) -> Losses:
         raise NotImplementedError
 
     def after_d_step(self) -> None:
         """Called after every discriminator update (e.g. momentum-copy updates)."""
 
-    def forward(self, real: Tensor, fake: Tensor, generator: torch.Generator) -> Losses:
-        return self.d_loss(real, fake, generator=generator)
+    def forward(self, real: Tensor, fake: Tensor, rng: torch.Generator) -> Losses:
+        return self.d_loss(real, fake, rng=rng)
 
 
 def with_first_frame(clips: Tensor) -> Tensor:
@@ -172,10 +172,10 @@ def with_first_frame(clips: Tensor) -> Tensor:
     return torch.cat([first, clips[:, 1:]], dim=2).transpose(1, 2)
 
 
-def random_later_frame(clips: Tensor, generator: torch.Generator) -> Tensor:
+def random_later_frame(clips: Tensor, rng: torch.Generator) -> Tensor:
     """One random frame index t in 1..T-1 (a one-element tensor on the clips' device), shared by
     the whole batch; the image discriminators of both modes compare frame 0 with frame t."""
-    return torch.randint(1, clips.shape[1], (1,), generator=generator, device=clips.device)
+    return torch.randint(1, clips.shape[1], (1,), generator=rng, device=clips.device)
 
 
 def frame_at(clips: Tensor, t: Tensor) -> Tensor:
@@ -188,14 +188,14 @@ def first_frame_pairs(clips: Tensor, t: Tensor) -> Tensor:
     return torch.cat([clips[:, 0], frame_at(clips, t)], dim=1)
 
 
-def judge(discriminator: nn.Module, real: Tensor, fake: Tensor, *, generator: torch.Generator | None = None,
+def judge(discriminator: nn.Module, real: Tensor, fake: Tensor, *, rng: torch.Generator | None = None,
           reverse_time_dim: int | None = None) -> tuple[list[list[Tensor]], list[list[Tensor]]]:
     """(outputs on real, outputs on fake) of a multi-scale discriminator, from one pass over both
     batches (instance norm keeps samples independent, so one pass equals two). With
     `reverse_time_dim`, each batch is time-reversed with probability 1/2, independently."""
     if reverse_time_dim is not None:
-        real = random_time_reverse(real, reverse_time_dim, generator)
-        fake = random_time_reverse(fake, reverse_time_dim, generator)
+        real = random_time_reverse(real, reverse_time_dim, rng)
+        fake = random_time_reverse(fake, reverse_time_dim, rng)
     n = real.shape[0]
     outputs = discriminator(torch.cat([real, fake]))
     return [[o[:n] for o in scale] for scale in outputs], [[o[n:] for o in scale] for scale in outputs]
@@ -212,25 +212,25 @@ class InDomainObjective(Objective):
         self.image_d = image_discriminator(6, **widths)
         self.gp_weight = config.gp_weight
 
-    def _video_outputs(self, real: Tensor, fake: Tensor, generator: torch.Generator):
-        return judge(self.video_d, with_first_frame(real), with_first_frame(fake), generator=generator,
+    def _video_outputs(self, real: Tensor, fake: Tensor, rng: torch.Generator):
+        return judge(self.video_d, with_first_frame(real), with_first_frame(fake), rng=rng,
                      reverse_time_dim=2)
 
-    def _image_outputs(self, real: Tensor, fake: Tensor, generator: torch.Generator):
-        t = random_later_frame(real, generator)
+    def _image_outputs(self, real: Tensor, fake: Tensor, rng: torch.Generator):
+        t = random_later_frame(real, rng)
         return judge(self.image_d, first_frame_pairs(real, t), first_frame_pairs(fake, t))
 
-    def d_loss(self, real: Tensor, fake: Tensor, *, generator: torch.Generator) -> Losses:
+    def d_loss(self, real: Tensor, fake: Tensor, *, rng: torch.Generator) -> Losses:
         fake = fake.detach()
-        video = ra_lsgan_d_loss(*self._video_outputs(real, fake, generator))
+        video = ra_lsgan_d_loss(*self._video_outputs(real, fake, rng))
         penalty = gradient_penalty(self.video_d, with_first_frame(real), with_first_frame(fake),
-                                   weight=self.gp_weight, generator=generator)
-        image = ra_lsgan_d_loss(*self._image_outputs(real, fake, generator))
+                                   weight=self.gp_weight, rng=rng)
+        image = ra_lsgan_d_loss(*self._image_outputs(real, fake, rng))
         return {"video": video, "video_gp": penalty, "image": image}
 
-    def g_loss(self, real: Tensor, fake: Tensor, rollout: Rollout, *, generator: torch.Generator) -> Losses:
-        video = ra_lsgan_g_loss(*self._video_outputs(real, fake, generator))
-        image = ra_lsgan_g_loss(*self._image_outputs(real, fake, generator))
+    def g_loss(self, real: Tensor, fake: Tensor, rollout: Rollout, *, rng: torch.Generator) -> Losses:
+        video = ra_lsgan_g_loss(*self._video_outputs(real, fake, rng))
+        image = ra_lsgan_g_loss(*self._image_outputs(real, fake, rng))
         return {"video": video, "image": image, "mi": mutual_information_loss(rollout.noise, rollout.noise_pred)}
 
 
@@ -279,8 +279,8 @@ class _RolloutModule(nn.Module):
         super().__init__()
         self.motion = motion
 
-    def forward(self, w0: Tensor, n_frames: int, generator: torch.Generator) -> Rollout:
-        return self.motion.rollout(w0, n_frames, generator=generator)
+    def forward(self, w0: Tensor, n_frames: int, rng: torch.Generator) -> Rollout:
+        return self.motion.rollout(w0, n_frames, rng=rng)
 
 
 @dataclass
@@ -358,8 +358,8 @@ class Trainer:
             self._load_state()
         self.rollout_local = _RolloutModule(self.motion)  # for no-grad rollouts (no DDP bookkeeping)
         self.rollout_net, self.objective_net = self._distribute()
-        self.generator = torch.Generator(self.device)
-        self.cpu_generator = torch.Generator()
+        self.rng = torch.Generator(self.device)
+        self.cpu_rng = torch.Generator()
 
     # -- setup ---------------------------------------------------------------------------------
     def _run_path(self) -> Path:
@@ -466,23 +466,23 @@ class Trainer:
         """Every random draw of step s comes from generators seeded by (seed, rank, s), so a
         resumed run draws exactly what an uninterrupted one would."""
         seed = (self.config.seed * 1_000_003 + self.ctx.rank) * 1_000_003 + self.step
-        self.generator.manual_seed(seed)
-        self.cpu_generator.manual_seed(seed)
+        self.rng.manual_seed(seed)
+        self.cpu_rng.manual_seed(seed)
 
     def generate(self, rollout_fn: Callable, batch: int) -> tuple[Tensor, Rollout]:
         """Fake clips [B, T, 3, S, S] (pooled to the real clips' size) and their rollout."""
-        w0 = self.backbone.sample_latent(batch, generator=self.generator, truncation=self.config.truncation)
-        rollout = rollout_fn(w0, self.config.frames, self.generator)
-        condition_gen = self.generator if self.generator.device.type == "cpu" else self.cpu_generator
-        condition = self.backbone.sample_condition(batch, self.config.classes, generator=condition_gen)
+        w0 = self.backbone.sample_latent(batch, rng=self.rng, truncation=self.config.truncation)
+        rollout = rollout_fn(w0, self.config.frames, self.rng)
+        condition_gen = self.rng if self.rng.device.type == "cpu" else self.cpu_rng
+        condition = self.backbone.sample_condition(batch, self.config.classes, rng=condition_gen)
         frames = self.backbone.synthesize(rollout.latents, condition=condition, noise="random",
-                                          generator=self.generator)
+                                          rng=self.rng)
         return pool_frames(frames, self.config.video_frame_size), rollout
 
     def g_step(self, real: Tensor) -> Losses:
         with self.autocast():
             fake, rollout = self.generate(self.rollout_net, real.shape[0])
-            losses = self.objective.g_loss(real, fake, rollout, generator=self.generator)
+            losses = self.objective.g_loss(real, fake, rollout, rng=self.rng)
         total = sum(losses.values())
         self.opt_g.zero_grad(set_to_none=True)
         # Gradients for the motion generator only: the discriminators are not updated here.
@@ -495,7 +495,7 @@ class Trainer:
         with torch.no_grad(), self.autocast():
             fake, _ = self.generate(self.rollout_local, real.shape[0])
         with self.autocast():
-            losses = self.objective_net(real, fake, self.generator)
+            losses = self.objective_net(real, fake, self.rng)
         total = sum(losses.values())
         self.opt_d.zero_grad(set_to_none=True)
         self.scaler_d.scale(total).backward()

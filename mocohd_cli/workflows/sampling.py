@@ -23,22 +23,22 @@ def generate_videos(backbone: ImageGenerator, motion: MotionGenerator, *, num_vi
                     classes: list[int] | None = None, batch_size: int = 8, progress=None) -> Tensor:
     """Videos [N, T, 3, H, W] in [-1, 1] on the CPU (T = 2*n_frames - 1 with `interpolate`).
 
-    Every random draw comes from one CPU generator seeded by `seed`, in a fixed order, so the
+    Every random draw comes from one CPU random generator (rng) seeded by `seed`, in a fixed order, so the
     same seed gives the same videos on any device and batch size is the only other factor.
     """
     backbone.check_noise_mode(noise)
-    generator = torch.Generator().manual_seed(seed)
-    condition_all = backbone.sample_condition(num_videos, classes, generator=generator)
+    rng = torch.Generator().manual_seed(seed)
+    condition_all = backbone.sample_condition(num_videos, classes, rng=rng)
     videos = []
     for start in range(0, num_videos, batch_size):
         n = min(batch_size, num_videos - start)
-        w0 = backbone.sample_latent(n, generator=generator, truncation=truncation)
-        latents = motion(w0.to(motion.w.device), n_frames, generator=generator)
+        w0 = backbone.sample_latent(n, rng=rng, truncation=truncation)
+        latents = motion(w0.to(motion.w.device), n_frames, rng=rng)
         if interpolate:
             latents = interpolate_midpoints(latents)
         condition = None if condition_all is None else condition_all[start:start + n]
         frames = backbone.synthesize(latents.to(backbone.device), condition=condition, noise=noise,
-                                     generator=generator)
+                                     rng=rng)
         videos.append(frames.float().cpu())
         if progress is not None:
             progress(start + n, num_videos)

@@ -177,18 +177,18 @@ class BigGANGenerator(ImageGenerator):
                               fix="pass the truncation as a load option (truncation=...) when loading the backbone")
         return z * self.truncation
 
-    def sample_latent(self, n: int, *, generator: torch.Generator | None = None,
+    def sample_latent(self, n: int, *, rng: torch.Generator | None = None,
                       truncation: float = 1.0) -> Tensor:
-        device = generator.device if generator is not None else self.device
+        device = rng.device if rng is not None else self.device
         z = torch.empty(n, self.z_dim, device=device)
-        nn.init.trunc_normal_(z, a=-TRUNCATION_BOUND, b=TRUNCATION_BOUND, generator=generator)
+        nn.init.trunc_normal_(z, a=-TRUNCATION_BOUND, b=TRUNCATION_BOUND, generator=rng)
         return self.mapping(z.to(self.device), truncation=truncation)
 
     def class_vectors(self, condition: Tensor | None, batch: int,
-                      generator: torch.Generator | None = None) -> Tensor:
+                      rng: torch.Generator | None = None) -> Tensor:
         """[B, num_classes] class vectors from one-hot/soft vectors, class indices, or None (random)."""
         if condition is None:
-            return self.sample_condition(batch, generator=generator)
+            return self.sample_condition(batch, rng=rng)
         if condition.dtype in (torch.int32, torch.int64) and condition.shape == (batch,):
             if condition.min() < 0 or condition.max() >= self.condition_dim:
                 raise MocohdError(f"class index out of range 0..{self.condition_dim - 1}")
@@ -199,7 +199,7 @@ class BigGANGenerator(ImageGenerator):
         return condition.to(self.device, torch.float32)
 
     def synthesize(self, latents: Tensor, *, condition: Tensor | None = None, noise: str = "random",
-                   generator: torch.Generator | None = None) -> Tensor:
+                   rng: torch.Generator | None = None) -> Tensor:
         """[B, T, z_dim] -> [B, T, 3, H, W]; every frame of a video shares its class vector.
 
         BigGAN has no per-layer noise, so the noise mode changes nothing. All B*T frames run
@@ -209,7 +209,7 @@ class BigGANGenerator(ImageGenerator):
         if latents.dim() != 3 or latents.shape[-1] != self.z_dim:
             raise ValueError(f"latents must be [B, T, {self.z_dim}], got {tuple(latents.shape)}")
         batch, frames, _ = latents.shape
-        classes = self.class_vectors(condition, batch, generator)
+        classes = self.class_vectors(condition, batch, rng)
         embedding = self.embeddings(classes.to(latents.dtype))  # [B, z_dim]
         embedding = embedding[:, None].expand(batch, frames, self.z_dim)
         condition_vector = torch.cat([latents, embedding], dim=-1).reshape(batch * frames, 2 * self.z_dim)

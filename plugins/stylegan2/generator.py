@@ -156,10 +156,10 @@ class StyleGAN2Generator(ImageGenerator):
         return w
 
     # --------------------------------------------------------------------------- synthesis
-    def make_noise(self, n: int, *, generator: torch.Generator | None = None) -> list[Tensor]:
+    def make_noise(self, n: int, *, rng: torch.Generator | None = None) -> list[Tensor]:
         """Fresh noise maps, one [n, 1, r, r] tensor per layer, drawn on the generator's device."""
-        draw_device = generator.device if generator is not None else self.device
-        return [torch.randn(n, 1, res, res, generator=generator, device=draw_device).to(self.device)
+        draw_device = rng.device if rng is not None else self.device
+        return [torch.randn(n, 1, res, res, generator=rng, device=draw_device).to(self.device)
                 for res in noise_resolutions(self.size)]
 
     def stored_noise(self) -> list[Tensor]:
@@ -187,14 +187,14 @@ class StyleGAN2Generator(ImageGenerator):
         return skip.float().contiguous()
 
     def forward(self, z: Tensor, *, truncation: float = 1.0, noise: str = "random",
-                generator: torch.Generator | None = None) -> Tensor:
+                rng: torch.Generator | None = None) -> Tensor:
         """Plain (trainable) generation from z: [N, style_dim] -> [N, 3, size, size], one noise
         draw per image. Used for GAN pre-training; no style mixing."""
         self.check_noise_mode(noise)
-        return self.render(self.mapping(z, truncation=truncation), self._noise(noise, z.shape[0], 1, generator))
+        return self.render(self.mapping(z, truncation=truncation), self._noise(noise, z.shape[0], 1, rng))
 
     def synthesize(self, latents: Tensor, *, condition: Tensor | None = None, noise: str = "random",
-                   generator: torch.Generator | None = None) -> Tensor:
+                   rng: torch.Generator | None = None) -> Tensor:
         """latents [B, T, style_dim] (W) -> frames [B, T, 3, size, size], about [-1, 1].
 
         All B*T frames go through the network in one batch. noise: "random" draws one set of
@@ -207,15 +207,15 @@ class StyleGAN2Generator(ImageGenerator):
         if latents.ndim != 3:
             raise MocohdError(f"synthesize expects latents [B, T, {self.style_dim}], got {list(latents.shape)}")
         b, t, d = latents.shape
-        frames = self.render(latents.reshape(b * t, d), self._noise(noise, b, t, generator))
+        frames = self.render(latents.reshape(b * t, d), self._noise(noise, b, t, rng))
         return frames.view(b, t, 3, self.size, self.size)
 
-    def _noise(self, mode: str, videos: int, frames: int, generator: torch.Generator | None) -> list:
+    def _noise(self, mode: str, videos: int, frames: int, rng: torch.Generator | None) -> list:
         if mode == "none":
             return [None] * self.num_layers
         if mode == "const":
             return self.stored_noise()
-        maps = self.make_noise(videos, generator=generator)
+        maps = self.make_noise(videos, rng=rng)
         if frames == 1:
             return maps
         return [m[:, None].expand(-1, frames, -1, -1, -1).reshape(videos * frames, 1, *m.shape[2:]) for m in maps]

@@ -149,19 +149,19 @@ def load_frames(root: str | Path, size: int, *, max_images: int = 100_000) -> Te
     return frames[:position]
 
 
-def real_batch(frames: Tensor, batch_size: int, generator: torch.Generator, device: torch.device,
+def real_batch(frames: Tensor, batch_size: int, rng: torch.Generator, device: torch.device,
                mirror: bool) -> Tensor:
     """A random batch of reals in [-1, 1] on `device`, mirrored left-right half of the time."""
-    index = torch.randint(len(frames), (batch_size,), generator=generator)
+    index = torch.randint(len(frames), (batch_size,), generator=rng)
     images = frames[index].to(device, non_blocking=True).float() / 127.5 - 1.0
     if mirror:
-        flip = (torch.rand(batch_size, generator=generator) < 0.5).to(device)
+        flip = (torch.rand(batch_size, generator=rng) < 0.5).to(device)
         images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
     return images
 
 
 # ------------------------------------------------------------------------------ augmentation
-def diff_augment(images: Tensor, *, generator: torch.Generator | None = None, strength: float = 1.0) -> Tensor:
+def diff_augment(images: Tensor, *, rng: torch.Generator | None = None, strength: float = 1.0) -> Tensor:
     """DiffAugment's colour + translation + cutout policy, differentiable, applied to every image.
 
     Built from mocohd_cli.models.augment's ops: a colour shift (+-0.3), a translation of up to 1/8 of the
@@ -170,10 +170,10 @@ def diff_augment(images: Tensor, *, generator: torch.Generator | None = None, st
 
     if strength <= 0:
         return images
-    images = colour_shift(images, generator=generator, strength=strength, max_shift=0.3)
-    images = affine_warp(images, generator=generator, strength=strength, max_rotation=0.0,
+    images = colour_shift(images, rng=rng, strength=strength, max_shift=0.3)
+    images = affine_warp(images, rng=rng, strength=strength, max_rotation=0.0,
                          max_translation=0.25, max_scale=0.0)
-    return cutout(images, generator=generator, strength=strength, min_ratio=0.25, max_ratio=0.5,
+    return cutout(images, rng=rng, strength=strength, min_ratio=0.25, max_ratio=0.5,
                   placement="anywhere")
 
 
@@ -344,7 +344,7 @@ class Pretrainer:
     def augment(self, images: Tensor) -> Tensor:
         if not self.use_augment:
             return images
-        return diff_augment(images, generator=self.aug_rng, strength=self.config.augment_strength)
+        return diff_augment(images, rng=self.aug_rng, strength=self.config.augment_strength)
 
     def ema_beta(self) -> float:
         images = (self.step + 1) * self.config.batch_size
