@@ -29,7 +29,8 @@ from mocohd_cli.infra.device import resolve_device
 from mocohd_cli.infra.distributed import DistContext
 from mocohd_cli.data.clips import clip_span
 from mocohd_plugins.stylegan2 import StyleGAN2Generator
-from mocohd_cli.training.trainer import TrainConfig, Trainer
+from mocohd_cli.training import TrainConfig
+from mocohd_cli.training.trainer import Trainer
 
 
 def make_videos(root: Path, n_videos: int, n_frames: int, size: int) -> None:

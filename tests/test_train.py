@@ -19,7 +19,9 @@ from mocohd_cli.infra.distributed import init_distributed
 from mocohd_cli.infra.files import read_safetensors
 from mocohd_cli.models.motion import load_motion
 from mocohd_cli.infra.runs import dumps_flat_toml, latest_run
-from mocohd_cli.training.trainer import InDomainObjective, TrainConfig, Trainer, train
+from mocohd_cli.training import TrainConfig, train
+from mocohd_cli.training.objectives import InDomainObjective
+from mocohd_cli.training.trainer import Trainer
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -201,7 +203,8 @@ def test_two_processes_with_torchrun(tiny_stylegan2_checkpoint, videos, tmp_path
 REPLICA_WORKER = """
 import sys, torch
 from mocohd_cli.infra.distributed import init_distributed
-from mocohd_cli.training.trainer import TrainConfig, Trainer
+from mocohd_cli.training import TrainConfig
+from mocohd_cli.training.trainer import Trainer
 
 cfg = TrainConfig.from_dict(eval(sys.argv[1]))
 trainer = Trainer(cfg, init_distributed("cpu"), progress=False)

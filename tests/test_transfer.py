@@ -6,8 +6,8 @@ from typer.testing import CliRunner
 
 from mocohd_cli.cli import app
 from mocohd_cli.models.motion import MotionGenerator, load_motion, read_motion_info
-from mocohd_cli.training.trainer import TrainConfig
-from mocohd_cli.training.cross_domain import CrossDomainObjective
+from mocohd_cli.training import TrainConfig
+from mocohd_cli.training.objectives import CrossDomainObjective
 
 runner = CliRunner()
 TINY = {"frames": 4, "time_step": 2, "video_frame_size": 16, "batch_size": 2, "h_dim": 16, "n_pca": 8,

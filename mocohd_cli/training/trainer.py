@@ -1,10 +1,9 @@
-"""Training the motion generator against a frozen image generator (METHOD.md).
+"""The training loop: the motion generator against a frozen image generator (docs/method.md).
 
 One loop serves every mode: data, the 5:1 generator/discriminator schedule, optimisers,
 mixed precision, DistributedDataParallel, checkpoints and resume, logging, samples and
-export. What a mode trains against (its discriminators and losses) is an `Objective`:
-in-domain training uses `InDomainObjective`; another mode registers its own with
-`register_objective` and reuses everything else.
+export. What a mode trains against (its discriminators and losses) is an `Objective`
+(mocohd_cli/training/objectives/).
 
 Per iteration (one real batch): `g_steps` motion-generator updates, each on fresh content
 codes and motion codes, then one discriminator update on a fresh fake batch, then the
@@ -12,7 +11,6 @@ objective's after-D hook.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -23,242 +21,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models.backbone import ImageGenerator, load_backbone
 from ..data.clips import DatasetReport, VideoClips, clip_loader
-from ..infra.device import PRECISIONS, autocast
-from ..models.discriminators import image_discriminator, video_discriminator
+from ..infra.device import autocast
 from ..infra.distributed import DistContext, init_distributed, shutdown
 from ..infra.errors import MocohdError
 from ..infra.files import atomic_path, torch_load_safely
-from ..models.losses import gradient_penalty, ra_lsgan_d_loss, ra_lsgan_g_loss, random_time_reverse
-from ..models.motion import MotionGenerator, Rollout, mutual_information_loss
-from ..infra.runs import DEFAULT_RUNS_ROOT, RunDir, dumps_flat_toml, new_run_path, read_toml
-
-MODES = ("in-domain", "cross-domain")
-SAMPLE_FORMATS = ("mp4", "gif", "png")
-
-
-@dataclass
-class TrainConfig:
-    """Every knob of a training run. Defaults are the authors' (METHOD.md) where it gives one."""
-
-    # what to train
-    mode: str = "in-domain"
-    backbone: str | None = None  # registered name, module:Class or file.py:Class (inferred when absent)
-    checkpoint: str | None = None  # image-generator checkpoint
-    data: str | None = None  # folder or .zip of videos
-    out: str | None = None  # run folder (default: <runs_root>/train-<timestamp>)
-    runs_root: str = str(DEFAULT_RUNS_ROOT)
-    resume: bool = False
-    # real clips
-    frames: int = 16
-    time_step: int = 2
-    video_frame_size: int | None = None  # 128, or the backbone's resolution when smaller
-    # motion generator
-    h_dim: int = 384
-    n_pca: int | None = None  # 384, or the backbone's latent size when smaller
-    w_residual: float = 0.2
-    pca_samples: int = 100_000
-    truncation: float = 1.0
-    classes: list[int] | None = None  # conditional backbones: classes the videos cycle over (random if None)
-    # discriminators and losses
-    d_scales: int = 2
-    d_channels: int = 64
-    d_layers: int = 3
-    gp_weight: float = 10.0
-    # cross-domain objective only (contrastive image discriminator, METHOD.md "Training, cross-domain")
-    image_d_channels: int = 96
-    proj_dim: int = 256
-    queue_size: int = 4096
-    momentum: float = 0.999
-    temperature: float = 0.07
-    w_contrastive: float = 2.0
-    w_match: float = 1.0
-    # optimisation
-    batch_size: int = 16
-    lr: float = 1e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    g_steps: int = 5
-    iterations: int | None = None  # real batches (each: g_steps motion steps + 1 D step)
-    epochs: float | None = None  # alternative to iterations; 100 when neither is given
-    seed: int = 0
-    # machine
-    device: str = "auto"
-    precision: str = "fp32"
-    workers: int = 4
-    # outputs
-    log_every: int = 10
-    sample_every: int = 500  # sample videos + motion_step_N.safetensors
-    checkpoint_every: int = 100  # state/latest.pt
-    num_samples: int = 4
-    sample_format: str = "mp4"
-    fps: float = 8.0
-
-    @classmethod
-    def from_dict(cls, values: dict, *, source: str | Path | None = None) -> "TrainConfig":
-        """Build from (for example TOML) values; dashes in keys are accepted; unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        clean = {}
-        for key, value in values.items():
-            name = key.replace("-", "_")
-            if name not in names:
-                raise MocohdError(f"unknown training option {key!r}", path=source,
-                                  fix=f"known options: {', '.join(sorted(names))}")
-            clean[name] = value
-        return cls(**clean)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def validate(self) -> None:
-        def need(ok: bool, message: str, fix: str) -> None:
-            if not ok:
-                raise MocohdError(message, fix=fix)
-
-        need(self.mode in MODES, f"unknown mode {self.mode!r}", f"use one of {', '.join(MODES)}")
-        # the video discriminator's pooling between scales is 3 frames deep and, in-domain, it sees T-1 frames
-        need(self.frames >= 4, f"--frames must be >= 4, got {self.frames}",
-             "the video discriminator needs clips of at least 4 frames: use --frames 4 or more")
-        for name in ("time_step", "video_frame_size", "h_dim", "n_pca", "batch_size", "g_steps", "d_scales",
-                     "d_channels", "d_layers", "log_every", "sample_every", "checkpoint_every", "pca_samples"):
-            need(getattr(self, name) is None or getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}",
-                 "use a positive value")
-        need(self.iterations is None or self.iterations >= 1, f"--iterations must be >= 1, got {self.iterations}",
-             "use a positive value")
-        need(self.epochs is None or self.epochs > 0, f"--epochs must be > 0, got {self.epochs}", "use a positive value")
-        need(self.lr > 0, f"--lr must be > 0, got {self.lr}", "the authors use 1e-4")
-        need(self.queue_size >= 1 and self.proj_dim >= 1 and self.image_d_channels >= 1,
-             "--queue-size, --proj-dim and --image-d-channels must be >= 1", "use positive values")
-        need(self.temperature > 0, f"--temperature must be > 0, got {self.temperature}", "the authors use 0.07")
-        need(0.0 <= self.momentum <= 1.0, f"--momentum must be in [0, 1], got {self.momentum}",
-             "the authors use 0.999")
-        need(self.workers >= 0 and self.num_samples >= 0, "--workers and --num-samples must be >= 0", "use 0 or more")
-        need(self.precision in PRECISIONS, f"unknown precision {self.precision!r}", "use fp32, bf16 or fp16")
-        need(self.sample_format in SAMPLE_FORMATS, f"unknown sample format {self.sample_format!r}",
-             f"use one of {', '.join(SAMPLE_FORMATS)}")
-
-
-# -- objectives ------------------------------------------------------------------------------------
-Losses = dict[str, Tensor]
-
-
-class Objective(nn.Module):
-    """What the motion generator trains against: the discriminators and both sides' losses.
-
-    Each loss method returns named terms whose sum is the loss to minimise. `forward` is the
-    discriminator loss so that DistributedDataParallel can wrap the whole objective; the
-    trainer calls `g_loss` on the unwrapped module and back-propagates into the motion
-    generator only. Extra state (queues, momentum copies) belongs in buffers or parameters
-    without gradients, so `state_dict` covers it.
-    """
-
-    def d_loss(self, real: Tensor, fake: Tensor, *, rng: torch.Generator) -> Losses:
-        raise NotImplementedError
-
-    def g_loss(self, real: Tensor, fake: Tensor, rollout: Rollout, *, rng: torch.Generator) -> Losses:
-        raise NotImplementedError
-
-    def after_d_step(self) -> None:
-        """Called after every discriminator update (e.g. momentum-copy updates)."""
-
-    def forward(self, real: Tensor, fake: Tensor, rng: torch.Generator) -> Losses:
-        return self.d_loss(real, fake, rng=rng)
-
-
-def with_first_frame(clips: Tensor) -> Tensor:
-    """[B, T, C, H, W] -> [B, 2C, T-1, H, W]: each frame t >= 1 after frame 0 on the channels."""
-    first = clips[:, :1].expand(-1, clips.shape[1] - 1, -1, -1, -1)
-    return torch.cat([first, clips[:, 1:]], dim=2).transpose(1, 2)
-
-
-def random_later_frame(clips: Tensor, rng: torch.Generator) -> Tensor:
-    """One random frame index t in 1..T-1 (a one-element tensor on the clips' device), shared by
-    the whole batch; the image discriminators of both modes compare frame 0 with frame t."""
-    return torch.randint(1, clips.shape[1], (1,), generator=rng, device=clips.device)
-
-
-def frame_at(clips: Tensor, t: Tensor) -> Tensor:
-    """[B, T, C, H, W] and a one-element index tensor -> frame t, [B, C, H, W]."""
-    return clips.index_select(1, t).squeeze(1)
-
-
-def first_frame_pairs(clips: Tensor, t: Tensor) -> Tensor:
-    """[B, T, C, H, W] and a one-element index tensor -> [B, 2C, H, W]: (frame 0, frame t)."""
-    return torch.cat([clips[:, 0], frame_at(clips, t)], dim=1)
-
-
-def judge(discriminator: nn.Module, real: Tensor, fake: Tensor, *, rng: torch.Generator | None = None,
-          reverse_time_dim: int | None = None) -> tuple[list[list[Tensor]], list[list[Tensor]]]:
-    """(outputs on real, outputs on fake) of a multi-scale discriminator, from one pass over both
-    batches (instance norm keeps samples independent, so one pass equals two). With
-    `reverse_time_dim`, each batch is time-reversed with probability 1/2, independently."""
-    if reverse_time_dim is not None:
-        real = random_time_reverse(real, reverse_time_dim, rng)
-        fake = random_time_reverse(fake, reverse_time_dim, rng)
-    n = real.shape[0]
-    outputs = discriminator(torch.cat([real, fake]))
-    return [[o[:n] for o in scale] for scale in outputs], [[o[n:] for o in scale] for scale in outputs]
-
-
-class InDomainObjective(Objective):
-    """Video PatchGAN on (frame t, frame 0) clips + image PatchGAN on (frame 0, frame t) pairs,
-    relativistic-average LSGAN, gradient penalty on the video discriminator, MI loss."""
-
-    def __init__(self, config: TrainConfig, backbone: ImageGenerator | None = None):
-        super().__init__()  # (the backbone is part of the factory signature; these discriminators need nothing of it)
-        widths = {"num_scales": config.d_scales, "ndf": config.d_channels, "n_layers": config.d_layers}
-        self.video_d = video_discriminator(6, config.frames - 1, **widths)
-        self.image_d = image_discriminator(6, **widths)
-        self.gp_weight = config.gp_weight
-
-    def _video_outputs(self, real: Tensor, fake: Tensor, rng: torch.Generator):
-        return judge(self.video_d, with_first_frame(real), with_first_frame(fake), rng=rng,
-                     reverse_time_dim=2)
-
-    def _image_outputs(self, real: Tensor, fake: Tensor, rng: torch.Generator):
-        t = random_later_frame(real, rng)
-        return judge(self.image_d, first_frame_pairs(real, t), first_frame_pairs(fake, t))
-
-    def d_loss(self, real: Tensor, fake: Tensor, *, rng: torch.Generator) -> Losses:
-        fake = fake.detach()
-        video = ra_lsgan_d_loss(*self._video_outputs(real, fake, rng))
-        penalty = gradient_penalty(self.video_d, with_first_frame(real), with_first_frame(fake),
-                                   weight=self.gp_weight, rng=rng)
-        image = ra_lsgan_d_loss(*self._image_outputs(real, fake, rng))
-        return {"video": video, "video_gp": penalty, "image": image}
-
-    def g_loss(self, real: Tensor, fake: Tensor, rollout: Rollout, *, rng: torch.Generator) -> Losses:
-        video = ra_lsgan_g_loss(*self._video_outputs(real, fake, rng))
-        image = ra_lsgan_g_loss(*self._image_outputs(real, fake, rng))
-        return {"video": video, "image": image, "mi": mutual_information_loss(rollout.noise, rollout.noise_pred)}
-
-
-ObjectiveFactory = Callable[[TrainConfig, ImageGenerator], Objective]
-OBJECTIVES: dict[str, ObjectiveFactory] = {"in-domain": InDomainObjective}
-
-
-# Modules that register the other modes' objectives when imported.
-_OBJECTIVE_MODULES = {"cross-domain": "mocohd_cli.training.cross_domain"}
-
-
-def register_objective(mode: str, factory: ObjectiveFactory) -> None:
-    """Make `TrainConfig(mode=mode)` train against `factory(config, backbone)`."""
-    OBJECTIVES[mode] = factory
-
-
-def objective_for(mode: str) -> ObjectiveFactory:
-    if mode not in OBJECTIVES and mode in _OBJECTIVE_MODULES:
-        import importlib
-
-        try:
-            importlib.import_module(_OBJECTIVE_MODULES[mode])
-        except ModuleNotFoundError as exc:
-            if exc.name != _OBJECTIVE_MODULES[mode]:
-                raise
-    if mode not in OBJECTIVES:
-        raise MocohdError(f"no objective is registered for mode {mode!r}", fix=f"use one of {', '.join(OBJECTIVES)}")
-    return OBJECTIVES[mode]
+from ..infra.runs import RunDir, dumps_flat_toml
+from ..models.backbone import ImageGenerator, load_backbone
+from ..models.motion import MotionGenerator, Rollout
+from .config import DEFAULT_EPOCHS, TrainConfig, fit_to_backbone, fit_to_world
+from .objectives import Losses, ObjectiveFactory, objective_for
+from .resume import check_compatible, run_folder
 
 
 # -- pieces of the loop ----------------------------------------------------------------------------
@@ -292,36 +65,6 @@ class RunResult:
     dataset: DatasetReport | None = None
 
 
-# Settings a resumed run must share with the run it continues.
-_RESUME_KEYS = ("mode", "frames", "time_step", "video_frame_size", "h_dim", "n_pca", "w_residual", "d_scales",
-                "d_channels", "d_layers", "batch_size", "g_steps", "seed")
-
-
-def resume_values(run_dir: str | Path) -> dict:
-    """The saved configuration of a run, to continue it (options given again override it)."""
-    return read_toml(RunDir(run_dir).config)
-
-
-def find_resumable_run(root: str | Path) -> Path | None:
-    """The run under `root` whose training state was written last."""
-    states = list(Path(root).glob("*/state/latest.pt"))
-    return max(states, key=lambda p: p.stat().st_mtime).parent.parent if states else None
-
-
-def fit_to_backbone(config: TrainConfig, backbone: ImageGenerator) -> TrainConfig:
-    """Fill the sizes left to the backbone (METHOD.md's 128 px and 384 components, capped by what
-    the backbone has) and refuse sizes it cannot provide."""
-    frame_size = config.video_frame_size or min(128, backbone.resolution)
-    n_pca = config.n_pca or min(384, backbone.latent_dim)
-    if frame_size > backbone.resolution:
-        raise MocohdError(f"--video-frame-size {frame_size} is larger than the backbone's {backbone.resolution} px "
-                          "frames", fix=f"use --video-frame-size <= {backbone.resolution}")
-    if n_pca > backbone.latent_dim:
-        raise MocohdError(f"--n-pca {n_pca} is larger than the backbone's {backbone.latent_dim}-d latent space",
-                          fix=f"use --n-pca <= {backbone.latent_dim}")
-    return dataclasses.replace(config, video_frame_size=frame_size, n_pca=n_pca)
-
-
 class Trainer:
     def __init__(self, config: TrainConfig, context: DistContext, *, backbone: ImageGenerator | None = None,
                  objective_factory: ObjectiveFactory | None = None, progress: bool = True):
@@ -335,7 +78,7 @@ class Trainer:
         if not config.data:
             raise MocohdError("no dataset given", fix="pass --data DIR (a folder or .zip of videos)")
         self.backbone = backbone.to(self.device) if backbone is not None else self._load_backbone()
-        self.config = config = fit_to_backbone(config, self.backbone)
+        self.config = config = fit_to_world(fit_to_backbone(config, self.backbone), self.ctx.world_size)
         # rank 0 indexes the videos (which decodes every video file once) and shares the index
         self.dataset = self.ctx.broadcast(
             VideoClips(config.data, n_frames=config.frames, time_step=config.time_step,
@@ -345,10 +88,8 @@ class Trainer:
         self.motion = self._build_motion()
         factory = objective_factory or objective_for(config.mode)
         self.objective = factory(config, self.backbone).to(self.device)
-        betas = (config.beta1, config.beta2)
-        self.opt_g = torch.optim.Adam(self.motion.parameters(), lr=config.lr, betas=betas)
-        self.opt_d = torch.optim.Adam([p for p in self.objective.parameters() if p.requires_grad], lr=config.lr,
-                                      betas=betas)
+        self.opt_g = torch.optim.Adam(self.motion.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
+        self.opt_d = torch.optim.Adam(self.objective.optimizer_groups(config), lr=config.lr)
         fp16 = config.precision == "fp16"
         self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
@@ -363,24 +104,9 @@ class Trainer:
 
     # -- setup ---------------------------------------------------------------------------------
     def _run_path(self) -> Path:
+        """Rank 0 resolves the run folder (mocohd_cli/training/resume.py) and tells the others."""
         config = self.config
-        path = None
-        if self.ctx.is_main:
-            if config.out:
-                path = Path(config.out)
-            elif config.resume:
-                path = find_resumable_run(config.runs_root)
-                if path is None:
-                    raise MocohdError(f"--resume: no run with a training state under {config.runs_root}",
-                                      fix="pass --out RUN_DIR of the run to continue")
-            else:
-                path = new_run_path(config.runs_root)
-            if config.resume and not RunDir(path).state.exists():
-                raise MocohdError("--resume: this run folder has no training state (state/latest.pt)", path=path,
-                                  fix="check --out, or start a new run without --resume")
-            if not config.resume and RunDir(path).state.exists():
-                raise MocohdError("this run folder already holds a training run", path=path,
-                                  fix="pass --resume to continue it, or choose another --out")
+        path = run_folder(config.out, config.runs_root, config.resume) if self.ctx.is_main else None
         return Path(self.ctx.broadcast(str(path)))
 
     def _load_backbone(self) -> ImageGenerator:
@@ -393,7 +119,7 @@ class Trainer:
         config = self.config
         if config.iterations is not None:
             return config.iterations
-        epochs = config.epochs if config.epochs is not None else 100
+        epochs = config.epochs if config.epochs is not None else DEFAULT_EPOCHS
         return max(1, math.ceil(epochs * len(self.dataset) / (config.batch_size * self.ctx.world_size)))
 
     def _build_motion(self) -> MotionGenerator:
@@ -445,11 +171,7 @@ class Trainer:
     def _load_state(self) -> None:
         state = torch_load_safely(self.run.state, "training state")
         saved = state.get("config", {})
-        for key in _RESUME_KEYS:
-            if key in saved and saved[key] != getattr(self.config, key):
-                raise MocohdError(f"--resume: {key} was {saved[key]!r} in this run but is now "
-                                  f"{getattr(self.config, key)!r}", path=self.run.state,
-                                  fix=f"resume with the run's own settings (drop the {key} option)")
+        check_compatible(saved, self.config, self.run.state)
         self.motion.load_state_dict(state["motion"])
         self.objective.load_state_dict(state["objective"])
         self.opt_g.load_state_dict(state["opt_g"])

@@ -105,13 +105,13 @@ def default_transfer_values() -> dict:
 
 def default_train_config(**overrides):
     """`mocohd train` without --checkpoint/--data, as a TrainConfig (options override the example's)."""
-    from ..training.trainer import TrainConfig
+    from ..training.config import TrainConfig
 
     return TrainConfig.from_dict({**default_train_values(), **overrides})
 
 
 def default_transfer_config(**overrides):
     """`mocohd transfer` without arguments, as a TrainConfig."""
-    from ..training.trainer import TrainConfig
+    from ..training.config import TrainConfig
 
     return TrainConfig.from_dict({**default_transfer_values(), **overrides})

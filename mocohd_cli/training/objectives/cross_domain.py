@@ -11,19 +11,21 @@ generated frames as in-domain training does. Instead:
   frame t, so it learns whether content drifted from the first frame, and the motion
   generator learns to keep it.
 
-Only the objective differs; the loop, schedule, resume, DDP and exports are `train.Trainer`'s.
+Only the objective differs; the loop, schedule, resume, DDP and exports are the trainer's.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from ..models.backbone import ImageGenerator
-from ..models.contrastive import ContrastiveImageDiscriminator, discriminator_loss, generator_loss
-from ..models.discriminators import video_discriminator
-from ..models.losses import gradient_penalty, ra_lsgan_d_loss, ra_lsgan_g_loss
-from ..models.motion import Rollout, mutual_information_loss
-from .trainer import Losses, Objective, TrainConfig, frame_at, judge, random_later_frame, register_objective
+from ...models.backbone import ImageGenerator
+from ...models.contrastive import (ADAM_BETAS, ADAM_EPS, ContrastiveImageDiscriminator, discriminator_loss,
+                                   generator_loss)
+from ...models.discriminators import video_discriminator
+from ...models.losses import gradient_penalty, ra_lsgan_d_loss, ra_lsgan_g_loss
+from ...models.motion import Rollout, mutual_information_loss
+from ..config import TrainConfig
+from .base import Losses, Objective, frame_at, judge, random_later_frame, trainable_group
 
 
 def as_video_input(clips: Tensor) -> Tensor:
@@ -76,5 +78,9 @@ class CrossDomainObjective(Objective):
     def after_d_step(self) -> None:
         self.image_d.momentum_update()
 
+    def optimizer_groups(self, config: TrainConfig) -> list[dict]:
+        """The video discriminator with the configured betas; the contrastive image discriminator
+        with its own, as in the release (models/D_img.py: betas (0.0, 0.999), eps 1e-6)."""
+        return [trainable_group(self.video_d, betas=(config.beta1, config.beta2)),
+                trainable_group(self.image_d, betas=ADAM_BETAS, eps=ADAM_EPS)]
 
-register_objective("cross-domain", CrossDomainObjective)

@@ -1,0 +1,70 @@
+"""Command-line options built from the settings dataclasses (mocohd_cli/infra/settings.py).
+
+`options_from(Config, ...)` makes one keyword parameter per field, typed as the field is, with
+the field's help and its default as the help shows it. The option's own default is None, so a
+command can tell what was given (and layer it over presets, resumed runs and config files).
+`config_command` registers a command whose signature is those parameters plus a few of its own.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from typing import Any, Callable, Optional
+
+import typer
+
+from ..infra.settings import help_of
+
+
+def _optional(kind: Any) -> Any:
+    """`T`, `T | None` or `Optional[T]` -> Optional[T] (every generated option may be absent)."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        members = [m for m in typing.get_args(kind) if m is not type(None)]
+        kind = members[0] if len(members) == 1 else kind
+    return Optional[kind]
+
+
+def options_from(config_cls: type, *, include: Callable[[dataclasses.Field], bool] = lambda f: True,
+                 rename: dict[str, tuple[str, str]] | None = None) -> list[inspect.Parameter]:
+    """Keyword parameters for the fields of `config_cls` that `include` accepts.
+
+    rename: field -> (parameter name, help) for a command that names a field after what it holds
+    there (transfer's --image-domain for `checkpoint`)."""
+    hints = typing.get_type_hints(config_cls)
+    parameters = []
+    for field in dataclasses.fields(config_cls):
+        meta = field.metadata
+        if not meta or not meta.get("cli", True) or not include(field):
+            continue
+        name, help_text = field.name, help_of(field)
+        if rename and field.name in rename:
+            name, help_text = rename[field.name]
+        flag = meta.get("flag") if not (rename and field.name in rename) else None
+        flag = flag or "--" + name.replace("_", "-")
+        kind = _optional(meta.get("cli_type") or hints[field.name])
+        option = typer.Option(None, flag, help=help_text, show_default=False)
+        parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=option))
+    return parameters
+
+
+def extra_option(name: str, kind: Any, option: Any) -> inspect.Parameter:
+    """A command's own option that is not a settings field."""
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=option)
+
+
+def config_command(app: typer.Typer, name: str, parameters: list[inspect.Parameter], *, help: str):
+    """Register `run(values)` as command `name` taking `parameters`; `values` maps each parameter
+    name to what was given (None when absent)."""
+    def decorate(run: Callable[[dict], None]) -> Callable[[dict], None]:
+        def command(**values) -> None:
+            run(values)
+
+        command.__signature__ = inspect.Signature(parameters, return_annotation=None)
+        command.__doc__ = help
+        command.__name__ = f"{name.replace('-', '_')}_command"
+        app.command(name)(command)
+        return run
+
+    return decorate

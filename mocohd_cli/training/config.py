@@ -1,0 +1,181 @@
+"""The configuration of a training run: every knob, its default and its help text, in one place.
+
+`TrainConfig` is the single typed source the commands are built from (mocohd_cli/commands/
+options.py turns each field into a command-line option, with the help text below and the default
+read from the field), and the TOML files a run writes and reads (`--config`, `config.toml`) hold
+the same names. Defaults are the release's (docs/method.md, "Settings of the release") unless a
+comment says otherwise.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..infra.device import PRECISIONS
+from ..infra.errors import MocohdError
+from ..infra.runs import DEFAULT_RUNS_ROOT
+from ..infra.settings import setting
+from ..models.backbone import ImageGenerator
+
+MODES = ("in-domain", "cross-domain")
+SAMPLE_FORMATS = ("mp4", "gif", "png")
+# Sizes left to the backbone: the release's values, capped by what the backbone has.
+DEFAULT_VIDEO_FRAME_SIZE = 128
+DEFAULT_N_PCA = 384
+DEFAULT_H_DIM = 384
+DEFAULT_EPOCHS = 100
+# Settings a resumed run must share with the run it continues (they shape the models or the data stream).
+RESUME_KEYS = ("mode", "frames", "time_step", "video_frame_size", "h_dim", "n_pca", "w_residual", "d_scales",
+               "d_channels", "d_layers", "batch_size", "g_steps", "seed")
+
+
+def knob(default, help: str, *, modes: tuple[str, ...] = MODES, **cli):
+    """A TrainConfig field (mocohd_cli/infra/settings.py) offered by the commands of `modes`
+    (train: in-domain, transfer: cross-domain)."""
+    return setting(default, help, modes=modes, **cli)
+
+
+CROSS = ("cross-domain",)
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run."""
+
+    # what to train
+    mode: str = knob("in-domain", "in-domain or cross-domain (set by the command).", cli=False)
+    backbone: str | None = knob(None, "Backbone: registered name, module:Class or file.py:Class.",
+                                default_text="inferred from the checkpoint")
+    checkpoint: str | None = knob(None, "Image-generator checkpoint (frozen during training).")
+    data: str | None = knob(None, "Videos: a folder (or .zip) of frame folders or video files.")
+    preset: str | None = knob(None, "The release's settings for one of its datasets (--list-presets shows "
+                              "them); options given override it.")
+    out: str | None = knob(None, "Run folder.", default_text=f"{DEFAULT_RUNS_ROOT}/train-<time>")
+    runs_root: str = knob(str(DEFAULT_RUNS_ROOT), "Where new run folders go.")
+    resume: bool = knob(False, "Continue the run in --out (or the latest run with a state) from its state.")
+    # real clips
+    frames: int = knob(16, "Frames per training clip.")
+    time_step: int = knob(2, "Take every N-th frame of the source videos.")
+    video_frame_size: int | None = knob(None, "Side of the frames the discriminators see.",
+                                        default_text=f"{DEFAULT_VIDEO_FRAME_SIZE}, or the backbone's resolution "
+                                                     "if smaller")
+    # motion generator
+    h_dim: int = knob(DEFAULT_H_DIM, "LSTM hidden size.")
+    n_pca: int | None = knob(None, "PCA components the motion moves along.",
+                             default_text=f"{DEFAULT_N_PCA}, or the latent size if smaller")
+    w_residual: float = knob(0.2, "Step size lambda of the latent residual (the authors advise <= 0.5).")
+    pca_samples: int = knob(1_000_000, "Latents sampled for the motion-space PCA (cached per checkpoint).")
+    truncation: float = knob(1.0, "Truncation of the content codes.")
+    classes: list[int] | None = knob(None, "Conditional backbones: a class (index, or name with --labels) the "
+                                     "videos cycle over; repeat for several.", flag="--class", cli_type=list[str],
+                                     default_text="random")
+    # discriminators and losses
+    d_scales: int = knob(2, "Scales of the multi-scale PatchGAN discriminators.")
+    d_channels: int = knob(64, "Width of the PatchGAN discriminators' first layer.")
+    d_layers: int = knob(3, "Strided layers per PatchGAN scale.")
+    gp_weight: float = knob(10.0, "Weight of the video discriminator's gradient penalty.")
+    # cross-domain objective only (docs/method.md, "Cross-domain training")
+    image_d_channels: int = knob(96, "Base width of the contrastive image discriminator.", modes=CROSS)
+    proj_dim: int = knob(256, "Size of its projection head's features.", modes=CROSS)
+    queue_size: int = knob(4096, "Length of its feature queues.", modes=CROSS)
+    momentum: float = knob(0.999, "EMA momentum of its momentum copy.", modes=CROSS)
+    temperature: float = knob(0.07, "Temperature of the contrastive loss.", modes=CROSS)
+    w_contrastive: float = knob(2.0, "Weight of the contrastive terms in its loss.", modes=CROSS)
+    w_match: float = knob(1.0, "Weight of the frame-t/frame-0 feature matching in the motion objective.",
+                          modes=CROSS)
+    # optimisation
+    batch_size: int = knob(16, "Clips per batch and process (the release's --batchSize is the total: see "
+                           "--global-batch).")
+    global_batch: int | None = knob(None, "Clips per batch over all processes (as the release counts); sets "
+                                    "--batch-size to this divided by the number of processes.")
+    lr: float = knob(1e-4, "Adam learning rate, all models.")
+    beta1: float = knob(0.5, "Adam beta1 of the motion generator and the PatchGAN discriminators.")
+    beta2: float = knob(0.999, "Adam beta2 of the motion generator and the PatchGAN discriminators.")
+    g_steps: int = knob(5, "Motion-generator steps per discriminator step.")
+    iterations: int | None = knob(None, "Training iterations (real batches).", default_text="from --epochs")
+    epochs: float | None = knob(None, "Passes over the dataset when --iterations is absent.",
+                                default_text=str(DEFAULT_EPOCHS))
+    seed: int = knob(0, "Random seed: the same seed gives the same run.")
+    # machine
+    device: str = knob("auto", "auto, cpu or cuda.")
+    precision: str = knob("fp32", "fp32, bf16 or fp16 (autocast; fp16 with a gradient scaler, CUDA only).")
+    workers: int = knob(4, "DataLoader worker processes.")
+    # outputs
+    log_every: int = knob(10, "Log losses every N iterations.")
+    sample_every: int = knob(500, "Sample videos and export motion_step_N.safetensors every N iterations.")
+    checkpoint_every: int = knob(100, "Write the training state (state/latest.pt) every N iterations.")
+    num_samples: int = knob(4, "Videos in each sample grid.")
+    sample_format: str = knob("mp4", "Sample videos as mp4, gif or png.")
+    fps: float = knob(8.0, "Frames per second of samples and of the exported model.")
+
+    @classmethod
+    def from_dict(cls, values: dict, *, source: str | Path | None = None) -> "TrainConfig":
+        """Build from (for example TOML) values; dashes in keys are accepted; unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        clean = {}
+        for key, value in values.items():
+            name = key.replace("-", "_")
+            if name not in names:
+                raise MocohdError(f"unknown training option {key!r}", path=source,
+                                  fix=f"known options: {', '.join(sorted(names))}")
+            clean[name] = value
+        return cls(**clean)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        def need(ok: bool, message: str, fix: str) -> None:
+            if not ok:
+                raise MocohdError(message, fix=fix)
+
+        need(self.mode in MODES, f"unknown mode {self.mode!r}", f"use one of {', '.join(MODES)}")
+        # the video discriminator's pooling between scales is 3 frames deep and, in-domain, it sees T-1 frames
+        need(self.frames >= 4, f"--frames must be >= 4, got {self.frames}",
+             "the video discriminator needs clips of at least 4 frames: use --frames 4 or more")
+        for name in ("time_step", "video_frame_size", "h_dim", "n_pca", "batch_size", "global_batch", "g_steps",
+                     "d_scales", "d_channels", "d_layers", "log_every", "sample_every", "checkpoint_every",
+                     "pca_samples", "iterations"):
+            value = getattr(self, name)
+            need(value is None or value >= 1, f"--{name.replace('_', '-')} must be >= 1, got {value}",
+                 "use a positive value")
+        need(self.epochs is None or self.epochs > 0, f"--epochs must be > 0, got {self.epochs}", "use a positive value")
+        need(self.lr > 0, f"--lr must be > 0, got {self.lr}", "the authors use 1e-4")
+        need(self.queue_size >= 1 and self.proj_dim >= 1 and self.image_d_channels >= 1,
+             "--queue-size, --proj-dim and --image-d-channels must be >= 1", "use positive values")
+        need(self.temperature > 0, f"--temperature must be > 0, got {self.temperature}", "the authors use 0.07")
+        need(0.0 <= self.momentum <= 1.0, f"--momentum must be in [0, 1], got {self.momentum}",
+             "the authors use 0.999")
+        need(self.workers >= 0 and self.num_samples >= 0, "--workers and --num-samples must be >= 0", "use 0 or more")
+        need(self.precision in PRECISIONS, f"unknown precision {self.precision!r}", "use fp32, bf16 or fp16")
+        need(self.sample_format in SAMPLE_FORMATS, f"unknown sample format {self.sample_format!r}",
+             f"use one of {', '.join(SAMPLE_FORMATS)}")
+
+
+def fit_to_backbone(config: TrainConfig, backbone: ImageGenerator) -> TrainConfig:
+    """Fill the sizes left to the backbone (the release's 128 px and 384 components, capped by what
+    the backbone has) and refuse sizes it cannot provide."""
+    frame_size = config.video_frame_size or min(DEFAULT_VIDEO_FRAME_SIZE, backbone.resolution)
+    n_pca = config.n_pca or default_n_pca(backbone)
+    if frame_size > backbone.resolution:
+        raise MocohdError(f"--video-frame-size {frame_size} is larger than the backbone's {backbone.resolution} px "
+                          "frames", fix=f"use --video-frame-size <= {backbone.resolution}")
+    if n_pca > backbone.latent_dim:
+        raise MocohdError(f"--n-pca {n_pca} is larger than the backbone's {backbone.latent_dim}-d latent space",
+                          fix=f"use --n-pca <= {backbone.latent_dim}")
+    return dataclasses.replace(config, video_frame_size=frame_size, n_pca=n_pca)
+
+
+def default_n_pca(backbone: ImageGenerator) -> int:
+    return min(DEFAULT_N_PCA, backbone.latent_dim)
+
+
+def fit_to_world(config: TrainConfig, world_size: int) -> TrainConfig:
+    """--global-batch (the release's way of counting) as the per-process batch size."""
+    if config.global_batch is None:
+        return config
+    if config.global_batch % world_size:
+        raise MocohdError(f"--global-batch {config.global_batch} does not divide among {world_size} processes",
+                          fix=f"use a multiple of {world_size}, or --batch-size per process")
+    return dataclasses.replace(config, batch_size=config.global_batch // world_size)

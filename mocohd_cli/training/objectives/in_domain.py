@@ -1,0 +1,46 @@
+"""In-domain training (docs/method.md, "In-domain training"): generator and videos of one domain."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ...models.backbone import ImageGenerator
+from ...models.discriminators import image_discriminator, video_discriminator
+from ...models.losses import gradient_penalty, ra_lsgan_d_loss, ra_lsgan_g_loss
+from ...models.motion import Rollout, mutual_information_loss
+from ..config import TrainConfig
+from .base import Losses, Objective, first_frame_pairs, judge, random_later_frame, with_first_frame
+
+class InDomainObjective(Objective):
+    """Video PatchGAN on (frame t, frame 0) clips + image PatchGAN on (frame 0, frame t) pairs,
+    relativistic-average LSGAN, gradient penalty on the video discriminator, MI loss."""
+
+    def __init__(self, config: TrainConfig, backbone: ImageGenerator | None = None):
+        super().__init__()  # (the backbone is part of the factory signature; these discriminators need nothing of it)
+        widths = {"num_scales": config.d_scales, "ndf": config.d_channels, "n_layers": config.d_layers}
+        self.video_d = video_discriminator(6, config.frames - 1, **widths)
+        self.image_d = image_discriminator(6, **widths)
+        self.gp_weight = config.gp_weight
+
+    def _video_outputs(self, real: Tensor, fake: Tensor, rng: torch.Generator):
+        return judge(self.video_d, with_first_frame(real), with_first_frame(fake), rng=rng,
+                     reverse_time_dim=2)
+
+    def _image_outputs(self, real: Tensor, fake: Tensor, rng: torch.Generator):
+        t = random_later_frame(real, rng)
+        return judge(self.image_d, first_frame_pairs(real, t), first_frame_pairs(fake, t))
+
+    def d_loss(self, real: Tensor, fake: Tensor, *, rng: torch.Generator) -> Losses:
+        fake = fake.detach()
+        video = ra_lsgan_d_loss(*self._video_outputs(real, fake, rng))
+        penalty = gradient_penalty(self.video_d, with_first_frame(real), with_first_frame(fake),
+                                   weight=self.gp_weight, rng=rng)
+        image = ra_lsgan_d_loss(*self._image_outputs(real, fake, rng))
+        return {"video": video, "video_gp": penalty, "image": image}
+
+    def g_loss(self, real: Tensor, fake: Tensor, rollout: Rollout, *, rng: torch.Generator) -> Losses:
+        video = ra_lsgan_g_loss(*self._video_outputs(real, fake, rng))
+        image = ra_lsgan_g_loss(*self._image_outputs(real, fake, rng))
+        return {"video": video, "image": image, "mi": mutual_information_loss(rollout.noise, rollout.noise_pred)}
+
+

@@ -1,0 +1,79 @@
+"""Where a run goes, what it continues, and which settings it runs with: the one place that
+resolves `--out`, `--resume`, `--preset` and `--config`.
+
+Settings are layered, later over earlier:
+    TrainConfig defaults < --preset < the resumed run's config.toml < --config FILE < options given
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..infra.errors import MocohdError
+from ..infra.runs import DEFAULT_RUNS_ROOT, RunDir, new_run_path, read_toml
+from .config import RESUME_KEYS, TrainConfig
+
+
+def find_resumable_run(root: str | Path) -> Path | None:
+    """The run under `root` whose training state was written last."""
+    states = list(Path(root).glob("*/state/latest.pt"))
+    return max(states, key=lambda p: p.stat().st_mtime).parent.parent if states else None
+
+
+def run_folder(out: str | Path | None, runs_root: str | Path, resume: bool) -> Path:
+    """The run folder a training run writes: --out, else the latest resumable run under the runs
+    root (with --resume), else a new timestamped folder. Refuses to resume a folder without a
+    training state, and to start over a folder that holds one."""
+    if out:
+        path = Path(out)
+    elif resume:
+        path = find_resumable_run(runs_root)
+        if path is None:
+            raise MocohdError(f"--resume: no run with a training state under {runs_root}",
+                              fix="pass --out RUN_DIR of the run to continue")
+    else:
+        path = new_run_path(runs_root)
+    has_state = RunDir(path).state.exists()
+    if resume and not has_state:
+        raise MocohdError("--resume: this run folder has no training state (state/latest.pt)", path=path,
+                          fix="check --out, or start a new run without --resume")
+    if not resume and has_state:
+        raise MocohdError("this run folder already holds a training run", path=path,
+                          fix="pass --resume to continue it, or choose another --out")
+    return path
+
+
+def check_compatible(saved: dict, config: TrainConfig, state_path: Path) -> None:
+    """A resumed run keeps the settings that shape its models and its data stream."""
+    for key in RESUME_KEYS:
+        if key in saved and saved[key] != getattr(config, key):
+            raise MocohdError(f"--resume: {key} was {saved[key]!r} in this run but is now "
+                              f"{getattr(config, key)!r}", path=state_path,
+                              fix=f"resume with the run's own settings (drop the {key} option)")
+
+
+def resolve_config(options: dict, *, config_file: Path | None = None, defaults: dict | None = None) -> TrainConfig:
+    """The configuration of a run from the layers above. `options` are the values given on the
+    command line (None: not given); `defaults` sit just above TrainConfig's own (the built-in
+    example's schedule)."""
+    from .presets import get_preset
+
+    given = {k: v for k, v in options.items() if v is not None}
+    from_file = read_toml(config_file) if config_file is not None else {}
+    preset = given.get("preset") or from_file.get("preset")
+    values: dict = dict(defaults or {})
+    if preset:
+        values.update(preset_values(get_preset(preset)))
+    if given.get("resume"):
+        out = given.get("out") or from_file.get("out")
+        root = given.get("runs_root") or from_file.get("runs_root") or DEFAULT_RUNS_ROOT
+        run = Path(out) if out else find_resumable_run(root)
+        if run is not None and RunDir(run).config.exists():
+            values.update(read_toml(RunDir(run).config))
+    values.update(from_file)
+    values.update(given)
+    return TrainConfig.from_dict(values, source=config_file)
+
+
+def preset_values(preset) -> dict:
+    """A preset's settings as TrainConfig values (its total batch becomes --global-batch)."""
+    return {**preset.values, "global_batch": preset.global_batch, "preset": preset.name}
