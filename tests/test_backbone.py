@@ -20,8 +20,8 @@ PLUGIN_SOURCE = textwrap.dedent('''
             super().__init__()
             self.colour = torch.nn.Linear(4, 3)
 
-        def mapping(self, z, *, truncation=1.0):
-            return z * truncation
+        def mapping(self, z):
+            return z * self.truncation
 
         def synthesize(self, latents, *, condition=None, noise="random", rng=None):
             b, t, _ = latents.shape

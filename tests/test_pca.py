@@ -17,7 +17,7 @@ class GaussianLatents(ImageGenerator):
         self.scales = nn.Parameter(torch.tensor([5.0, 3.0, 2.0, 1.0, 0.5, 0.1]))
         self.rotation = nn.Parameter(torch.linalg.qr(torch.randn(6, 6, generator=torch.Generator().manual_seed(1)))[0])
 
-    def mapping(self, z, *, truncation=1.0):
+    def mapping(self, z):
         return (z * self.scales) @ self.rotation.T + 1.0
 
 

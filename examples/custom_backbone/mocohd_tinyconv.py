@@ -90,9 +90,9 @@ class TinyConvGenerator(ImageGenerator):
         z = torch.randn(MEAN_LATENT_SAMPLES, self.z_dim, generator=torch.Generator().manual_seed(0))
         self.latent_avg.copy_(self.mapping_net(z.to(self.latent_avg.device)).mean(0))
 
-    def mapping(self, z: Tensor, *, truncation: float = 1.0) -> Tensor:
+    def mapping(self, z: Tensor) -> Tensor:
         w = self.mapping_net(z)
-        return w if truncation == 1.0 else self.latent_avg + truncation * (w - self.latent_avg)
+        return w if self.truncation == 1.0 else self.latent_avg + self.truncation * (w - self.latent_avg)
 
     def synthesize(self, latents: Tensor, *, condition: Tensor | None = None, noise: str = "random",
                    rng: torch.Generator | None = None) -> Tensor:

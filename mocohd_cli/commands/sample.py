@@ -70,7 +70,7 @@ def sample(
             backbone = backbone or info.get("backbone")
     torch_device = resolve_device(device)
     image_generator = load_backbone(backbone, checkpoint, device=torch_device,
-                                    command_options={"truncation": truncation})
+                                    truncation=truncation)
     classes = resolve_classes(class_, labels, num_classes=image_generator.condition_dim or None)
     if motion is not None:
         motion_model = load_motion(motion, image_generator, device=torch_device)
@@ -81,7 +81,7 @@ def sample(
     with progress() as bar:
         task = bar.add_task("sampling", total=num_videos)
         videos = generate_videos(image_generator, motion_model.eval(), num_videos=num_videos, n_frames=frames,
-                                 seed=seed, truncation=truncation, noise=noise, interpolate=interpolate,
+                                 seed=seed, noise=noise, interpolate=interpolate,
                                  classes=classes, batch_size=batch_size,
                                  progress=lambda done, _total: bar.update(task, completed=done))
     written = write_videos(videos, out, fps=fps or float(info.get("fps", 8)), fmt=fmt, grid=grid)

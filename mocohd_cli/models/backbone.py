@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as metadata
 import importlib.util
+import math
 import sys
 import traceback
 from dataclasses import dataclass
@@ -37,9 +38,9 @@ class ImageGenerator(nn.Module):
     z_dim: int
     resolution: int
     condition_dim: int = 0
-    # Command options this backbone takes at load time (BigGAN: "truncation", which selects its
-    # batch-norm statistics). Commands pass these through load_backbone(command_options=...).
-    load_options: tuple[str, ...] = ()
+    # Truncation of the content codes, set once by load_backbone(truncation=...) and applied by
+    # `mapping` (StyleGAN2: towards the mean w; BigGAN: scales z and picks its batch-norm statistics).
+    truncation: float = 1.0
     # Set by load_backbone: where the weights came from, so motion models can check.
     checkpoint_path: str | None = None
     checkpoint_sha256: str | None = None
@@ -53,19 +54,19 @@ class ImageGenerator(nn.Module):
         """True if `path` looks like a checkpoint of this backbone (cheap; no full load)."""
         return False
 
-    def mapping(self, z: Tensor, *, truncation: float = 1.0) -> Tensor:
+    def mapping(self, z: Tensor) -> Tensor:
+        """z [N, z_dim] -> content codes [N, latent_dim] in the motion space, truncated by `self.truncation`."""
         raise NotImplementedError
 
     def synthesize(self, latents: Tensor, *, condition: Tensor | None = None, noise: str = "random",
                    rng: torch.Generator | None = None) -> Tensor:
         raise NotImplementedError
 
-    def sample_latent(self, n: int, *, rng: torch.Generator | None = None,
-                      truncation: float = 1.0) -> Tensor:
+    def sample_latent(self, n: int, *, rng: torch.Generator | None = None) -> Tensor:
         # Draw where the generator lives (a CPU generator gives the same draws on any device).
         device = rng.device if rng is not None else self.device
         z = torch.randn(n, self.z_dim, generator=rng, device=device).to(self.device)
-        return self.mapping(z, truncation=truncation)
+        return self.mapping(z)
 
     def sample_condition(self, n: int, classes: list[int] | None = None, *,
                          rng: torch.Generator | None = None) -> Tensor | None:
@@ -215,20 +216,17 @@ def infer_backbone_name(checkpoint: str | Path) -> str:
 
 
 def load_backbone(spec: str | None = None, checkpoint: str | Path | None = None, *,
-                  device: str | torch.device = "cpu", command_options: dict | None = None,
-                  **options) -> ImageGenerator:
-    """Resolve `spec` (or infer it from `checkpoint`), load the weights, freeze the result.
-
-    `options` go to `from_checkpoint` as they are; `command_options` (e.g. a command's
-    --truncation) only where the backbone lists them in `load_options`.
-    """
+                  device: str | torch.device = "cpu", truncation: float = 1.0, **options) -> ImageGenerator:
+    """Resolve `spec` (or infer it from `checkpoint`), load the weights, set the content codes'
+    truncation, freeze the result. `options` go to `from_checkpoint` as they are."""
+    if not math.isfinite(truncation):
+        raise MocohdError(f"truncation must be a finite number, got {truncation}", fix="pass e.g. --truncation 0.7")
     if spec is None:
         if checkpoint is None:
             raise MocohdError("neither a backbone nor a checkpoint was given",
                               fix="pass --checkpoint PATH (and --backbone NAME if it cannot be inferred)")
         spec = infer_backbone_name(checkpoint)
     cls = resolve_backbone_class(spec)
-    options = {**{k: v for k, v in (command_options or {}).items() if k in cls.load_options}, **options}
     if checkpoint is not None:
         path = Path(checkpoint)
         if not path.exists():
@@ -247,4 +245,5 @@ def load_backbone(spec: str | None = None, checkpoint: str | Path | None = None,
     else:
         model = cls(**options)
     model.spec = spec
+    model.truncation = truncation
     return model.freeze().to(device)

@@ -51,14 +51,14 @@ def principal_components(covariance: Tensor) -> tuple[Tensor, Tensor]:
 
 @torch.no_grad()
 def motion_pca(backbone, *, n_pca: int, n_samples: int = 100_000, batch_size: int = 4096,
-               truncation: float = 1.0, seed: int = 0, cache_dir: str | Path | None = None,
+               seed: int = 0, cache_dir: str | Path | None = None,
                progress=None) -> tuple[Tensor, Tensor]:
     """PCA of the motion space of `backbone`: ([n_pca, D] components, [n_pca] standard deviations)."""
     sha = getattr(backbone, "checkpoint_sha256", None)
     cache_file = None
     if sha is not None:
         root = Path(cache_dir) if cache_dir is not None else user_cache_dir() / "pca"
-        cache_file = root / f"{backbone.name}-{sha[:16]}-n{n_samples}-t{truncation:g}-s{seed}.safetensors"
+        cache_file = root / f"{backbone.name}-{sha[:16]}-n{n_samples}-t{backbone.truncation:g}-s{seed}.safetensors"
         if cache_file.exists():
             tensors, _ = read_safetensors(cache_file, what="PCA cache")
             return tensors["components"][:n_pca], tensors["stdev"][:n_pca]
@@ -67,7 +67,7 @@ def motion_pca(backbone, *, n_pca: int, n_samples: int = 100_000, batch_size: in
     done = 0
     while done < n_samples:
         n = min(batch_size, n_samples - done)
-        stats.update(backbone.sample_latent(n, rng=rng, truncation=truncation).float())
+        stats.update(backbone.sample_latent(n, rng=rng).float())
         done += n
         if progress is not None:
             progress(done, n_samples)

@@ -9,6 +9,7 @@ comment says otherwise.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,6 +142,7 @@ class TrainConfig:
             need(value is None or value >= 1, f"--{name.replace('_', '-')} must be >= 1, got {value}",
                  "use a positive value")
         need(self.epochs is None or self.epochs > 0, f"--epochs must be > 0, got {self.epochs}", "use a positive value")
+        need(math.isfinite(self.truncation), f"--truncation must be finite, got {self.truncation}", "pass e.g. 0.7")
         need(self.lr > 0, f"--lr must be > 0, got {self.lr}", "the authors use 1e-4")
         need(self.queue_size >= 1 and self.proj_dim >= 1 and self.image_d_channels >= 1,
              "--queue-size, --proj-dim and --image-d-channels must be >= 1", "use positive values")

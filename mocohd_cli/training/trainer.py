@@ -78,6 +78,7 @@ class Trainer:
         if not config.data:
             raise MocohdError("no dataset given", fix="pass --data DIR (a folder or .zip of videos)")
         self.backbone = backbone.to(self.device) if backbone is not None else self._load_backbone()
+        self.backbone.truncation = config.truncation  # the one way truncation reaches a backbone
         self.config = config = fit_to_world(fit_to_backbone(config, self.backbone), self.ctx.world_size)
         # rank 0 indexes the videos (which decodes every video file once) and shares the index
         self.dataset = self.ctx.broadcast(
@@ -112,8 +113,7 @@ class Trainer:
     def _load_backbone(self) -> ImageGenerator:
         if self.config.checkpoint is None and self.config.backbone is None:
             raise MocohdError("no image generator given", fix="pass --checkpoint PATH (and --backbone NAME)")
-        return load_backbone(self.config.backbone, self.config.checkpoint, device=self.device,
-                             command_options={"truncation": self.config.truncation})
+        return load_backbone(self.config.backbone, self.config.checkpoint, device=self.device)
 
     def _resolve_iterations(self) -> int:
         config = self.config
@@ -134,7 +134,7 @@ class Trainer:
                 bar.disable = bar.disable or not self.show_progress
                 task = bar.add_task("motion-space PCA", total=config.pca_samples)
                 pca = motion_pca(self.backbone, n_pca=config.n_pca, n_samples=config.pca_samples,
-                                 truncation=config.truncation, seed=config.seed,
+                                 seed=config.seed,
                                  progress=lambda done, _total: bar.update(task, completed=done))
         pca = self.ctx.broadcast(pca)  # resumed runs get the basis from the state instead
         components, stdev = pca if pca is not None else (None, None)
@@ -193,7 +193,7 @@ class Trainer:
 
     def generate(self, rollout_fn: Callable, batch: int) -> tuple[Tensor, Rollout]:
         """Fake clips [B, T, 3, S, S] (pooled to the real clips' size) and their rollout."""
-        w0 = self.backbone.sample_latent(batch, rng=self.rng, truncation=self.config.truncation)
+        w0 = self.backbone.sample_latent(batch, rng=self.rng)
         rollout = rollout_fn(w0, self.config.frames, self.rng)
         condition_gen = self.rng if self.rng.device.type == "cpu" else self.cpu_rng
         condition = self.backbone.sample_condition(batch, self.config.classes, rng=condition_gen)
@@ -259,7 +259,7 @@ class Trainer:
 
         videos = generate_videos(self.backbone, self.motion, num_videos=self.config.num_samples,
                                  n_frames=self.config.frames, seed=self.config.seed,
-                                 truncation=self.config.truncation, classes=self.config.classes)
+                                 classes=self.config.classes)
         path = self.run.sample_at(self.step, self.config.sample_format)
         path.parent.mkdir(parents=True, exist_ok=True)
         return save_video(video_grid(videos), path, fps=self.config.fps)

@@ -19,7 +19,7 @@ def interpolate_midpoints(latents: Tensor) -> Tensor:
 
 @torch.no_grad()
 def generate_videos(backbone: ImageGenerator, motion: MotionGenerator, *, num_videos: int, n_frames: int,
-                    seed: int = 0, truncation: float = 1.0, noise: str = "random", interpolate: bool = False,
+                    seed: int = 0, noise: str = "random", interpolate: bool = False,
                     classes: list[int] | None = None, batch_size: int = 8, progress=None) -> Tensor:
     """Videos [N, T, 3, H, W] in [-1, 1] on the CPU (T = 2*n_frames - 1 with `interpolate`).
 
@@ -32,7 +32,7 @@ def generate_videos(backbone: ImageGenerator, motion: MotionGenerator, *, num_vi
     videos = []
     for start in range(0, num_videos, batch_size):
         n = min(batch_size, num_videos - start)
-        w0 = backbone.sample_latent(n, rng=rng, truncation=truncation)
+        w0 = backbone.sample_latent(n, rng=rng)
         latents = motion(w0.to(motion.w.device), n_frames, rng=rng)
         if interpolate:
             latents = interpolate_midpoints(latents)

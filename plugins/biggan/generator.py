@@ -2,9 +2,9 @@
 
 Reads pytorch-pretrained-BigGAN folders (config.json + pytorch_model.bin) and the project's
 own .safetensors files. A video is a trajectory of z's; the class vector is fixed per video.
-`truncation` is a load option: it scales the content codes (z drawn from a normal truncated
-to [-2, 2], times truncation, as that project samples them) and selects the batch-norm
-statistics recorded for it.
+`truncation` (set by load_backbone, like every backbone's) scales the content codes (z drawn
+from a normal truncated to [-2, 2], times truncation, as that project samples them) and selects
+the batch-norm statistics recorded for it.
 """
 from __future__ import annotations
 
@@ -61,8 +61,6 @@ class BigGANSynthesis(nn.Module):
 class BigGANGenerator(ImageGenerator):
     name = "biggan"
     description = "BigGAN-deep, class-conditional (pytorch-pretrained-BigGAN folders, .safetensors)"
-    # Options from_checkpoint takes that a command line's same-named flags should be passed to.
-    load_options = ("truncation",)
 
     def __init__(self, config: BigGANConfig | dict | None = None, *, truncation: float = 1.0):
         super().__init__()
@@ -93,11 +91,11 @@ class BigGANGenerator(ImageGenerator):
 
     # -- files -----------------------------------------------------------------------------
     @classmethod
-    def from_checkpoint(cls, path: str | Path, *, truncation: float = 1.0, **options) -> "BigGANGenerator":
+    def from_checkpoint(cls, path: str | Path, **options) -> "BigGANGenerator":
         """A pytorch-pretrained-BigGAN folder (or its pytorch_model.bin), or a mocohd .safetensors."""
         if options:
             raise MocohdError(f"unknown BigGAN load option(s): {', '.join(sorted(options))}",
-                              fix="BigGAN takes only truncation=<0..1>")
+                              fix="BigGAN takes no load options (its truncation is set by load_backbone)")
         path = Path(path)
         if path.is_file() and path.suffix == ".safetensors":
             tensors, meta = read_safetensors(path, what="BigGAN checkpoint")
@@ -117,7 +115,7 @@ class BigGANGenerator(ImageGenerator):
             if not isinstance(tensors, dict):
                 raise MocohdError("the weights file does not hold a state dict", path=weights,
                                   fix="pass the pytorch_model.bin of a pytorch-pretrained-BigGAN model")
-        model = cls(config, truncation=truncation)
+        model = cls(config)
         model._load_weights(tensors, path)
         return model
 
@@ -169,20 +167,16 @@ class BigGANGenerator(ImageGenerator):
         return folder
 
     # -- the contract ----------------------------------------------------------------------
-    def mapping(self, z: Tensor, *, truncation: float = 1.0) -> Tensor:
-        """Content codes are z scaled by the load-time truncation (BigGAN has no mapping network)."""
-        if truncation not in (1.0, self.truncation):
-            raise MocohdError(f"BigGAN takes its truncation at load time (loaded with {self.truncation}, "
-                              f"asked for {truncation})",
-                              fix="pass the truncation as a load option (truncation=...) when loading the backbone")
+    def mapping(self, z: Tensor) -> Tensor:
+        """Content codes are z scaled by the truncation (BigGAN has no mapping network); the same
+        truncation picks the batch-norm statistics in `synthesize`."""
         return z * self.truncation
 
-    def sample_latent(self, n: int, *, rng: torch.Generator | None = None,
-                      truncation: float = 1.0) -> Tensor:
+    def sample_latent(self, n: int, *, rng: torch.Generator | None = None) -> Tensor:
         device = rng.device if rng is not None else self.device
         z = torch.empty(n, self.z_dim, device=device)
         nn.init.trunc_normal_(z, a=-TRUNCATION_BOUND, b=TRUNCATION_BOUND, generator=rng)
-        return self.mapping(z.to(self.device), truncation=truncation)
+        return self.mapping(z.to(self.device))
 
     def class_vectors(self, condition: Tensor | None, batch: int,
                       rng: torch.Generator | None = None) -> Tensor:

@@ -147,12 +147,12 @@ class StyleGAN2Generator(ImageGenerator):
             self.set_latent_avg(w.mean(0), source="estimated")
         return self.latent_avg
 
-    def mapping(self, z: Tensor, *, truncation: float = 1.0) -> Tensor:
+    def mapping(self, z: Tensor) -> Tensor:
         """z [N, style_dim] -> w [N, style_dim], pulled towards the mean w when truncation < 1."""
         w = self.style(z)
-        if truncation != 1.0:
+        if self.truncation != 1.0:
             avg = self.mean_latent().to(w.dtype)
-            w = avg + truncation * (w - avg)
+            w = avg + self.truncation * (w - avg)
         return w
 
     # --------------------------------------------------------------------------- synthesis
@@ -186,12 +186,12 @@ class StyleGAN2Generator(ImageGenerator):
             skip = to_rgb(x, w, skip, input_gain=LRELU_GAIN)
         return skip.float().contiguous()
 
-    def forward(self, z: Tensor, *, truncation: float = 1.0, noise: str = "random",
+    def forward(self, z: Tensor, *, noise: str = "random",
                 rng: torch.Generator | None = None) -> Tensor:
         """Plain (trainable) generation from z: [N, style_dim] -> [N, 3, size, size], one noise
         draw per image. Used for GAN pre-training; no style mixing."""
         self.check_noise_mode(noise)
-        return self.render(self.mapping(z, truncation=truncation), self._noise(noise, z.shape[0], 1, rng))
+        return self.render(self.mapping(z), self._noise(noise, z.shape[0], 1, rng))
 
     def synthesize(self, latents: Tensor, *, condition: Tensor | None = None, noise: str = "random",
                    rng: torch.Generator | None = None) -> Tensor:
