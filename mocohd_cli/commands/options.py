@@ -41,10 +41,11 @@ def options_from(config_cls: type, *, include: Callable[[dataclasses.Field], boo
         name, help_text = field.name, help_of(field)
         if rename and field.name in rename:
             name, help_text = rename[field.name]
-        flag = meta.get("flag") if not (rename and field.name in rename) else None
-        flag = flag or "--" + name.replace("_", "-")
+        flags = meta.get("flag") if not (rename and field.name in rename) else None
+        flags = flags or "--" + name.replace("_", "-")
+        flags = (flags,) if isinstance(flags, str) else tuple(flags)
         kind = _optional(meta.get("cli_type") or hints[field.name])
-        option = typer.Option(None, flag, help=help_text, show_default=False)
+        option = typer.Option(None, *flags, help=help_text, show_default=False)
         parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=option))
     return parameters
 

@@ -23,6 +23,7 @@ from ..infra.files import safetensors_metadata, sha256_of
 
 ENTRY_POINT_GROUP = "mocohd.backbones"
 NOISE_MODES = ("random", "const", "none")
+BACKBONE_HELP = "Backbone: registered name (`mocohd backbones`), module:Class or file.py:Class."
 
 
 class ImageGenerator(nn.Module):

@@ -17,7 +17,7 @@ from ..infra.device import PRECISIONS
 from ..infra.errors import MocohdError
 from ..infra.runs import DEFAULT_RUNS_ROOT
 from ..infra.settings import setting
-from ..models.backbone import ImageGenerator
+from ..models.backbone import BACKBONE_HELP, ImageGenerator
 
 MODES = ("in-domain", "cross-domain")
 SAMPLE_FORMATS = ("mp4", "gif", "png")
@@ -46,7 +46,7 @@ class TrainConfig:
 
     # what to train
     mode: str = knob("in-domain", "in-domain or cross-domain (set by the command).", cli=False)
-    backbone: str | None = knob(None, "Backbone: registered name, module:Class or file.py:Class.",
+    backbone: str | None = knob(None, BACKBONE_HELP,
                                 default_text="inferred from the checkpoint")
     checkpoint: str | None = knob(None, "Image-generator checkpoint (frozen during training).")
     data: str | None = knob(None, "Videos: a folder (or .zip) of frame folders or video files.")
