@@ -1,6 +1,7 @@
 """Contrastive image discriminator of cross-domain training (mocohd_cli.models.contrastive)."""
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -8,10 +9,15 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from mocohd_cli.infra.errors import MocohdError
 from mocohd_cli.models.augment import augment
 from mocohd_cli.models.contrastive import (
+    ADAM_BETAS,
+    ADAM_EPS,
+    DISCRIMINATOR_ARCH,
     ContrastiveImageDiscriminator,
     ResidualDiscriminator,
+    block_channels,
     contrastive_loss,
     discriminator_loss,
     gather_features,
@@ -20,7 +26,7 @@ from mocohd_cli.models.contrastive import (
     hinge_g_loss,
 )
 
-RES = 16
+RES = 32  # the smallest frame size of the release's channel table
 
 
 def _disc(seed=0, **options):
@@ -88,15 +94,78 @@ def test_hinge_losses():
     assert hinge_g_loss(fake).item() == pytest.approx(1.0 / 3)
 
 
-@pytest.mark.parametrize("resolution, n_down", [(16, 2), (32, 3)])
-def test_residual_discriminator_depth_and_outputs(resolution, n_down):
-    net = ResidualDiscriminator(resolution, width=4, proj_dim=8)
-    assert len(net.blocks) == n_down + 1
-    logits, projections = net(torch.zeros(2, 3, resolution, resolution).uniform_(-1, 1))
+def test_channel_table_is_the_releases():
+    # BigGAN_D.py D_arch at the released base width 96; every released run uses 128 px.
+    assert sorted(DISCRIMINATOR_ARCH) == [32, 64, 128, 256]
+    at_128 = block_channels(128, 96)
+    assert [c_in for c_in, _, _ in at_128] == [3, 96, 192, 384, 768, 1536]
+    assert [c_out for _, c_out, _ in at_128] == [96, 192, 384, 768, 1536, 1536]
+    assert [down for _, _, down in at_128] == [True] * 5 + [False]
+    at_64 = block_channels(64, 96)
+    assert [c_out for _, c_out, _ in at_64] == [96, 192, 384, 768, 1536]  # last block 16x width
+    assert [c_in for c_in, _, _ in at_64] == [3, 96, 192, 384, 768]
+    at_256 = block_channels(256, 96)
+    assert [c_in for c_in, _, _ in at_256] == [3, 96, 192, 384, 768, 768, 1536]
+    assert [c_out for _, c_out, _ in at_256] == [96, 192, 384, 768, 768, 1536, 1536]
+    assert block_channels(32, 96) == [(3, 384, True), (384, 384, True), (384, 384, False), (384, 384, False)]
+
+
+@pytest.mark.parametrize("resolution, final_size", [(32, 8), (64, 4), (128, 4), (256, 4)])
+def test_residual_discriminator_follows_the_table(resolution, final_size):
+    width = 2
+    net = ResidualDiscriminator(resolution, width=width, proj_dim=8)
+    layout = DISCRIMINATOR_ARCH[resolution]
+    assert len(net.blocks) == len(layout.out_mult)
+    for i, (block, m_out, down) in enumerate(zip(net.blocks, layout.out_mult, layout.downsample)):
+        assert block.conv1.out_channels == block.conv2.out_channels == width * m_out
+        assert block.downsample == down and block.preactivation == (i > 0)
+        # learnable shortcut exactly when the channels change or the block downsamples
+        assert (block.shortcut_conv is not None) == (block.conv1.in_channels != width * m_out or down)
+    assert net.proj0.in_features == width * layout.out_mult[-1]
+    x = torch.zeros(2, 3, resolution, resolution).uniform_(-1, 1)
+    assert net.blocks(x).shape == (2, width * layout.out_mult[-1], final_size, final_size)
+    logits, projections = net(x)
     assert logits.shape == (2,) and projections.shape == (2, 8)
     assert all(hasattr(m, "parametrizations") for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
     with pytest.raises(ValueError):
         net(torch.zeros(2, 3, resolution // 2, resolution // 2))
+
+
+@pytest.mark.parametrize("resolution", [16, 48, 512, 1024])
+def test_frame_sizes_outside_the_table_are_refused(resolution):
+    with pytest.raises(MocohdError, match="32, 64, 128, 256") as info:
+        ContrastiveImageDiscriminator(resolution, width=4, proj_dim=8, queue_size=4)
+    assert "--video-frame-size" in info.value.fix
+
+
+def test_forward_is_the_releases_biggan_d():
+    """BigGAN_D.py written out: DBlock = [relu] conv1 -> relu -> conv2 [-> pool] plus the
+    shortcut (preactivated: conv_sc then pool; block 0: pool then conv_sc); then relu, sum
+    pooling, relu(proj0) shared by linear (logit) and proj2(relu(proj1)) (projection)."""
+    net = ResidualDiscriminator(32, width=2, proj_dim=8).eval()  # eval: fixed u/v, both passes agree
+    relu, pool = torch.relu, torch.nn.AvgPool2d(2)
+    x = torch.rand(3, 3, 32, 32, generator=_seeded(0)) * 2 - 1
+    h = x
+    with torch.no_grad():
+        for i, block in enumerate(net.blocks):
+            main = block.conv2(relu(block.conv1(relu(h) if i > 0 else h)))
+            short = h
+            if i > 0:
+                short = block.shortcut_conv(short) if block.shortcut_conv is not None else short
+                short = pool(short) if block.downsample else short
+            else:
+                short = block.shortcut_conv(pool(short))
+            h = (pool(main) if block.downsample else main) + short
+        h = relu(net.proj0(relu(h).sum(dim=(2, 3))))
+        expected_logits, expected_projections = net.linear(h)[:, 0], net.proj2(relu(net.proj1(h)))
+        logits, projections = net(x)
+    torch.testing.assert_close(logits, expected_logits)
+    torch.testing.assert_close(projections, expected_projections)
+
+
+def test_adam_settings_are_the_releases():
+    # models/D_img.py: ModelD_img(opt, D_B1=0.0, D_B2=0.999, adam_eps=1e-6)
+    assert ADAM_BETAS == (0.0, 0.999) and ADAM_EPS == 1e-6
 
 
 def test_features_are_unit_vectors_and_queues_start_normalised():
@@ -110,30 +179,58 @@ def test_features_are_unit_vectors_and_queues_start_normalised():
     assert not torch.equal(disc.queue_real, disc.queue_fake)
 
 
-def test_momentum_copy_starts_equal_and_follows_the_ema_rule():
+def _sn_vectors(net):
+    """The spectral-norm power-iteration vectors u/v of every layer, by name, except the
+    logit layer's u: one element, always 1 once normalised."""
+    return {name: b.clone() for name, b in net.named_buffers() if name.endswith(("_u", "_v")) and b.numel() > 1}
+
+
+def test_momentum_copy_starts_with_the_online_parameters_but_its_own_sn_vectors():
+    # models/D_img.py: the EMA copy is built on its own and only parameters() are copied.
+    disc = _disc()
+    online, held = dict(disc.online.named_parameters()), dict(disc.momentum_copy.named_parameters())
+    assert held.keys() == online.keys()
+    assert all(torch.equal(held[name], online[name]) for name in online)
+    assert not any(p.requires_grad for p in held.values())
+    online_uv, held_uv = _sn_vectors(disc.online), _sn_vectors(disc.momentum_copy)
+    assert held_uv.keys() == online_uv.keys() and len(held_uv) > 0
+    assert not any(torch.allclose(held_uv[name], online_uv[name]) for name in online_uv)
+    # Drawn from the seeded torch RNG: the same seed gives the same copy.
+    again = _sn_vectors(_disc().momentum_copy)
+    assert all(torch.equal(again[name], held_uv[name]) for name in held_uv)
+
+
+def test_momentum_update_averages_parameters_only():
     disc = _disc(momentum=0.9)
     online = dict(disc.online.named_parameters())
     held = dict(disc.momentum_copy.named_parameters())
-    assert all(torch.equal(held[name], online[name]) for name in online)
-    assert not any(p.requires_grad for p in held.values())
     before = {name: p.clone() for name, p in held.items()}
+    uv_before = _sn_vectors(disc.momentum_copy)
     with torch.no_grad():
         for p in online.values():
             p.add_(torch.randn_like(p))
+        disc.online(_frames())  # train mode: moves the online network's u/v
     disc.momentum_update()
     for name, p in held.items():
         expected = 0.9 * before[name] + 0.1 * online[name]
         assert torch.allclose(p, expected, atol=1e-6), name
         assert not torch.allclose(p, before[name])
-    # The spectral-norm vectors follow the online network.
-    for held_buffer, online_buffer in zip(disc.momentum_copy.buffers(), disc.online.buffers()):
-        assert torch.equal(held_buffer, online_buffer)
+    # The spectral-norm vectors are neither averaged nor copied (release _momentum_update_dis).
+    uv_after = _sn_vectors(disc.momentum_copy)
+    assert all(torch.equal(uv_after[name], uv_before[name]) for name in uv_before)
 
 
-def test_momentum_copy_stays_in_eval_mode():
+def test_momentum_copy_runs_in_train_mode_and_refines_its_own_sn_vectors():
+    # The release never calls eval() on it: each use under no_grad runs one power iteration.
     disc = _disc()
     disc.train()
-    assert disc.online.training and not disc.momentum_copy.training
+    assert disc.online.training and disc.momentum_copy.training
+    online_uv, held_uv = _sn_vectors(disc.online), _sn_vectors(disc.momentum_copy)
+    disc.momentum_features(_frames())
+    after = _sn_vectors(disc.momentum_copy)
+    assert all(not torch.equal(after[name], held_uv[name]) for name in held_uv)
+    assert all(torch.equal(b, online_uv[name]) for name, b in _sn_vectors(disc.online).items())
+    assert all(p.grad is None for p in disc.parameters())
 
 
 def test_enqueue_wraps_around():
@@ -169,8 +266,13 @@ def test_state_dict_restores_queues_pointer_and_momentum_copy():
         assert torch.equal(a, b), name
     keys = disc.state_dict().keys()
     assert {"queue_real", "queue_fake", "queue_ptr"} <= set(keys)
-    assert any(k.startswith("momentum_copy.") for k in keys)
+    assert any(k.startswith("momentum_copy.") and k.endswith("_u") for k in keys)  # its own u/v
     assert restored.queue_ptr.item() == 3
+    # A resumed run continues exactly: same momentum features, same power-iteration state.
+    torch.testing.assert_close(restored.momentum_features(_frames()), disc.momentum_features(_frames()),
+                               rtol=0, atol=0)
+    for (name, a), (_, b) in zip(disc.state_dict().items(), restored.state_dict().items()):
+        assert torch.equal(a, b), name
 
 
 def test_discriminator_loss_combines_hinge_and_contrastive_terms():
@@ -201,11 +303,15 @@ def test_discriminator_loss_combines_hinge_and_contrastive_terms():
 def test_generator_loss_matches_features_and_fills_the_queues():
     disc = _disc()
     frame0, frame_t = _frames(seed=0).requires_grad_(), _frames(seed=1).requires_grad_()
+    copy_before = copy.deepcopy(disc.momentum_copy.state_dict())
     out = generator_loss(disc, frame0, frame_t, rng=_seeded(3), w_match=0.5)
     assert torch.allclose(out["loss"], out["hinge"] + 0.5 * out["match"])
-    generator = _seeded(3)
-    real, fake = augment(frame0, rng=generator), augment(frame_t, rng=generator)
+    rng = _seeded(3)
+    real, fake = augment(frame0, rng=rng), augment(frame_t, rng=rng)
     assert disc.queue_ptr.item() == 3
+    # Each momentum forward advanced the copy's power iteration: replay from the same state,
+    # real first then fake (the release's order).
+    disc.momentum_copy.load_state_dict(copy_before)
     assert torch.allclose(disc.queue_real[:3], disc.momentum_features(real), atol=1e-6)
     assert torch.allclose(disc.queue_fake[:3], disc.momentum_features(fake), atol=1e-6)
     disc.online.eval()
@@ -254,7 +360,11 @@ def _distributed_worker(rank, world_size, init_file, result_file):
         dist.all_gather(all_grads, grads)
         queues = [torch.empty_like(disc.queue_fake) for _ in range(world_size)]
         dist.all_gather(queues, disc.queue_fake)
-        result.update(ptr_after=disc.queue_ptr.clone(), grads=all_grads, queues_after=queues)
+        # The momentum copy's own u/v: refined on each rank, from the same weights.
+        uv = torch.cat([b.flatten() for b in _sn_vectors(disc.momentum_copy).values()])
+        all_uv = [torch.empty_like(uv) for _ in range(world_size)]
+        dist.all_gather(all_uv, uv)
+        result.update(ptr_after=disc.queue_ptr.clone(), grads=all_grads, queues_after=queues, uv=all_uv)
         if rank == 0:
             torch.save(result, result_file)
         # Tear down in step: drop DDP's reducer, then wait for the peer, before the group goes
@@ -280,4 +390,5 @@ def test_two_gloo_processes_fill_the_queues_with_both_ranks_features(tmp_path):
     assert result["ptr_after"].item() == (4 + 4) % 8
     assert torch.equal(result["queues_after"][0], result["queues_after"][1])
     assert torch.allclose(result["grads"][0], result["grads"][1], atol=1e-6)
+    assert torch.equal(result["uv"][0], result["uv"][1])  # momentum copies stay identical
     assert result["grads"][0].abs().sum() > 0

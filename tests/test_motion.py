@@ -43,18 +43,29 @@ def test_rollout_follows_the_update_rule():
     assert torch.equal(out.noise, noise)
 
 
-def test_initialisation_matches_method():
-    model = MotionGenerator(32, h_dim=16, n_pca=24)
+def test_initialisation_matches_the_release():
+    # models/rnn.py init_weights: per-gate orthogonal LSTM weights and zero LSTM biases,
+    # orthogonal fc1/fc2 weights with PyTorch's default biases, w ~ N(0, 0.02), b = 0.
+    torch.manual_seed(0)
+    model = MotionGenerator(64, h_dim=16, n_pca=24)
     for cell in (model.enc_cell, model.cell):
-        for block in cell.weight_ih.chunk(4, 0):  # [16, 32]: orthonormal rows
+        for block in cell.weight_ih.chunk(4, 0):  # [16, 64]: orthonormal rows
             torch.testing.assert_close(block @ block.T, torch.eye(16), atol=1e-5, rtol=0)
         for block in cell.weight_hh.chunk(4, 0):
             torch.testing.assert_close(block @ block.T, torch.eye(16), atol=1e-5, rtol=0)
+        # each gate block its own matrix, not one orthogonal [64, 64] matrix cut in four
+        assert not torch.allclose(cell.weight_ih @ cell.weight_ih.T, torch.eye(64), atol=1e-3)
         assert cell.bias_ih.abs().sum() == 0 and cell.bias_hh.abs().sum() == 0
     assert model.b.abs().sum() == 0
-    assert 0.01 < model.w.std().item() < 0.03
-    fc2 = model.fc2.weight
-    torch.testing.assert_close(fc2 @ fc2.T, torch.eye(32), atol=1e-5, rtol=0)
+    assert 0.015 < model.w.std().item() < 0.025 and abs(model.w.mean().item()) < 0.005
+    fc1, fc2 = model.fc1.weight, model.fc2.weight  # [64, 32]: orthonormal columns; [64, 64]
+    torch.testing.assert_close(fc1.T @ fc1, torch.eye(32), atol=1e-5, rtol=0)
+    torch.testing.assert_close(fc2 @ fc2.T, torch.eye(64), atol=1e-5, rtol=0)
+    for linear in (model.fc1, model.fc2):
+        bound = linear.in_features ** -0.5  # U(-bound, bound): std bound / sqrt(3)
+        assert linear.bias.abs().max() <= bound
+        assert 0.7 < linear.bias.std().item() / (bound / 3 ** 0.5) < 1.3
+        assert linear.bias.mean().abs() < 0.3 * bound
 
 
 def test_unrolls_past_training_length_and_single_frame():

@@ -8,12 +8,13 @@ frame t. It learns whether the content drifted away from the first frame.
 
 Pieces, assembled by a training objective:
 
-- ``ResidualDiscriminator``: BigGAN-style residual discriminator with a hinge logit and a
-  projection head.
+- ``ResidualDiscriminator``: the release's BigGAN discriminator (channel table
+  ``DISCRIMINATOR_ARCH``) with a hinge logit and a projection head.
 - ``ContrastiveImageDiscriminator``: the online network, its momentum (EMA) copy and two
   feature queues ("real" and "fake"); all of it is in ``state_dict``.
 - ``discriminator_loss`` / ``generator_loss``: the losses of one D step / one G step.
   ``disc.momentum_update()`` must be called after each D optimiser step.
+- ``ADAM_BETAS`` / ``ADAM_EPS``: the release's Adam settings for this discriminator.
 
 Under torch.distributed every rank must call ``generator_loss`` (or ``enqueue``) the same
 number of times with the same batch size: the queued features are all-gathered so that the
@@ -23,7 +24,7 @@ online network's gradients are averaged across ranks).
 """
 from __future__ import annotations
 
-import math
+from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -31,11 +32,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from ..infra.errors import MocohdError
 from .augment import augment, two_views
 
 __all__ = [
+    "ADAM_BETAS",
+    "ADAM_EPS",
+    "DISCRIMINATOR_ARCH",
     "ContrastiveImageDiscriminator",
     "ResidualDiscriminator",
+    "block_channels",
     "contrastive_loss",
     "discriminator_loss",
     "gather_features",
@@ -43,6 +49,43 @@ __all__ = [
     "hinge_d_loss",
     "hinge_g_loss",
 ]
+
+# The release optimises this discriminator with Adam(betas=(0.0, 0.999), eps=1e-6): the
+# defaults D_B1, D_B2, adam_eps of ModelD_img in models/D_img.py, not the (0.5, 0.999) and
+# eps 1e-8 of its other networks. Only the online network is optimised.
+ADAM_BETAS = (0.0, 0.999)
+ADAM_EPS = 1e-6
+
+
+class BlockLayout(NamedTuple):
+    """Channel multipliers of the blocks, in units of the base width, and which blocks halve
+    the resolution. ``in_mult[0]`` is None: block 0 takes the image channels."""
+    in_mult: tuple
+    out_mult: tuple
+    downsample: tuple
+
+
+# The release's fixed channel table (models/BigGAN/BigGAN_D.py, D_arch), by frame size.
+# It has no other resolutions. Block i > 0 takes in_mult[i] = out_mult[i - 1].
+DISCRIMINATOR_ARCH: dict[int, BlockLayout] = {
+    256: BlockLayout((None, 1, 2, 4, 8, 8, 16), (1, 2, 4, 8, 8, 16, 16), (True,) * 6 + (False,)),
+    128: BlockLayout((None, 1, 2, 4, 8, 16), (1, 2, 4, 8, 16, 16), (True,) * 5 + (False,)),
+    64: BlockLayout((None, 1, 2, 4, 8), (1, 2, 4, 8, 16), (True,) * 4 + (False,)),
+    32: BlockLayout((None, 4, 4, 4), (4, 4, 4, 4), (True, True, False, False)),
+}
+
+
+def block_channels(resolution: int, width: int, in_channels: int = 3) -> list[tuple[int, int, bool]]:
+    """(in channels, out channels, downsample) of each block at this frame size."""
+    layout = DISCRIMINATOR_ARCH.get(resolution)
+    if layout is None:
+        sizes = ", ".join(str(r) for r in sorted(DISCRIMINATOR_ARCH))
+        raise MocohdError(
+            f"the contrastive image discriminator has no layout for {resolution} px frames; "
+            f"the authors' release defines it for {sizes} px only",
+            fix=f"use --video-frame-size with one of {sizes} (128 as released)")
+    return [(in_channels if m_in is None else width * m_in, width * m_out, down)
+            for m_in, m_out, down in zip(*layout)]
 
 
 def _sn(layer: nn.Module) -> nn.Module:
@@ -52,7 +95,9 @@ def _sn(layer: nn.Module) -> nn.Module:
 
 
 class _DownBlock(nn.Module):
-    """Residual block: [ReLU] conv3x3 -> ReLU -> conv3x3 [-> avgpool 2], plus a shortcut.
+    """Residual block (release: models/BigGAN/BigGAN_D.py, DBlock):
+    [ReLU] conv3x3 -> ReLU -> conv3x3 [-> avgpool 2], plus a shortcut that is a 1x1 conv
+    when the channels change or the block downsamples, else the identity.
 
     The first block of the network sees raw pixels and skips the leading ReLU; its shortcut
     pools before the 1x1 conv, the others convolve first (BigGAN's order).
@@ -84,42 +129,35 @@ class _DownBlock(nn.Module):
 
 
 class ResidualDiscriminator(nn.Module):
-    """BigGAN-style discriminator: spectral-normalised residual blocks that halve the
-    resolution down to 4x4 (depth = log2(resolution) - 2), one more block at 4x4, ReLU, sum
-    pooling, then a shared linear layer feeding both the hinge logit and a 2-layer
-    projection MLP (as in the authors' release).
+    """The release's BigGAN discriminator (models/BigGAN/BigGAN_D.py): spectral-normalised
+    residual blocks with the channels of ``DISCRIMINATOR_ARCH`` (in units of ``width``, 96 as
+    released), ReLU, sum pooling, then ``proj0`` shared by the hinge logit (``linear``) and
+    the projection MLP (``proj1`` -> ReLU -> ``proj2``). No attention.
 
     ``forward(x [N, C, R, R]) -> (logits [N], projections [N, proj_dim])`` (not normalised).
-    Channels: ``width * min(2**i, 16)`` for the i-th down-sampling block.
+    Raises MocohdError for a resolution the table does not have.
     """
 
     def __init__(self, resolution: int, *, width: int = 96, proj_dim: int = 256, in_channels: int = 3):
         super().__init__()
-        if resolution < 8:
-            raise ValueError(f"resolution must be at least 8 pixels, got {resolution}")
+        channels = block_channels(resolution, width, in_channels)
         self.resolution = resolution
         self.proj_dim = proj_dim
-        n_down = max(1, int(math.log2(resolution)) - 2)
-        channels = [width * min(2 ** i, 16) for i in range(n_down)]
-        blocks = []
-        previous = in_channels
-        for i, out in enumerate(channels):
-            blocks.append(_DownBlock(previous, out, downsample=True, preactivation=i > 0))
-            previous = out
-        blocks.append(_DownBlock(previous, previous, downsample=False, preactivation=True))
-        self.blocks = nn.Sequential(*blocks)
-        self.shared = _sn(nn.Linear(previous, proj_dim))
-        self.logit = _sn(nn.Linear(proj_dim, 1))
-        self.head = nn.Sequential(_sn(nn.Linear(proj_dim, proj_dim)), nn.ReLU(),
-                                  _sn(nn.Linear(proj_dim, proj_dim)))
+        self.blocks = nn.Sequential(*(
+            _DownBlock(c_in, c_out, downsample=down, preactivation=i > 0)
+            for i, (c_in, c_out, down) in enumerate(channels)))
+        self.proj0 = _sn(nn.Linear(channels[-1][1], proj_dim))
+        self.linear = _sn(nn.Linear(proj_dim, 1))
+        self.proj1 = _sn(nn.Linear(proj_dim, proj_dim))
+        self.proj2 = _sn(nn.Linear(proj_dim, proj_dim))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if x.dim() != 4 or x.shape[-2:] != (self.resolution, self.resolution):
             raise ValueError(f"expected images [N, C, {self.resolution}, {self.resolution}], "
                              f"got shape {tuple(x.shape)}")
         h = torch.sum(F.relu(self.blocks(x)), dim=(2, 3))
-        h = F.relu(self.shared(h))
-        return self.logit(h).squeeze(1), self.head(h)
+        h = F.relu(self.proj0(h))
+        return self.linear(h).squeeze(1), self.proj2(F.relu(self.proj1(h)))
 
 
 def gather_features(features: Tensor) -> Tensor:
@@ -138,10 +176,16 @@ class ContrastiveImageDiscriminator(nn.Module):
     """Online discriminator + momentum copy + "real"/"fake" feature queues (MoCo style).
 
     ``forward(x) -> (logits [N], features [N, proj_dim] L2-normalised)`` with the online
-    network. Optimise ``disc.online.parameters()``; the momentum copy never gets gradients
-    and follows the online network through ``momentum_update()`` (call it after each D
-    step). The queues hold L2-normalised momentum-copy features, start as random unit
-    vectors, and are filled through ``enqueue`` (``generator_loss`` does it).
+    network. Optimise ``disc.online.parameters()`` (with ``ADAM_BETAS``, ``ADAM_EPS``); the
+    momentum copy never gets gradients and follows the online network through
+    ``momentum_update()`` (call it after each D step). The queues hold L2-normalised
+    momentum-copy features, start as random unit vectors, and are filled through ``enqueue``
+    (``generator_loss`` does it).
+
+    As in the release (models/D_img.py) the momentum copy shares only the parameters with the
+    online network: its spectral-norm vectors u/v are its own (drawn from the torch RNG when
+    it is built, never copied or averaged), and it stays in train mode like the rest, so each
+    of its forwards runs one power iteration on its own weights.
     """
 
     def __init__(self, resolution: int, *, width: int = 96, proj_dim: int = 256,
@@ -156,10 +200,13 @@ class ContrastiveImageDiscriminator(nn.Module):
         self.temperature = temperature
         options = dict(width=width, proj_dim=proj_dim, in_channels=in_channels)
         self.online = ResidualDiscriminator(resolution, **options)
+        # Built on its own, as the release does, so its u/v come from its own construction;
+        # then only parameters() are copied (models/D_img.py, ModelD_img.__init__).
         self.momentum_copy = ResidualDiscriminator(resolution, **options)
-        self.momentum_copy.load_state_dict(self.online.state_dict())
+        with torch.no_grad():
+            for held, online in zip(self.momentum_copy.parameters(), self.online.parameters()):
+                held.copy_(online)
         self.momentum_copy.requires_grad_(False)
-        self.momentum_copy.eval()
         self.register_buffer("queue_real", F.normalize(torch.randn(queue_size, proj_dim), dim=1))
         self.register_buffer("queue_fake", F.normalize(torch.randn(queue_size, proj_dim), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
@@ -168,30 +215,22 @@ class ContrastiveImageDiscriminator(nn.Module):
     def queue_size(self) -> int:
         return self.queue_real.shape[0]
 
-    def train(self, mode: bool = True) -> "ContrastiveImageDiscriminator":
-        # The momentum copy stays in eval mode: its spectral-norm vectors are copied from
-        # the online network rather than refined by its own power iterations.
-        super().train(mode)
-        self.momentum_copy.eval()
-        return self
-
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         logits, projections = self.online(x)
         return logits, F.normalize(projections, dim=1)
 
     @torch.no_grad()
     def momentum_features(self, x: Tensor) -> Tensor:
-        """L2-normalised projections of the momentum copy (no gradient)."""
+        """L2-normalised projections of the momentum copy (no gradient). In train mode this
+        also advances the copy's own spectral-norm power iteration, as in the release."""
         return F.normalize(self.momentum_copy(x)[1], dim=1)
 
     @torch.no_grad()
     def momentum_update(self) -> None:
-        """copy <- momentum * copy + (1 - momentum) * online, for every parameter; buffers
-        (the spectral-norm power-iteration vectors) are copied."""
+        """copy <- momentum * copy + (1 - momentum) * online, for every parameter. Buffers
+        (the spectral-norm u/v) are left alone, as in the release's _momentum_update_dis."""
         for held, online in zip(self.momentum_copy.parameters(), self.online.parameters()):
             held.mul_(self.momentum).add_(online.detach(), alpha=1.0 - self.momentum)
-        for held, online in zip(self.momentum_copy.buffers(), self.online.buffers()):
-            held.copy_(online)
 
     @torch.no_grad()
     def enqueue(self, real: Tensor, fake: Tensor) -> None:

@@ -9,6 +9,7 @@ plus a mutual-information head eps_hat_t = fc2(relu(fc1([h_t, c_t]))) that must 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,8 @@ class Rollout:
 
 
 def _orthogonal_lstm_(cell: nn.LSTMCell) -> None:
-    """Each of the four gate blocks gets its own orthogonal matrix; biases start at zero."""
+    """Each of the four gate blocks gets its own orthogonal matrix; biases start at zero
+    (release: models/rnn.py, init_weights)."""
     for weight in (cell.weight_ih, cell.weight_hh):
         for block in weight.data.chunk(4, dim=0):
             nn.init.orthogonal_(block)
@@ -64,13 +66,17 @@ class MotionGenerator(nn.Module):
             self.set_pca(pca_components, pca_stdev)
 
     def reset_parameters(self) -> None:
+        """The release's init (models/rnn.py, init_weights)."""
         _orthogonal_lstm_(self.enc_cell)
         _orthogonal_lstm_(self.cell)
+        for linear in (self.fc1, self.fc2):
+            # Orthogonal weight; the release leaves the bias at PyTorch's default Linear init,
+            # U(-1/sqrt(fan_in), 1/sqrt(fan_in)), so it is redrawn from that here.
+            nn.init.orthogonal_(linear.weight)
+            bound = 1.0 / math.sqrt(linear.in_features)
+            nn.init.uniform_(linear.bias, -bound, bound)
         nn.init.normal_(self.w, 0.0, 0.02)
         nn.init.zeros_(self.b)
-        for linear in (self.fc1, self.fc2):
-            nn.init.orthogonal_(linear.weight)
-            nn.init.zeros_(linear.bias)
 
     def set_pca(self, components: Tensor, stdev: Tensor) -> None:
         """Install PCA statistics; extra components beyond n_pca are dropped."""
