@@ -61,7 +61,8 @@ def test_shipped_backbones_resolve_and_load():
 
 
 def test_default_configs_point_at_the_examples(cache, monkeypatch):
-    pytest.importorskip("mocohd_cli.training.trainer")
+    from mocohd_cli.training import TrainConfig  # our own module: a failed import must fail, not skip
+
     rendered = []
     monkeypatch.setattr(builtin, "default_dataset", lambda name: rendered.append(name) or cache / name)
     train = builtin.default_train_config()
@@ -71,16 +72,43 @@ def test_default_configs_point_at_the_examples(cache, monkeypatch):
     transfer = builtin.default_transfer_config(out="x")
     assert transfer.mode == "cross-domain" and transfer.checkpoint == str(builtin.default_backbone("robots"))
     assert transfer.out == "x" and rendered == ["faces", "faces"]
+    assert isinstance(train, TrainConfig) and isinstance(transfer, TrainConfig)
     train.validate()
+    transfer.validate()
 
 
-def test_train_command_without_inputs_uses_the_example(cache, monkeypatch):
-    from mocohd_cli.commands import train as train_command
+@pytest.mark.parametrize("command, example", [("train", "faces"), ("transfer", "robots")])
+def test_command_without_inputs_uses_the_example(command, example, cache, monkeypatch):
+    """`mocohd train` / `mocohd transfer` without an image generator and videos run the built-in
+    example; options given on the command line win over its schedule."""
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    import mocohd_cli.training as training
+    from mocohd_cli.cli import app
 
     monkeypatch.setattr(builtin, "default_dataset", lambda name: cache / f"{name}-videos")
-    values = train_command.require_inputs({"mode": "in-domain", "iterations": 3, "resume": False})
-    assert values["checkpoint"] == str(builtin.default_backbone("faces"))
-    assert values["data"] == str(cache / "faces-videos")
-    assert values["iterations"] == 3  # options given on the command line win
-    with pytest.raises(MocohdError, match="--data"):
-        train_command.require_inputs({"checkpoint": "g.safetensors"})
+    trained = []
+    monkeypatch.setattr(training, "train", lambda config: trained.append(config) or SimpleNamespace(
+        steps=config.iterations, motion_path=cache / "motion.safetensors", losses={}))
+    result = CliRunner().invoke(app, [command, "--iterations", "3"])
+    assert result.exit_code == 0, result.output
+    (config,) = trained
+    assert config.checkpoint == str(builtin.default_backbone(example))
+    assert config.data == str(cache / "faces-videos")
+    assert config.mode == ("in-domain" if command == "train" else "cross-domain")
+    assert config.iterations == 3  # given on the command line: wins over the example's 80 / 60
+    assert config.batch_size == builtin.QUICK_SCHEDULE["batch_size"]  # not given: the example's
+
+
+def test_train_command_with_only_one_input_names_the_other(cache, monkeypatch):
+    from typer.testing import CliRunner
+
+    import mocohd_cli.training as training
+    from mocohd_cli.cli import app
+
+    monkeypatch.setattr(training, "train", lambda config: pytest.fail("must not train without --data"))
+    result = CliRunner().invoke(app, ["train", "--checkpoint", str(cache / "g.safetensors")])
+    assert result.exit_code == 2
+    assert "--data" in result.output

@@ -62,7 +62,13 @@ def resolve_config(options: dict, *, config_file: Path | None = None, defaults: 
     preset = given.get("preset") or from_file.get("preset")
     values: dict = dict(defaults or {})
     if preset:
-        values.update(preset_values(get_preset(preset)))
+        chosen = get_preset(preset)
+        mode = given.get("mode")
+        if mode and chosen.values.get("mode", mode) != mode:
+            command = "transfer" if chosen.values["mode"] == "cross-domain" else "train"
+            raise MocohdError(f"preset {preset!r} is {chosen.values['mode']} training",
+                              fix=f"run it with `mocohd {command} --preset {preset}`")
+        values.update(preset_values(chosen))
     if given.get("resume"):
         out = given.get("out") or from_file.get("out")
         root = given.get("runs_root") or from_file.get("runs_root") or DEFAULT_RUNS_ROOT
