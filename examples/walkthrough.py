@@ -28,7 +28,7 @@ from mocohd_cli.data.domains import make_dataset
 from mocohd_cli.infra.errors import MocohdError
 from mocohd_cli.models.motion import load_motion
 from mocohd_plugins.stylegan2.pretrain import PretrainConfig, backbone_grid, pretrain
-from mocohd_cli.workflows.sampling import generate_videos
+from mocohd_cli.models.generation import generate_videos
 from mocohd_cli.training import TrainConfig, train
 from mocohd_cli.data.video import write_videos
 

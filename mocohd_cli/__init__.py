@@ -1,13 +1,16 @@
 """mocohd: video from a frozen pre-trained image generator (MoCoGAN-HD, ICLR 2021).
 
-The library behind the `mocohd` command: `load_backbone` and `load_motion` here; training in
-`mocohd_cli.training.trainer` (`TrainConfig`, `train`), sampling in `mocohd_cli.workflows.sampling`, video files
-in `mocohd_cli.data.video`.
+The library behind the `mocohd` command. The names most programs need are here:
+`load_backbone`, `load_motion`, `generate_videos`, `write_videos`, `TrainConfig` and `train`;
+the layers they come from are described in the README ("Layout").
 """
-from .models.backbone import ImageGenerator, discover_backbones, load_backbone
+from .data.video import write_videos
 from .infra.errors import MocohdError
+from .models.backbone import ImageGenerator, discover_backbones, load_backbone
+from .models.generation import generate_videos
 from .models.motion import MotionGenerator, load_motion
+from .training import TrainConfig, train
 
 __version__ = "0.1.0"
-__all__ = ["ImageGenerator", "MocohdError", "MotionGenerator", "discover_backbones", "load_backbone", "load_motion",
-           "__version__"]
+__all__ = ["ImageGenerator", "MocohdError", "MotionGenerator", "TrainConfig", "discover_backbones",
+           "generate_videos", "load_backbone", "load_motion", "train", "write_videos", "__version__"]

@@ -283,7 +283,7 @@ def test_train_and_sample_videos_with_classes(biggan_folder, tmp_path, monkeypat
     """The whole pipeline on BigGAN: PCA in z, a short training run, class-conditional videos."""
     from mocohd_cli.data.domains import make_dataset
     from mocohd_cli.models.motion import load_motion
-    from mocohd_cli.workflows.sampling import generate_videos
+    from mocohd_cli.models.generation import generate_videos
     from mocohd_cli.training import TrainConfig, train
 
     folder, _ = biggan_folder

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from mocohd_cli import ImageGenerator, discover_backbones, load_backbone
 from mocohd_cli.cli import app
 from mocohd_cli.models.motion import load_motion
-from mocohd_cli.workflows.sampling import generate_videos
+from mocohd_cli.models.generation import generate_videos
 from mocohd_cli.training import TrainConfig, train
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "custom_backbone"

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mocohd_cli.infra.errors import MocohdError
-from mocohd_cli.workflows.sampling import interpolate_midpoints
+from mocohd_cli.models.generation import interpolate_midpoints
 from mocohd_cli.data.video import save_video, to_uint8, video_grid, write_videos
 
 

@@ -31,7 +31,8 @@ _LABELS = extra_option("labels", Optional[Path], typer.Option(None, help="Class-
 def sample_command(values: dict) -> None:
     from ..data.labels import resolve_classes
     from ..data.video import write_videos
-    from ..workflows.sampling import generate_videos, prepare_sampling
+    from ..models.generation import generate_videos
+    from ..workflows.sampling import prepare_sampling
 
     labels, names = values.pop("labels"), values.pop("classes")
     settings = SampleSettings(**{k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()

@@ -23,6 +23,14 @@ FORMAT_TAG = "mocohd-motion"
 FORMAT_VERSION = 1
 # Metadata keys that describe the architecture; everything else is free-form run information.
 _ARCH_KEYS = ("latent_dim", "h_dim", "n_pca", "w_residual")
+# The release's sizes (docs/method.md, "Motion generator"); n_pca is capped by the latent size.
+DEFAULT_H_DIM = 384
+DEFAULT_N_PCA = 384
+DEFAULT_W_RESIDUAL = 0.2
+
+
+def default_n_pca(backbone) -> int:
+    return min(DEFAULT_N_PCA, backbone.latent_dim)
 
 
 @dataclass
@@ -43,7 +51,8 @@ def _orthogonal_lstm_(cell: nn.LSTMCell) -> None:
 
 
 class MotionGenerator(nn.Module):
-    def __init__(self, latent_dim: int, *, h_dim: int = 384, n_pca: int = 384, w_residual: float = 0.2,
+    def __init__(self, latent_dim: int, *, h_dim: int = DEFAULT_H_DIM, n_pca: int = DEFAULT_N_PCA,
+                 w_residual: float = DEFAULT_W_RESIDUAL,
                  pca_components: Tensor | None = None, pca_stdev: Tensor | None = None,
                  info: dict | None = None):
         super().__init__()
@@ -53,7 +62,7 @@ class MotionGenerator(nn.Module):
         self.latent_dim, self.h_dim, self.n_pca, self.w_residual = latent_dim, h_dim, n_pca, float(w_residual)
         self.enc_cell = nn.LSTMCell(latent_dim, h_dim)
         self.cell = nn.LSTMCell(latent_dim, h_dim)
-        self.w = nn.Parameter(torch.empty(h_dim, n_pca))  # A in METHOD.md
+        self.w = nn.Parameter(torch.empty(h_dim, n_pca))  # A in docs/method.md
         self.b = nn.Parameter(torch.zeros(n_pca))
         self.fc1 = nn.Linear(2 * h_dim, latent_dim)
         self.fc2 = nn.Linear(latent_dim, latent_dim)

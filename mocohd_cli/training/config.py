@@ -18,13 +18,12 @@ from ..infra.errors import MocohdError
 from ..infra.runs import DEFAULT_RUNS_ROOT
 from ..infra.settings import setting
 from ..models.backbone import BACKBONE_HELP, ImageGenerator
+from ..models.motion import DEFAULT_H_DIM, DEFAULT_N_PCA, DEFAULT_W_RESIDUAL, default_n_pca
 
 MODES = ("in-domain", "cross-domain")
 SAMPLE_FORMATS = ("mp4", "gif", "png")
-# Sizes left to the backbone: the release's values, capped by what the backbone has.
+# The discriminators' frame size left to the backbone: the release's, capped by the backbone's resolution.
 DEFAULT_VIDEO_FRAME_SIZE = 128
-DEFAULT_N_PCA = 384
-DEFAULT_H_DIM = 384
 DEFAULT_EPOCHS = 100
 # Settings a resumed run must share with the run it continues (they shape the models or the data stream).
 RESUME_KEYS = ("mode", "frames", "time_step", "video_frame_size", "h_dim", "n_pca", "w_residual", "d_scales",
@@ -65,7 +64,7 @@ class TrainConfig:
     h_dim: int = knob(DEFAULT_H_DIM, "LSTM hidden size.")
     n_pca: int | None = knob(None, "PCA components the motion moves along.",
                              default_text=f"{DEFAULT_N_PCA}, or the latent size if smaller")
-    w_residual: float = knob(0.2, "Step size lambda of the latent residual (the authors advise <= 0.5).")
+    w_residual: float = knob(DEFAULT_W_RESIDUAL, "Step size lambda of the latent residual (the authors advise <= 0.5).")
     pca_samples: int = knob(1_000_000, "Latents sampled for the motion-space PCA (cached per checkpoint).")
     truncation: float = knob(1.0, "Truncation of the content codes.")
     classes: list[int] | None = knob(None, "Conditional backbones: a class (index, or name with --labels) the "
@@ -167,10 +166,6 @@ def fit_to_backbone(config: TrainConfig, backbone: ImageGenerator) -> TrainConfi
         raise MocohdError(f"--n-pca {n_pca} is larger than the backbone's {backbone.latent_dim}-d latent space",
                           fix=f"use --n-pca <= {backbone.latent_dim}")
     return dataclasses.replace(config, video_frame_size=frame_size, n_pca=n_pca)
-
-
-def default_n_pca(backbone: ImageGenerator) -> int:
-    return min(DEFAULT_N_PCA, backbone.latent_dim)
 
 
 def fit_to_world(config: TrainConfig, world_size: int) -> TrainConfig:

@@ -254,7 +254,7 @@ class Trainer:
     def write_samples(self) -> Path | None:
         if self.config.num_samples == 0:
             return None
-        from ..workflows.sampling import generate_videos
+        from ..models.generation import generate_videos
         from ..data.video import save_video, video_grid
 
         videos = generate_videos(self.backbone, self.motion, num_videos=self.config.num_samples,

@@ -1,15 +1,11 @@
-"""Generating videos: content codes, motion trajectories, frames. Seeded end to end.
-
-`SampleSettings` is every knob of `mocohd sample` (the command is built from its fields);
-`prepare_sampling` turns them into a backbone and a motion model.
-"""
+"""`mocohd sample` as a library: `SampleSettings` is every knob of the command (which is built
+from its fields); `prepare_sampling` turns them into a backbone and a motion model, and
+mocohd_cli.models.generation makes the videos."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-from torch import Tensor
 
 from ..data.video import FORMATS
 from ..infra.errors import MocohdError
@@ -86,48 +82,11 @@ def prepare_sampling(settings: SampleSettings, *, progress=None) -> tuple[ImageG
 def untrained_motion(backbone: ImageGenerator, device, *, progress=None) -> MotionGenerator:
     """A freshly initialised motion model with the backbone's real PCA statistics and the default
     sizes; its weights come from seed 0, so the same seed still gives the same bytes."""
+    from ..models.motion import DEFAULT_H_DIM, default_n_pca
     from ..models.pca import motion_pca
-    from ..training.config import DEFAULT_H_DIM, default_n_pca
 
     n_pca = default_n_pca(backbone)
     components, stdev = motion_pca(backbone, n_pca=n_pca, n_samples=PREVIEW_PCA_SAMPLES, progress=progress)
     torch.manual_seed(0)
     return MotionGenerator(backbone.latent_dim, h_dim=DEFAULT_H_DIM, n_pca=n_pca, pca_components=components,
                            pca_stdev=stdev).to(device)
-
-
-def interpolate_midpoints(latents: Tensor) -> Tensor:
-    """[B, T, D] -> [B, 2T-1, D]: a midpoint between each pair of consecutive latents."""
-    if latents.shape[1] < 2:
-        return latents
-    mids = 0.5 * (latents[:, 1:] + latents[:, :-1])
-    out = torch.stack([latents[:, :-1], mids], dim=2).flatten(1, 2)
-    return torch.cat([out, latents[:, -1:]], dim=1)
-
-
-@torch.no_grad()
-def generate_videos(backbone: ImageGenerator, motion: MotionGenerator, *, num_videos: int, n_frames: int,
-                    seed: int = 0, noise: str = "random", interpolate: bool = False,
-                    classes: list[int] | None = None, batch_size: int = 8, progress=None) -> Tensor:
-    """Videos [N, T, 3, H, W] in [-1, 1] on the CPU (T = 2*n_frames - 1 with `interpolate`).
-
-    Every random draw comes from one CPU random generator (rng) seeded by `seed`, in a fixed order, so the
-    same seed gives the same videos on any device and batch size is the only other factor.
-    """
-    backbone.check_noise_mode(noise)
-    rng = torch.Generator().manual_seed(seed)
-    condition_all = backbone.sample_condition(num_videos, classes, rng=rng)
-    videos = []
-    for start in range(0, num_videos, batch_size):
-        n = min(batch_size, num_videos - start)
-        w0 = backbone.sample_latent(n, rng=rng)
-        latents = motion(w0.to(motion.w.device), n_frames, rng=rng)
-        if interpolate:
-            latents = interpolate_midpoints(latents)
-        condition = None if condition_all is None else condition_all[start:start + n]
-        frames = backbone.synthesize(latents.to(backbone.device), condition=condition, noise=noise,
-                                     rng=rng)
-        videos.append(frames.float().cpu())
-        if progress is not None:
-            progress(start + n, num_videos)
-    return torch.cat(videos)

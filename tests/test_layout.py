@@ -1,0 +1,54 @@
+"""The package's layering (README, "Layout"): each layer imports only the layers before it, and the
+core never imports the built-in plugins (they are plugins like any other)."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "mocohd_cli"
+LAYERS = ["infra", "models", "data", "training", "workflows", "commands"]
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Absolute names of the mocohd modules a file imports (relative imports resolved)."""
+    module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            names.add(target)
+            names.update(f"{target}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return {n for n in names if n.startswith(("mocohd_cli", "mocohd_plugins"))}
+
+
+def layer_of(module: str) -> int | None:
+    parts = module.split(".")
+    return LAYERS.index(parts[1]) if len(parts) > 1 and parts[1] in LAYERS else None
+
+
+FILES = sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_layers_import_only_earlier_layers(path):
+    own = layer_of(".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts))
+    for name in imported_modules(path):
+        assert not name.startswith("mocohd_plugins"), f"{path.name} imports the plugin package ({name})"
+        other = layer_of(name)
+        if own is not None and other is not None:
+            assert other <= own, f"{path.relative_to(PACKAGE)} ({LAYERS[own]}) imports {name} ({LAYERS[other]})"
+
+
+def test_the_check_sees_relative_imports(tmp_path):
+    """Guard the guard: a relative import from a later layer is found and attributed."""
+    names = imported_modules(PACKAGE / "training" / "trainer.py")
+    assert "mocohd_cli.models.backbone" in names and layer_of("mocohd_cli.models.backbone") == 1
