@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mocohd_cli"
-LAYERS = ["infra", "models", "data", "training", "workflows", "commands"]
+LAYERS = ["infra", "models", "data", "evaluation", "training", "workflows", "commands"]
 
 
 def imported_modules(path: Path) -> set[str]:

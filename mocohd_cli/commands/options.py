@@ -45,6 +45,8 @@ def options_from(config_cls: type, *, include: Callable[[dataclasses.Field], boo
         flags = flags or "--" + name.replace("_", "-")
         flags = (flags,) if isinstance(flags, str) else tuple(flags)
         kind = _optional(meta.get("cli_type") or hints[field.name])
+        if kind is Optional[bool] and len(flags) == 1 and "/" not in flags[0]:
+            flags = (f"{flags[0]}/--no-{flags[0][2:]}",)  # a switch either way: the default may be on
         option = typer.Option(None, *flags, help=help_text, show_default=False)
         parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=option))
     return parameters

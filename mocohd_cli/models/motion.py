@@ -217,3 +217,20 @@ def read_motion_info(path: str | Path) -> dict:
         raise MocohdError("not a mocohd motion model", path=path,
                           fix="pass a motion.safetensors written by `mocohd train`/`transfer`/`import-motion`")
     return {k: _decode(v) for k, v in meta.items()}
+
+
+def load_motion_and_backbone(path: str | Path, *, checkpoint: str | Path | None = None, backbone: str | None = None,
+                             device: str | torch.device = "cpu", truncation: float = 1.0):
+    """A motion model with the backbone it animates: (backbone, motion in eval mode, metadata).
+    The checkpoint and backbone default to the ones the motion model records."""
+    from .backbone import load_backbone
+
+    info = read_motion_info(path)
+    if checkpoint is None:
+        checkpoint = info.get("backbone_checkpoint")
+        if not checkpoint:
+            raise MocohdError("the motion model does not record its backbone checkpoint", path=path,
+                              fix="pass --checkpoint (and --backbone)")
+        backbone = backbone or info.get("backbone")
+    image_generator = load_backbone(backbone, checkpoint, device=device, truncation=truncation)
+    return image_generator, load_motion(path, image_generator, device=device).eval(), info

@@ -54,29 +54,20 @@ class SampleSettings:
 
 def prepare_sampling(settings: SampleSettings, *, progress=None) -> tuple[ImageGenerator, MotionGenerator, dict]:
     """The backbone (with the settings' truncation), the motion model and the motion model's
-    metadata ({} for an untrained one). The checkpoint and backbone default to what the motion
-    model records."""
+    metadata ({} for an untrained one, used when there is no --motion)."""
     from ..infra.device import resolve_device
     from ..models.backbone import load_backbone
-    from ..models.motion import load_motion, read_motion_info
+    from ..models.motion import load_motion_and_backbone
 
     settings.validate()
-    backbone, checkpoint, info = settings.backbone, settings.checkpoint, {}
-    if settings.motion is not None:
-        info = read_motion_info(settings.motion)
-        if checkpoint is None:
-            checkpoint = info.get("backbone_checkpoint")
-            if not checkpoint:
-                raise MocohdError("the motion model does not record its backbone checkpoint", path=settings.motion,
-                                  fix="pass --checkpoint (and --backbone)")
-            backbone = backbone or info.get("backbone")
     device = resolve_device(settings.device)
-    image_generator = load_backbone(backbone, checkpoint, device=device, truncation=settings.truncation)
     if settings.motion is not None:
-        motion = load_motion(settings.motion, image_generator, device=device)
-    else:
-        motion = untrained_motion(image_generator, device, progress=progress)
-    return image_generator, motion.eval(), info
+        backbone, motion, info = load_motion_and_backbone(settings.motion, checkpoint=settings.checkpoint,
+                                                          backbone=settings.backbone, device=device,
+                                                          truncation=settings.truncation)
+        return backbone, motion, info
+    backbone = load_backbone(settings.backbone, settings.checkpoint, device=device, truncation=settings.truncation)
+    return backbone, untrained_motion(backbone, device, progress=progress).eval(), {}
 
 
 def untrained_motion(backbone: ImageGenerator, device, *, progress=None) -> MotionGenerator:

@@ -1,0 +1,91 @@
+"""`mocohd eval`: how good generated videos are (FVD, FID, KID/KVD, ISV, ACD, ground-truth metrics);
+`mocohd eval stats`: real-data statistics saved for reuse."""
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..app import app
+from ..evaluation.run import EvalSettings
+from ..infra.console import console
+from ..infra.errors import MocohdError
+from .options import extra_option, options_from
+
+eval_app = typer.Typer(help="Measure generated videos against real ones (see docs/evaluation.md).")
+app.add_typer(eval_app, name="eval")
+
+_JSON = extra_option("json_path", Optional[Path], typer.Option(None, "--json", help="Write {metric: value, ...} "
+                                                                "with the details and the protocol to this file."))
+
+
+def _settings(values: dict) -> EvalSettings:
+    return EvalSettings(**{k: (str(v) if isinstance(v, Path) else v) for k, v in values.items() if v is not None})
+
+
+def eval_command(ctx: typer.Context, **values) -> None:
+    """Measure generated videos against real ones: `mocohd eval --real DATA --fake DIR --metric fvd16`."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.table import Table
+
+    from ..evaluation.metrics import METRICS
+    from ..evaluation.run import run_evaluation
+
+    json_path = values.pop("json_path")
+    result = run_evaluation(_settings(values))
+    table = Table("metric", "value", "what it is")
+    for name, value in result.values.items():
+        table.add_row(name, f"{value:.4g}", METRICS[name].description)
+    console.print(table)
+    if json_path is not None:
+        from ..infra.files import atomic_path
+
+        with atomic_path(json_path) as tmp:
+            tmp.write_text(json.dumps(result.to_json(), indent=1) + "\n", encoding="utf-8")
+        console.print(f"wrote {json_path}")
+
+
+eval_command.__signature__ = inspect.Signature(
+    [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
+    + options_from(EvalSettings) + [_JSON])
+eval_app.callback(invoke_without_command=True)(eval_command)
+
+
+@eval_app.command("stats")
+def stats_command(
+    data: Path = typer.Argument(..., help="Real videos (anything `mocohd train --data` reads)."),
+    out: Path = typer.Option(..., help="Statistics file to write (.npz)."),
+    metric: list[str] = typer.Option(["fvd16"], "--metric", help="Metrics the statistics are for; repeat."),
+    resolution: int = typer.Option(..., help="Side the videos are evaluated at (the generated videos')."),
+    num_videos: int = typer.Option(2048, help="At most this many videos (the first that are long enough)."),
+    seed: int = typer.Option(0, help="Seed of the clips' random offsets."),
+    batch_size: int = typer.Option(16, help="Clips per detector call."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    detector: Optional[list[str]] = typer.Option(None, help="Detector file NAME=PATH (repeat)."),
+) -> None:
+    """Compute real-data statistics once; pass the file to `mocohd eval --real`."""
+    from ..evaluation.detectors import load_detector, parse_detector_options
+    from ..evaluation.metrics import cached_real_stats, get_metric
+    from ..evaluation.sources import DatasetVideos
+    from ..evaluation.statistics import save_stats
+    from ..infra.device import resolve_device
+
+    if not out.suffix == ".npz":
+        raise MocohdError("statistics files end in .npz", path=out, fix="pass --out FILE.npz")
+    overrides, torch_device, entries = parse_detector_options(detector), resolve_device(device), {}
+    for name in dict.fromkeys(metric):
+        kind = get_metric(name).kind
+        if kind is None or not get_metric(name).needs_real:
+            raise MocohdError(f"{name} keeps no real-data statistics", fix="use fvd16, fvd128, kvd, fid or kid")
+        if kind.key in entries:
+            continue
+        network = load_detector(kind.detector, torch_device, overrides)
+        real = DatasetVideos(data, size=resolution, max_videos=num_videos, seed=seed)
+        entries[kind.key] = cached_real_stats(kind, real, network, network.sha256, resolution=resolution,
+                                              batch_size=batch_size, use_cache=False)
+    save_stats(out, entries)
+    console.print(f"wrote {out} ({', '.join(f'{k}: {s.count} vectors' for k, (s, _) in entries.items())})")

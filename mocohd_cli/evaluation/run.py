@@ -1,0 +1,183 @@
+"""`mocohd eval` as a library: `EvalSettings` (every option of the command) and `run_evaluation`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..infra.errors import MocohdError
+from ..infra.settings import setting
+from ..models.backbone import BACKBONE_HELP
+from .metrics import GROUND_TRUTH, METRICS, EvalResult, FeatureKind, get_metric
+from .sources import DatasetVideos, FolderVideos, GeneratedVideos
+
+STYLEGAN_V_VIDEOS = 2048
+
+
+@dataclass
+class EvalSettings:
+    """Every knob of `mocohd eval`."""
+
+    metrics: list[str] | None = setting(None, f"Metric to compute; repeat for several ({', '.join(METRICS)}).",
+                                        flag="--metric", default_text="fvd16")
+    real: str | None = setting(None, "Real videos: anything `mocohd train --data` reads, or a statistics file "
+                               "from `mocohd eval stats`.")
+    fake: str | None = setting(None, "Generated videos: a folder written by `mocohd sample` (one file or frame "
+                               "folder per video).", default_text="generated from --motion")
+    motion: str | None = setting(None, "Motion model to generate the videos from (instead of --fake).")
+    checkpoint: str | None = setting(None, "Image-generator checkpoint for --motion.",
+                                     default_text="the one the motion model records")
+    backbone: str | None = setting(None, BACKBONE_HELP, default_text="inferred")
+    truncation: float = setting(1.0, "Truncation of the generated videos' content codes.")
+    domain: str | None = setting(None, "Procedural domain of the ground-truth metrics (motion, content, frames).",
+                                 default_text="the --real dataset's, from its dataset.json")
+    num_videos: int = setting(STYLEGAN_V_VIDEOS, "Videos on each side (real: the first this many that are long "
+                              "enough).")
+    frames: int = setting(16, "Frames per video for the metrics whose clip length is not in their name (fid, "
+                          "kid, acd, ground truth).")
+    resolution: int | None = setting(None, "Side the videos are evaluated at (real frames are centre-cropped "
+                                     "and resized to it).", default_text="the generated videos'")
+    seed: int = setting(0, "Seed of the real clips' offsets and of generated videos.")
+    batch_size: int = setting(16, "Clips (or frames / 16) per detector call.")
+    device: str = setting("auto", "auto, cpu or cuda.")
+    detectors: list[str] | None = setting(None, "Detector file: NAME=PATH with NAME i3d, inception or c3d "
+                                          "(repeat).", flag="--detector", default_text="the cache, else a download")
+    embedder: str | None = setting(None, "ACD's frame embedder: a TorchScript file (uint8 [B,3,H,W] -> [B,F]) or "
+                                   "timm:NAME.")
+    embedder_weights: str | None = setting(None, "Weights for --embedder timm:NAME (.safetensors or a state dict).")
+    cache: bool = setting(True, "Reuse real-data statistics cached for the same dataset, protocol and detector.")
+
+    def validate(self) -> None:
+        for name in ("num_videos", "frames", "batch_size"):
+            if getattr(self, name) < 1:
+                raise MocohdError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}",
+                                  fix="use a positive value")
+        if self.fake and self.motion:
+            raise MocohdError("--fake and --motion both given", fix="evaluate a folder (--fake) or a model (--motion)")
+        if not self.fake and not self.motion:
+            raise MocohdError("nothing to evaluate", fix="pass --fake FOLDER (from `mocohd sample`) or --motion "
+                                                         "MODEL [--checkpoint C]")
+
+
+def run_evaluation(settings: EvalSettings) -> EvalResult:
+    from .. import __version__
+    from ..infra.device import resolve_device
+
+    settings.validate()
+    names = list(dict.fromkeys(settings.metrics or ["fvd16"]))
+    metrics = [get_metric(name) for name in names]
+    device = resolve_device(settings.device)
+    fake = _fake_source(settings, device)
+    resolution = settings.resolution or fake.resolution
+    fake.size = resolution
+    needs_real = [m.name for m in metrics if m.needs_real and m.name not in GROUND_TRUTH]
+    if needs_real and not settings.real:
+        raise MocohdError(f"{', '.join(needs_real)} compare with real videos", fix="pass --real DATA (or a "
+                                                                                    "statistics file)")
+    from .detectors import parse_detector_options
+
+    overrides = parse_detector_options(settings.detectors)
+    result = EvalResult(values={}, protocol={
+        "real": settings.real, "fake": fake.description, "fake_videos": settings.num_videos,
+        "resolution": resolution, "seed": settings.seed, "mocohd_version": __version__, "detectors": {},
+        "real_statistics": {}})
+    features: dict[str, tuple] = {}
+    for metric in metrics:
+        if metric.name in GROUND_TRUTH:
+            continue
+        if metric.name == "acd":
+            _acd(settings, fake, resolution, device, result)
+            continue
+        kind = metric.kind
+        if kind.key not in features:
+            features[kind.key] = _features(kind, settings, fake, resolution, device, overrides, result,
+                                           real_needed=metric.needs_real)
+        real_stats, fake_stats = features[kind.key]
+        _score(metric, real_stats, fake_stats, result, settings)
+    ground_truth = [m.name for m in metrics if m.name in GROUND_TRUTH]
+    if ground_truth:
+        from .groundtruth_metrics import ground_truth_metrics
+
+        ground_truth_metrics(ground_truth, settings, fake, result)
+    return result
+
+
+def _fake_source(settings: EvalSettings, device: torch.device):
+    if settings.fake:
+        source = FolderVideos(settings.fake, size=settings.resolution, max_videos=settings.num_videos)
+        source.resolution = source.native_resolution()
+        return source
+    from ..models.motion import load_motion_and_backbone
+
+    backbone, motion, _ = load_motion_and_backbone(settings.motion, checkpoint=settings.checkpoint,
+                                                   backbone=settings.backbone, device=device,
+                                                   truncation=settings.truncation)
+    source = GeneratedVideos(backbone, motion, num_videos=settings.num_videos, seed=settings.seed)
+    source.resolution = backbone.resolution
+    return source
+
+
+def _features(kind: FeatureKind, settings: EvalSettings, fake, resolution: int, device, overrides, result,
+              *, real_needed: bool):
+    """(real statistics or None, fake statistics) of one feature kind."""
+    from .detectors import load_detector
+    from .metrics import cached_real_stats, extract
+    from .statistics import load_stats
+
+    network = load_detector(kind.detector, device, overrides)
+    sha = network.sha256
+    result.protocol["detectors"][kind.detector] = {"file": str(network.path), "sha256": sha}
+    real_stats = None
+    if real_needed:
+        if Path(settings.real).suffix == ".npz" and Path(settings.real).is_file():
+            saved = load_stats(settings.real)
+            if kind.key not in saved:
+                raise MocohdError(f"this statistics file has no {kind.key} statistics (it has "
+                                  f"{', '.join(saved)})", path=settings.real,
+                                  fix="write them with `mocohd eval stats DATA --metric ... --out FILE`")
+            real_stats, protocol = saved[kind.key]
+            if protocol.get("detector_sha256") != sha:
+                raise MocohdError(f"these statistics were computed with another {kind.detector} detector "
+                                  f"(sha256 {protocol.get('detector_sha256')}, now {sha})", path=settings.real,
+                                  fix="recompute them with this detector, or pass the one they were made with")
+        else:
+            real = DatasetVideos(settings.real, size=resolution, max_videos=settings.num_videos, seed=settings.seed)
+            real_stats, protocol = cached_real_stats(kind, real, network, sha, resolution=resolution,
+                                                     batch_size=settings.batch_size, use_cache=settings.cache)
+        result.protocol["real_statistics"][kind.key] = protocol
+    fake_stats = extract(kind, fake, network, batch_size=settings.batch_size,
+                         total=None if kind.n_frames == 0 else settings.num_videos, label="generated videos")
+    result.protocol.setdefault("fake_counts", {})[kind.key] = fake_stats.count
+    return real_stats, fake_stats
+
+
+def _acd(settings: EvalSettings, fake, resolution: int, device, result: EvalResult) -> None:
+    """ACD of the generated videos, and of the real ones (the reference) when --real is a dataset."""
+    from .detectors import load_embedder
+    from .metrics import average_content_distance
+
+    if not settings.embedder:
+        raise MocohdError("acd needs a frame embedder", fix="pass --embedder FILE.pt (TorchScript) or --embedder "
+                                                            "timm:NAME --embedder-weights FILE")
+    embedder = load_embedder(settings.embedder, settings.embedder_weights, device)
+    result.protocol["detectors"]["embedder"] = {"file": embedder.description, "sha256": embedder.sha256}
+    value, count = average_content_distance(fake, embedder, n_frames=settings.frames, batch_size=settings.batch_size)
+    result.values["acd"], result.details["acd"] = value, {"videos": count, "frames": settings.frames}
+    if settings.real and Path(settings.real).suffix != ".npz":
+        real = DatasetVideos(settings.real, size=resolution, max_videos=settings.num_videos, seed=settings.seed)
+        reference, real_count = average_content_distance(real, embedder, n_frames=settings.frames,
+                                                         batch_size=settings.batch_size)
+        result.details["acd"].update(real=reference, real_videos=real_count)
+
+
+def _score(metric, real_stats, fake_stats, result: EvalResult, settings: EvalSettings) -> None:
+    from .statistics import frechet_distance, inception_score, kernel_distance
+
+    if metric.name in ("fvd16", "fvd128", "fid"):
+        result.values[metric.name] = frechet_distance(fake_stats.mean, fake_stats.cov, real_stats.mean, real_stats.cov)
+    elif metric.name in ("kvd", "kid"):
+        result.values[metric.name] = kernel_distance(fake_stats.features, real_stats.features, seed=settings.seed)
+    elif metric.name == "isv":
+        mean, std = inception_score(fake_stats.features)
+        result.values["isv"], result.details["isv"] = mean, {"mean": mean, "std": std, "splits": 10}

@@ -1,0 +1,165 @@
+"""Where evaluated videos come from, as batches of uint8 tensors.
+
+Real: anything `mocohd train --data` reads. One clip of T consecutive frames per video, at a
+seeded random offset (videos too short for T frames are skipped and counted), videos in the
+dataset's sorted order, at most `max_videos` of them; or every frame of every video (FID).
+Fake: a folder written by `mocohd sample` (one file or frame folder per video: the first T frames
+of each), or videos generated on the fly from a backbone and a motion model.
+Frames are centre-cropped and resized to the evaluation resolution as training reads them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..data.clips import DatasetReport, VideoClips, decode_image, decode_video_frames, frames_to_clip
+from ..infra.errors import MocohdError
+
+
+def quantize(videos: Tensor) -> Tensor:
+    """Frames in [-1, 1] (any shape) -> uint8, rounded as mocohd writes video files."""
+    return ((videos.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+class VideoSource:
+    """A collection of videos to evaluate: `clips(T)` yields uint8 batches [B, T, 3, S, S]."""
+
+    # generated videos give their first 16 frames to frame metrics (StyleGAN-V's FID)
+    frames_per_video = 16
+
+    def __init__(self, description: str):
+        self.description = description
+
+    def clips(self, n_frames: int, batch_size: int) -> Iterator[Tensor]:
+        raise NotImplementedError
+
+    def frames(self, batch_size: int) -> Iterator[Tensor]:
+        """uint8 frames [B, 3, S, S]: by default frames 0..15 of every video."""
+        for batch in self.clips(self.frames_per_video, max(1, batch_size // self.frames_per_video)):
+            yield batch.flatten(0, 1)
+
+
+class DatasetVideos(VideoSource):
+    """Real videos: a dataset folder, video files, or a zip."""
+
+    def __init__(self, root: str | Path, *, size: int | None, max_videos: int, seed: int = 0,
+                 max_frames: int = 1_000_000):
+        super().__init__(description=f"dataset {root}")
+        self.root, self.size, self.max_videos, self.seed, self.max_frames = Path(root), size, max_videos, seed, max_frames
+        self.report: DatasetReport | None = None
+        self.used = 0
+
+    def native_resolution(self) -> int:
+        """The side of the first video's frames after centre-cropping (the videos' own size)."""
+        dataset = VideoClips(self.root, n_frames=2, time_step=1, size=1, seed=self.seed)
+        entry = dataset.entries[0]
+        first = (decode_video_frames(dataset.storage, entry.file, [0])[0] if entry.file is not None
+                 else decode_image(dataset.storage, entry.frames[0]))
+        return min(first.shape[:2])
+
+    def _dataset(self, n_frames: int) -> VideoClips:
+        if self.size is None:
+            self.size = self.native_resolution()
+        dataset = VideoClips(self.root, n_frames=n_frames, time_step=1, size=self.size, seed=self.seed)
+        self.report, self.used = dataset.report, min(len(dataset), self.max_videos)
+        return dataset
+
+    def clips(self, n_frames: int, batch_size: int) -> Iterator[Tensor]:
+        dataset = self._dataset(n_frames)
+        # video i's clip starts at an offset drawn from (seed, i): the same clips every run
+        for start in range(0, self.used, batch_size):
+            batch = [dataset.load(i, position=i) for i in range(start, min(start + batch_size, self.used))]
+            yield quantize(torch.stack(batch))
+
+    def frames(self, batch_size: int) -> Iterator[Tensor]:
+        """Every frame of every video (up to max_frames in all), in order."""
+        dataset = self._dataset(2)
+        pending, produced = [], 0
+        for entry in dataset.entries[: self.used]:
+            indices = list(range(entry.length))
+            if entry.file is not None:
+                frames = decode_video_frames(dataset.storage, entry.file, indices)
+            else:
+                frames = [decode_image(dataset.storage, name) for name in entry.frames]
+            pending.append(quantize(frames_to_clip(np.stack(frames), self.size)))
+            while sum(len(p) for p in pending) >= batch_size or (pending and produced >= self.max_frames):
+                flat = torch.cat(pending)
+                batch, rest = flat[:batch_size], flat[batch_size:]
+                pending = [rest] if len(rest) else []
+                batch = batch[: self.max_frames - produced]
+                produced += len(batch)
+                if len(batch):
+                    yield batch
+                if produced >= self.max_frames:
+                    return
+        if pending and produced < self.max_frames:
+            yield torch.cat(pending)[: self.max_frames - produced]
+
+
+class FolderVideos(DatasetVideos):
+    """Generated videos written by `mocohd sample` (mp4, gif or PNG frame folders): the first T
+    frames of each video, videos in sorted order."""
+
+    def __init__(self, root: str | Path, *, size: int | None, max_videos: int):
+        super().__init__(root, size=size, max_videos=max_videos)
+        self.description = f"videos in {root}"
+
+    def clips(self, n_frames: int, batch_size: int) -> Iterator[Tensor]:
+        dataset = self._dataset(n_frames)
+        for start in range(0, self.used, batch_size):
+            batch = []
+            for i in range(start, min(start + batch_size, self.used)):
+                entry = dataset.entries[i]
+                if entry.file is not None:
+                    frames = decode_video_frames(dataset.storage, entry.file, list(range(n_frames)))
+                else:
+                    frames = [decode_image(dataset.storage, name) for name in entry.frames[:n_frames]]
+                batch.append(frames_to_clip(np.stack(frames), self.size))
+            yield quantize(torch.stack(batch))
+
+
+SEED_CHUNK = 16
+
+
+class GeneratedVideos(VideoSource):
+    """Videos generated on the fly from a backbone and a motion model (seeded)."""
+
+    def __init__(self, backbone, motion, *, num_videos: int, seed: int = 0, size: int | None = None,
+                 batch_size: int = 8, classes: list[int] | None = None):
+        super().__init__(description=f"{num_videos} videos generated with seed {seed}")
+        self.backbone, self.motion, self.num_videos, self.seed = backbone, motion, num_videos, seed
+        self.size, self.generate_batch, self.classes = size, batch_size, classes
+        self.used = num_videos
+
+    def clips(self, n_frames: int, batch_size: int) -> Iterator[Tensor]:
+        from ..models.generation import generate_videos
+
+        # Videos come in chunks of a fixed size, each seeded from (seed, chunk), so the videos do
+        # not depend on any batch size and never all sit in memory at once.
+        for chunk, start in enumerate(range(0, self.num_videos, SEED_CHUNK)):
+            n = min(SEED_CHUNK, self.num_videos - start)
+            videos = generate_videos(self.backbone, self.motion, num_videos=n, n_frames=n_frames,
+                                     seed=self.seed * 1_000_003 + chunk, classes=self.classes,
+                                     batch_size=self.generate_batch)
+            yield quantize(resize_videos(videos, self.size))
+
+
+def resize_videos(videos: Tensor, size: int | None) -> Tensor:
+    """[N, T, 3, H, W] -> [N, T, 3, size, size] by area averaging (as training pools fake frames)."""
+    if size is None or videos.shape[-1] == size:
+        return videos
+    import torch.nn.functional as F
+
+    n, t = videos.shape[:2]
+    flat = F.interpolate(videos.flatten(0, 1).float(), size=(size, size), mode="area")
+    return flat.view(n, t, *flat.shape[1:])
+
+
+def check_length(source: VideoSource, n_frames: int) -> None:
+    if isinstance(source, DatasetVideos) and source.used == 0:
+        raise MocohdError(f"no video in {source.root} has {n_frames} frames", path=source.root,
+                          fix="use a dataset of longer videos or a metric on shorter clips")
