@@ -318,3 +318,24 @@ def test_eval_errors_are_one_clear_message(detector_files, tmp_path):
     assert result.exit_code == 2 and "fvd16" in result.output
     result = runner.invoke(app, ["eval", "--fake", str(real), "--metric", "fvd16", *detector_args(detector_files)])
     assert result.exit_code == 2 and "--real" in result.output
+
+
+def test_training_evaluates_and_keeps_the_best_model(detector_files, tiny_stylegan2_checkpoint, tiny_videos, tmp_path):
+    from mocohd_cli.infra.files import read_safetensors
+    from mocohd_cli.training import TrainConfig, train
+
+    config = TrainConfig(backbone="stylegan2", checkpoint=str(tiny_stylegan2_checkpoint), data=str(tiny_videos),
+                         out=str(tmp_path / "run"), frames=4, video_frame_size=16, batch_size=2, h_dim=16, n_pca=8,
+                         d_channels=4, pca_samples=512, workers=0, num_samples=0, device="cpu", iterations=3,
+                         eval_every=1, eval_metric="fid", eval_videos=4,
+                         eval_detectors=[f"inception={detector_files['inception']}"])
+    result = train(config, progress=False)
+    log = (result.run_dir / "log.txt").read_text()
+    assert log.count("eval at step") == 3 and "best so far" in log
+    _, meta = read_safetensors(result.run_dir / "best.safetensors")
+    best_step = int(meta["step"])
+    scores = {int(line.split("eval at step ")[1].split(":")[0]): float(line.split("fid=")[1].split()[0])
+              for line in log.splitlines() if "eval at step" in line}
+    assert scores[best_step] == min(scores.values())  # the export kept is one that scored best
+    state = torch.load(result.run_dir / "state" / "latest.pt", weights_only=True)
+    assert state["eval"]["best"] == pytest.approx(min(scores.values()), rel=1e-4)

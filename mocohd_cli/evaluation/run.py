@@ -60,15 +60,18 @@ class EvalSettings:
                                                          "MODEL [--checkpoint C]")
 
 
-def run_evaluation(settings: EvalSettings) -> EvalResult:
+def run_evaluation(settings: EvalSettings, *, fake=None) -> EvalResult:
+    """The metrics of `settings` on its generated videos, or on `fake` (a VideoSource with a
+    `resolution`, e.g. GeneratedVideos of a model in training)."""
     from .. import __version__
     from ..infra.device import resolve_device
 
-    settings.validate()
+    if fake is None:
+        settings.validate()
     names = list(dict.fromkeys(settings.metrics or ["fvd16"]))
     metrics = [get_metric(name) for name in names]
     device = resolve_device(settings.device)
-    fake = _fake_source(settings, device)
+    fake = fake or _fake_source(settings, device)
     resolution = settings.resolution or fake.resolution
     fake.size = resolution
     needs_real = [m.name for m in metrics if m.needs_real and m.name not in GROUND_TRUTH]

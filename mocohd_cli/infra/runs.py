@@ -7,6 +7,7 @@
     <run>/tensorboard/                 loss curves (TensorBoard event files)
     <run>/motion_step_N.safetensors    periodic motion-model exports
     <run>/motion.safetensors           the final motion model
+    <run>/best.safetensors             the export that scored best on --eval-metric (with --eval-every)
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class RunDir:
     samples = property(lambda self: self.path / "samples")
     tensorboard = property(lambda self: self.path / "tensorboard")
     motion = property(lambda self: self.path / MOTION_FILE)
+    best = property(lambda self: self.path / "best.safetensors")  # the export with the best --eval-metric
 
     def motion_at(self, step: int) -> Path:
         return self.path / f"motion_step_{step}.safetensors"

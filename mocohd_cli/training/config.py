@@ -108,6 +108,14 @@ class TrainConfig:
     num_samples: int = knob(4, "Videos in each sample grid.")
     sample_format: str = knob("mp4", "Sample videos as mp4, gif or png.")
     fps: float = knob(8.0, "Frames per second of samples and of the exported model.")
+    # evaluation during training (mocohd_cli/evaluation, docs/evaluation.md)
+    eval_every: int | None = knob(None, "Evaluate every N iterations (and at the end); keeps best.safetensors.",
+                                  default_text="off")
+    eval_metric: str = knob("fvd16", "Metric of --eval-every (`mocohd eval --help` lists them; motion, content "
+                            "and frames need a procedural dataset).")
+    eval_videos: int = knob(256, "Generated videos per evaluation (real: as many clips of --data).")
+    eval_detectors: list[str] | None = knob(None, "Detector files for --eval-metric: NAME=PATH (repeat).",
+                                            flag="--eval-detector", default_text="the cache, else a download")
 
     @classmethod
     def from_dict(cls, values: dict, *, source: str | Path | None = None) -> "TrainConfig":
@@ -136,7 +144,7 @@ class TrainConfig:
              "the video discriminator needs clips of at least 4 frames: use --frames 4 or more")
         for name in ("time_step", "video_frame_size", "h_dim", "n_pca", "batch_size", "global_batch", "g_steps",
                      "d_scales", "d_channels", "d_layers", "log_every", "sample_every", "checkpoint_every",
-                     "pca_samples", "iterations"):
+                     "pca_samples", "iterations", "eval_every", "eval_videos"):
             value = getattr(self, name)
             need(value is None or value >= 1, f"--{name.replace('_', '-')} must be >= 1, got {value}",
                  "use a positive value")
@@ -152,6 +160,10 @@ class TrainConfig:
         need(self.precision in PRECISIONS, f"unknown precision {self.precision!r}", "use fp32, bf16 or fp16")
         need(self.sample_format in SAMPLE_FORMATS, f"unknown sample format {self.sample_format!r}",
              f"use one of {', '.join(SAMPLE_FORMATS)}")
+        if self.eval_every:
+            from ..evaluation.metrics import get_metric
+
+            get_metric(self.eval_metric)  # a clear error before training starts
 
 
 def fit_to_backbone(config: TrainConfig, backbone: ImageGenerator) -> TrainConfig:

@@ -96,6 +96,7 @@ class Trainer:
         self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.autocast = lambda: autocast(self.device, config.precision)
         self.step = 0
+        self.best_score: float | None = None  # the best --eval-metric so far (lower is better once oriented)
         if config.resume:  # _run_path made sure the state exists
             self._load_state()
         self.rollout_local = _RolloutModule(self.motion)  # for no-grad rollouts (no DDP bookkeeping)
@@ -160,6 +161,7 @@ class Trainer:
                 "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
                 # the data stream is addressed by (seed, batch index): its state is the next batch
                 "data": {"seed": self.config.seed, "next_batch": self.step}, "rng": rng,
+                "eval": {"best": self.best_score} if self.best_score is not None else {},
                 "config": {k: v for k, v in self.config.to_dict().items() if v is not None}}
 
     def save_state(self) -> None:
@@ -182,6 +184,7 @@ class Trainer:
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
         self.step = int(state["step"])
+        self.best_score = state.get("eval", {}).get("best")
 
     # -- one iteration ---------------------------------------------------------------------------
     def _seed_step(self) -> None:
@@ -323,6 +326,8 @@ class Trainer:
                 if main and step % config.sample_every == 0 and not last:
                     self.export(self.run.motion_at(step))
                     self.write_samples()
+                if config.eval_every and (step % config.eval_every == 0 or last):
+                    self.evaluate(writer)
                 if step % config.checkpoint_every == 0 or last:
                     self.save_state()
                 bar.update(task, completed=step)
@@ -333,6 +338,33 @@ class Trainer:
             self.run.append_log(f"finished at step {self.step}: {self.run.motion}")
         self.ctx.barrier()
         return RunResult(self.run.path, self.run.motion, self.step, losses, self.dataset.report)
+
+    def evaluate(self, writer) -> None:
+        """Rank 0 scores the current motion model with --eval-metric on --eval-videos generated
+        videos against --data, logs it, and exports best.safetensors when it is the best so far."""
+        if self.ctx.is_main:
+            from ..evaluation.metrics import get_metric
+            from ..evaluation.run import EvalSettings, run_evaluation
+            from ..evaluation.sources import GeneratedVideos
+
+            config = self.config
+            settings = EvalSettings(metrics=[config.eval_metric], real=config.data, num_videos=config.eval_videos,
+                                    frames=config.frames, seed=config.seed, device=str(self.device),
+                                    detectors=config.eval_detectors)
+            fake = GeneratedVideos(self.backbone, self.motion.eval(), num_videos=config.eval_videos, seed=config.seed,
+                                   classes=config.classes)
+            fake.resolution = self.backbone.resolution
+            value = run_evaluation(settings, fake=fake).values[config.eval_metric]
+            self.motion.train()
+            writer.add_scalar(f"eval/{config.eval_metric}", value, self.step)
+            score = value if get_metric(config.eval_metric).lower_is_better else -value
+            best = self.best_score is None or score < self.best_score
+            self.run.append_log(f"eval at step {self.step}: {config.eval_metric}={value:.8g}"
+                                + (" (best so far: best.safetensors)" if best else ""))
+            if best:
+                self.best_score = score
+                self.export(self.run.best)
+        self.ctx.barrier()
 
     def _check_finite(self, losses: dict[str, float]) -> None:
         bad = [k for k, v in losses.items() if not math.isfinite(v)]
