@@ -23,11 +23,14 @@ import argparse
 import time
 from pathlib import Path
 
-from mocohd_cli.workflows import builtin, load_backbone
+from mocohd_cli import load_backbone
+from mocohd_cli.workflows import builtin
 from mocohd_cli.data.domains import make_dataset
 from mocohd_cli.infra.errors import MocohdError
 from mocohd_cli.models.motion import load_motion
-from mocohd_plugins.stylegan2.pretrain import PretrainConfig, backbone_grid, pretrain
+from mocohd_cli.infra.runs import RunDir
+from mocohd_cli.workflows.backbone_grid import backbone_grid
+from mocohd_plugins.stylegan2.pretrain import PretrainConfig, pretrain
 from mocohd_cli.models.generation import generate_videos
 from mocohd_cli.training import TrainConfig, train
 from mocohd_cli.data.video import write_videos
@@ -68,11 +71,13 @@ def pretrain_from_scratch(out: Path, steps: int) -> None:
     print("== pre-training a sky backbone from scratch, then its motion")
     data = make_dataset("sky", out / "sky-videos", videos=48, frames=32, size=64, seed=0, overwrite=True)
     started = time.time()
-    config = PretrainConfig(size=64, style_dim=128, n_mlp=4, channels={4: 128, 8: 128, 16: 64, 32: 32, 64: 16},
+    run = out / "sky-backbone"
+    config = PretrainConfig(data=str(data), out=str(run), resume=RunDir(run).state.exists(),  # a rerun continues
+                            size=64, style_dim=128, n_mlp=4, channels={4: 128, 8: 128, 16: 64, 32: 32, 64: 16},
                             batch_size=8, steps=steps, sample_every=max(1, steps // 4))
-    checkpoint = pretrain(data, out / "sky-backbone", config, device="auto")
+    checkpoint = pretrain(config)
     print(f"backbone after {steps} steps ({time.time() - started:.0f} s): {checkpoint}")
-    print("sample grid:", backbone_grid(checkpoint, out / "sky-backbone" / "grid.png", n=16, scale=2))
+    print("sample grid:", backbone_grid(checkpoint, out=str(run / "grid.png"), num_images=16, scale=2))
     motion_config = TrainConfig.from_dict({**builtin.QUICK_SCHEDULE, "checkpoint": str(checkpoint),
                                            "data": str(data), "out": str(out / "sky-motion"),
                                            "n_pca": 64, "h_dim": 64})

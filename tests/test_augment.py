@@ -1,4 +1,5 @@
-"""Augmentations of the cross-domain image discriminator (mocohd_cli.models.augment)."""
+"""Differentiable augmentations (mocohd_cli.models.augment): the cross-domain image
+discriminator's and DiffAugment's."""
 from __future__ import annotations
 
 import functools
@@ -6,7 +7,7 @@ import functools
 import pytest
 import torch
 
-from mocohd_cli.models.augment import affine_warp, augment, colour_shift, cutout, flip, two_views
+from mocohd_cli.models.augment import affine_warp, augment, colour_shift, cutout, diff_augment, flip, two_views
 
 OPS = {
     "cutout": cutout,
@@ -14,7 +15,11 @@ OPS = {
     "colour_shift": colour_shift,
     "affine_warp": affine_warp,
     "augment": augment,
+    "diff_augment": diff_augment,
 }
+# Ops that only move, mirror, interpolate or zero values: they keep images inside [-1, 1]
+# (the colour shift, and so the composites, may leave it, as in the release).
+RANGE_KEEPING = ("cutout", "flip", "affine_warp")
 
 
 def _images(n=8, size=16, seed=0, width=None):
@@ -28,11 +33,12 @@ def _seeded(seed):
 
 @pytest.mark.parametrize("name", OPS)
 @pytest.mark.parametrize("strength", [1.0, 0.5])
-def test_shape_and_range_are_kept(name, strength):
+def test_shape_is_kept_and_range_where_the_op_keeps_it(name, strength):
     images = _images(n=16, width=12)  # non-square on purpose
     out = OPS[name](images, rng=_seeded(1), strength=strength)
     assert out.shape == images.shape and out.dtype == images.dtype
-    assert out.min() >= -1.0 and out.max() <= 1.0
+    if name in RANGE_KEEPING:
+        assert out.min() >= -1.0 and out.max() <= 1.0
     assert not torch.equal(out, images)
 
 
@@ -122,10 +128,15 @@ def test_colour_shift_moves_one_or_all_channels_by_at_most_half():
     assert shift.abs().max() > 0.45
 
 
-def test_colour_shift_clamps_into_range():
-    near_edges = torch.tensor([-0.95, 0.95]).view(1, 1, 1, 2).expand(300, 3, 1, 2).contiguous()
+def test_colour_shift_is_not_clamped_and_passes_gradients_out_of_range():
+    near_edges = torch.tensor([-0.95, 0.95]).view(1, 1, 1, 2).expand(300, 3, 1, 2).contiguous().requires_grad_()
     out = colour_shift(near_edges, rng=_seeded(0))
-    assert out.min() == -1.0 and out.max() == 1.0
+    assert out.min() < -1.2 and out.max() > 1.2  # shifts of up to 0.5 go past the edges
+    outside = out.detach().abs() > 1.0
+    assert outside.any()
+    (out * outside).sum().backward()  # only the values that left [-1, 1]
+    # a pure shift: d out / d in is 1 there (a clamp would have made it 0)
+    assert torch.equal(near_edges.grad, outside.float())
 
 
 def test_affine_warp_pads_by_reflection():

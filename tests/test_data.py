@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from mocohd_cli.data.clips import ClipBatchSampler, VideoClips, clip_loader, frames_to_clip, natural_key
+from mocohd_cli.data.frames import frame_batch, load_frames
 from mocohd_cli.infra.errors import MocohdError
 
 
@@ -158,3 +159,90 @@ def test_sampler_stream_is_resumable_and_sharded():
     r0 = ClipBatchSampler(5, 2, seed=1, rank=0, world_size=2).batch(1)
     r1 = ClipBatchSampler(5, 2, seed=1, rank=1, world_size=2).batch(1)
     assert r0 + r1 == ClipBatchSampler(5, 4, seed=1).batch(1)
+
+
+# -- single frames (mocohd_cli.data.frames): what image generators are trained on -------------------
+def frame_levels(frames: torch.Tensor) -> list[int]:
+    """Mean level of each uint8 frame [N, 3, H, W]."""
+    return [round(v) for v in frames.float().mean(dim=(1, 2, 3)).tolist()]
+
+
+def tinted_ramp(n: int, h: int = 16, w: int = 16) -> np.ndarray:
+    """ramp_video with a constant red channel: frame i has mean level (200 + 20 * i) / 3.
+
+    (A GIF whose first frame is grey reads back as a one-channel frame: kept out of these tests.)"""
+    video = ramp_video(n, h, w)
+    video[..., 0] = 200
+    return video
+
+
+def tinted_levels(n: int) -> list[float]:
+    return [(200 + 20 * i) / 3 for i in range(n)]
+
+
+def test_load_frames_from_video_files(tmp_path):
+    root = tmp_path / "videos"
+    root.mkdir()
+    imageio.mimwrite(root / "a.mp4", ramp_video(10, 16, 16), fps=8, macro_block_size=8, quality=10)
+    imageio.mimwrite(root / "b.gif", tinted_ramp(6), duration=0.1)
+    frames = load_frames(root, 8)
+    assert frames.shape == (16, 3, 8, 8) and frames.dtype == torch.uint8
+    expected = [10 * i for i in range(10)] + tinted_levels(6)  # every frame, videos in name order
+    assert all(abs(a - b) <= 3 for a, b in zip(frame_levels(frames), expected))  # lossy codecs
+    subset = load_frames(root, 8, max_images=4)  # evenly spaced: items 0, 5, 10, 15
+    assert all(abs(a - b) <= 3 for a, b in zip(frame_levels(subset), [0, 50, expected[10], expected[15]]))
+
+
+def test_load_frames_from_a_zip(tmp_path):
+    src = tmp_path / "src"
+    write_frame_folder(src / "clip1", ramp_video(5))  # 20 x 28: centre-cropped to a square
+    imageio.mimwrite(src / "v.gif", tinted_ramp(4), duration=0.1)
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for file in src.rglob("*"):
+            zf.write(file, file.relative_to(src).as_posix())
+    frames = load_frames(archive, 8)
+    assert frames.shape == (9, 3, 8, 8) and frames.dtype == torch.uint8
+    levels = frame_levels(frames)
+    assert levels[:5] == [0, 10, 20, 30, 40]  # PNG frames: exact
+    assert all(abs(a - b) <= 3 for a, b in zip(levels[5:], tinted_levels(4)))
+
+
+def test_load_frames_from_a_generated_dataset_and_bad_input(tmp_path):
+    from mocohd_cli.data.domains import make_dataset
+
+    make_dataset("robots", tmp_path / "d", videos=2, frames=3, size=32)
+    frames = load_frames(tmp_path / "d", 16)
+    assert frames.shape == (6, 3, 16, 16) and frames.dtype == torch.uint8
+    assert load_frames(tmp_path / "d", 16, max_images=4).shape[0] == 4
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MocohdError, match="no images"):
+        load_frames(tmp_path / "empty", 16)
+    with pytest.raises(MocohdError, match="not found"):
+        load_frames(tmp_path / "missing", 16)
+
+
+def test_frame_batches_are_seeded_in_range_and_mirrored():
+    frames = torch.zeros(4, 3, 2, 2, dtype=torch.uint8)
+    frames[:, :, :, 0] = 255  # white left column
+    batch = frame_batch(frames, 64, torch.Generator().manual_seed(0), torch.device("cpu"), mirror=True)
+    assert batch.shape == (64, 3, 2, 2) and batch.min() == -1 and batch.max() == 1
+    mirrored = batch[:, 0, 0, 1] == 1
+    assert 16 < mirrored.sum() < 48
+    again = frame_batch(frames, 64, torch.Generator().manual_seed(0), torch.device("cpu"), mirror=True)
+    assert torch.equal(batch, again)
+    plain = frame_batch(frames, 64, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert (plain[:, 0, 0, 0] == 1).all()
+
+
+def test_grey_gif_frames_become_rgb(tmp_path):
+    """A GIF whose frames are pure grey decodes them as [H, W]; clips still get three channels."""
+    import imageio.v2 as imageio
+
+    root = tmp_path / "grey"
+    root.mkdir()
+    frames = [np.full((16, 16, 3), 40 * k, np.uint8) for k in range(5)]
+    imageio.mimsave(root / "v.gif", frames, format="GIF", duration=0.1)
+    clip = VideoClips(root, n_frames=5, time_step=1, size=16)[(0, 0)]  # from frame 0, which decodes as [H, W]
+    assert clip.shape == (5, 3, 16, 16)
+    assert torch.equal(clip[:, 0], clip[:, 1]) and torch.equal(clip[:, 1], clip[:, 2])

@@ -134,6 +134,16 @@ def _count_video_frames(storage, name: str) -> int:
             os.unlink(path)
 
 
+def as_rgb(frame: np.ndarray) -> np.ndarray:
+    """A decoded frame as [H, W, 3]: grey frames (some GIF frames decode as [H, W]) repeated,
+    alpha dropped."""
+    if frame.ndim == 2:
+        frame = frame[..., None]
+    if frame.shape[-1] == 1:
+        frame = np.repeat(frame, 3, axis=-1)
+    return frame[..., :3]
+
+
 def decode_video_frames(storage, name: str, indices: list[int]) -> list[np.ndarray]:
     """The frames at `indices` (sorted) of a video file, read sequentially up to the last one."""
     wanted, frames = set(indices), {}
@@ -142,7 +152,7 @@ def decode_video_frames(storage, name: str, indices: list[int]) -> list[np.ndarr
         with _video_reader(path) as reader:
             for index, frame in enumerate(reader):
                 if index in wanted:
-                    frames[index] = np.asarray(frame)[..., :3]
+                    frames[index] = as_rgb(np.asarray(frame))
                 if index >= indices[-1]:
                     break
     finally:

@@ -1,4 +1,4 @@
-"""Writing videos: mp4 (H.264 through imageio-ffmpeg), gif, or PNG frames; grids of videos."""
+"""Writing videos: mp4 (H.264 through imageio-ffmpeg), gif, or PNG frames; grids of videos and of images."""
 from __future__ import annotations
 
 import math
@@ -31,6 +31,22 @@ def video_grid(videos: Tensor, nrow: int | None = None, padding: int = 2) -> Ten
         top, left = padding + row * (h + padding), padding + col * (w + padding)
         grid[:, :, top:top + h, left:left + w] = videos[index]
     return grid
+
+
+def image_grid(images: Tensor, nrow: int | None = None, padding: int = 2) -> Tensor:
+    """Tile images [N, 3, H, W] into one image [3, H', W'], laid out as `video_grid` lays out videos."""
+    return video_grid(images[:, None], nrow=nrow, padding=padding)[0]
+
+
+def save_image(image: Tensor, path: str | Path, *, scale: int = 1) -> Path:
+    """Write one image [3, H, W] in [-1, 1] as a PNG, enlarged `scale` times (nearest neighbour)."""
+    import imageio.v3 as iio
+
+    if scale > 1:
+        image = image.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
+    with atomic_path(path) as tmp:
+        iio.imwrite(tmp, to_uint8(image[None])[0], extension=".png")
+    return Path(path)
 
 
 def _pad_to_even(frames: np.ndarray) -> np.ndarray:

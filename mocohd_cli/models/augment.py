@@ -1,14 +1,18 @@
-"""Differentiable image augmentations of the cross-domain image discriminator (METHOD.md).
+"""Differentiable image augmentations: the cross-domain image discriminator's (METHOD.md) and
+DiffAugment's for GAN training of image generators.
 
 Every op works on a whole batch ``[N, C, H, W]`` at once (no loop over samples), on any
 device, draws its randomness from an optional seeded ``torch.Generator`` and lets gradients
-flow to the images, so the ops also serve DiffAugment-style GAN training.
+flow to the images.
 
 ``strength`` (0..1) scales every augmentation: cutout size, flip probability, colour shift
-and affine parameters. At strength 0 each op (and ``augment``) returns its input unchanged.
+and affine parameters. At strength 0 each op (and ``augment``, ``diff_augment``) returns its
+input unchanged.
 
 The composite ``augment`` follows the authors' release: a cutout, then per sample one of a
 horizontal flip (which itself flips half of the time), a colour shift or an affine warp.
+``diff_augment`` applies DiffAugment's colour + translation + cutout policy to every image
+(used on everything a discriminator sees, reals and fakes alike).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ __all__ = [
     "augment",
     "colour_shift",
     "cutout",
+    "diff_augment",
     "flip",
     "two_views",
 ]
@@ -117,13 +122,11 @@ def flip(images: Tensor, *, rng: torch.Generator | None = None, strength: float 
 
 
 def colour_shift(images: Tensor, *, rng: torch.Generator | None = None,
-                 strength: float = 1.0, max_shift: float = 0.5, mask: Tensor | None = None,
-                 value_range: tuple[float, float] = (-1.0, 1.0)) -> Tensor:
+                 strength: float = 1.0, max_shift: float = 0.5, mask: Tensor | None = None) -> Tensor:
     """Add a shift uniform in [-max_shift, max_shift) * strength to all channels or to one.
 
-    Each of "all channels", "channel 0", "channel 1", ... is equally likely. The result is
-    clamped to ``value_range``, but a value already outside it is never pushed further out
-    (so the op is the identity at strength 0 for any input).
+    Each of "all channels", "channel 0", "channel 1", ... is equally likely. As in the release
+    the result is not clamped: values may leave [-1, 1], and gradients pass everywhere.
     """
     _check_images(images)
     _check_strength(strength)
@@ -136,9 +139,7 @@ def colour_shift(images: Tensor, *, rng: torch.Generator | None = None,
     if mask is not None:
         hit = hit & mask.view(-1, 1)
     offset = (shift.view(-1, 1) * hit).to(images.dtype).view(n, channels, 1, 1)
-    low, high = value_range
-    shifted = images + offset
-    return torch.clamp(shifted, min=torch.clamp(images, max=low), max=torch.clamp(images, min=high))
+    return images + offset
 
 
 def affine_warp(images: Tensor, *, rng: torch.Generator | None = None,
@@ -173,8 +174,7 @@ def augment(images: Tensor, *, rng: torch.Generator | None = None,
             strength: float = 1.0) -> Tensor:
     """Cutout, then per sample one of flip / colour shift / affine warp (equally likely).
 
-    images [N, C, H, W] in [-1, 1] -> [N, C, H, W] in [-1, 1] (the affine warp only
-    interpolates and the colour shift clamps, so the range is kept).
+    images [N, C, H, W] -> [N, C, H, W]; the colour shift may take values out of [-1, 1].
     """
     _check_images(images)
     _check_strength(strength)
@@ -190,3 +190,18 @@ def two_views(images: Tensor, rng: torch.Generator | None = None, *,
     """Two independently augmented views of the same images."""
     return (augment(images, rng=rng, strength=strength),
             augment(images, rng=rng, strength=strength))
+
+
+def diff_augment(images: Tensor, *, rng: torch.Generator | None = None, strength: float = 1.0) -> Tensor:
+    """DiffAugment's colour + translation + cutout policy, applied to every image.
+
+    A colour shift of up to +-0.3 (all channels or one), a translation of up to 1/8 of the side
+    with reflection padding, and a cutout of 1/4-1/2 of the side anywhere in the image.
+    """
+    _check_images(images)
+    _check_strength(strength)
+    if strength == 0.0:
+        return images
+    images = colour_shift(images, rng=rng, strength=strength, max_shift=0.3)
+    images = affine_warp(images, rng=rng, strength=strength, max_rotation=0.0, max_translation=0.25, max_scale=0.0)
+    return cutout(images, rng=rng, strength=strength, min_ratio=0.25, max_ratio=0.5, placement="anywhere")

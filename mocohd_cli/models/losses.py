@@ -1,5 +1,6 @@
 """GAN losses of the in-domain objective (METHOD.md): relativistic-average LSGAN over the
-scales of a multi-scale discriminator, the gradient penalty, and random time reversal.
+scales of a multi-scale discriminator, the gradient penalty, and random time reversal; and the
+StyleGAN2 recipe for training image generators: the logistic losses and the R1 penalty.
 
 Discriminator outputs are nested lists: one list of layer outputs per scale; only each
 scale's last output enters the losses. The MI loss lives beside the motion generator
@@ -59,3 +60,20 @@ def random_time_reverse(clips: Tensor, time_dim: int, rng: torch.Generator | Non
     """Reverse the whole batch in time with probability 1/2 (one coin for the batch, no host sync)."""
     flip = torch.rand((), generator=rng, device=clips.device) < 0.5
     return torch.where(flip, clips.flip(time_dim), clips)
+
+
+# -- image-generator training (StyleGAN2) ---------------------------------------------------------
+def d_logistic_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """Discriminator: softplus(D(fake)) + softplus(-D(real)), each averaged over the batch."""
+    return F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+
+
+def g_nonsaturating_loss(fake_logits: Tensor) -> Tensor:
+    """Generator: the non-saturating softplus(-D(fake)), averaged over the batch."""
+    return F.softplus(-fake_logits).mean()
+
+
+def r1_penalty(real_logits: Tensor, reals: Tensor) -> Tensor:
+    """Mean over the batch of ||d D(x) / d x||^2 at the reals (`reals` must require grad)."""
+    (grad,) = torch.autograd.grad(real_logits.sum(), reals, create_graph=True)
+    return grad.square().flatten(1).sum(1).mean()

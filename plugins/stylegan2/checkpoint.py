@@ -6,7 +6,7 @@ Two formats:
   Size, style_dim, n_mlp and every channel width are inferred from the tensor shapes.
 - mocohd .safetensors: the state dict plus 'latent_avg'; metadata mocohd_backbone="stylegan2"
   and "config" (JSON of StyleGAN2Generator.export_config()).
-- NVIDIA StyleGAN2-ADA / StyleGAN3 .pkl: read by mocohd_plugins.stylegan2.nvidia's restricted unpickler
+- NVIDIA StyleGAN2-ADA / StyleGAN3 .pkl: converted by mocohd_plugins.stylegan2.nvidia on top of the core's restricted unpickler (mocohd_cli.infra.safe_pickle)
   and mapped to the rosinality layout.
 """
 from __future__ import annotations

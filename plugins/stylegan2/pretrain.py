@@ -6,38 +6,51 @@ for small datasets, DiffAugment-style differentiable augmentation applied to eve
 discriminator sees (reals and fakes alike, so the generator never learns the augmentation).
 Path-length regularisation and style mixing are left out: they matter little at 64 px.
 
-A run folder holds:
-    config.json               the settings (architecture + schedule)
-    state.pt                  everything needed to resume (tensors only: loads with weights_only=True)
-    generator.safetensors     the EMA generator, loadable by every command (--checkpoint)
-    samples/step_NNNNNNN.png  sample grids from a fixed set of z
-    log.jsonl                 losses per logging interval
+The generic parts live in the core: reading frames (mocohd_cli/data/frames.py), DiffAugment
+(mocohd_cli/models/augment.py), the losses (mocohd_cli/models/losses.py), sample grids
+(mocohd_cli/workflows/backbone_grid.py). A run uses the run-folder, TOML and --resume conventions
+of `mocohd train` (mocohd_cli/infra/runs.py, mocohd_cli/training/resume.py):
+
+    <run>/config.toml              the resolved settings (flat TOML; `--config` reads the same names)
+    <run>/log.txt                  one line per logged step and event
+    <run>/state/latest.pt          everything --resume needs (tensors only: loads with weights_only=True)
+    <run>/samples/step_N.png       sample grids of the EMA generator from a fixed set of z
+    <run>/generator.safetensors    the EMA generator, loadable by every command (--checkpoint)
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from mocohd_cli.infra.console import console, progress
-from mocohd_cli.infra.device import autocast, resolve_device
+from mocohd_cli.infra.device import PRECISIONS, autocast, resolve_device
 from mocohd_cli.infra.errors import MocohdError
 from mocohd_cli.infra.files import atomic_path, torch_load_safely
+from mocohd_cli.infra.runs import DEFAULT_RUNS_ROOT, RunDir, dumps_flat_toml, new_run_path, read_toml
+from mocohd_cli.infra.settings import setting
 
-STATE_FILE = "state.pt"
-CONFIG_FILE = "config.json"
 EXPORT_FILE = "generator.safetensors"
+# New runs go to <runs root>/backbone-<time>, under a root of their own so that `train --resume`
+# and `pretrain --resume` without --out each find their own latest run.
+DEFAULT_PRETRAIN_ROOT = DEFAULT_RUNS_ROOT / "pretrain"
+RUN_PREFIX = "backbone"
 # Settings that define the architecture: a resumed run must keep them.
 ARCHITECTURE_KEYS = ("size", "style_dim", "n_mlp", "channels", "d_channels")
+# Settings of the invocation rather than of the model: not stored in the exported file.
+RUN_KEYS = ("data", "out", "runs_root", "resume", "device")
+AUTO_AUGMENT_IMAGES = 20_000
+AUGMENT_MODES = ("auto", "diffaug", "none")
+SAMPLE_GRID_IMAGES = 36
 
 
 def compact_channels(size: int, widest: int = 128, narrowest: int = 32) -> dict[int, int]:
@@ -47,151 +60,161 @@ def compact_channels(size: int, widest: int = 128, narrowest: int = 32) -> dict[
     return {2 ** (i + 2): int(round(float(w) / 8) * 8) for i, w in enumerate(widths)}
 
 
+def parse_channels(value: dict | str | list | None, option: str = "--channels") -> dict[int, int]:
+    """{resolution: width} from a dict, a "4:128,8:96,..." string or a list of such pairs."""
+    if not value:
+        return {}
+    if isinstance(value, dict):
+        items = list(value.items())
+    else:
+        parts = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+        items = [part.split(":") for part in parts if part.strip()]
+    try:
+        return {int(res): int(width) for res, width in items}
+    except (TypeError, ValueError) as exc:
+        raise MocohdError(f"cannot read {option} {value!r}",
+                          fix="write resolution:width pairs, e.g. 4:128,8:128,16:64,32:64,64:32") from exc
+
+
+def format_channels(channels: dict[int, int]) -> str:
+    """{4: 128, 8: 96} -> "4:128,8:96" (how config.toml and the command line write them)."""
+    return ",".join(f"{res}:{width}" for res, width in sorted(channels.items()))
+
+
 @dataclass
 class PretrainConfig:
-    """Architecture and schedule of a pre-training run (stored in config.json and the state)."""
+    """Every knob of a pre-training run (the `pretrain` command is built from these fields, and
+    config.toml / --config hold the same names)."""
 
-    size: int = 64
-    style_dim: int = 256
-    n_mlp: int = 4
-    channels: dict = field(default_factory=dict)      # resolution -> width; empty = compact_channels(size)
-    d_channels: dict = field(default_factory=dict)    # same for the discriminator
-    batch_size: int = 16
-    steps: int = 5000
-    lr: float = 0.002
-    # R1 weight. 1.0 trained the example backbones stably; the StyleGAN2-ADA heuristic
-    # (0.0002 * size^2 / batch = 0.1 at 64 px, batch 8; pass a negative value) let them collapse.
-    r1_gamma: float = 1.0
-    d_reg_every: int = 16
-    ema_kimg: float = -1.0     # EMA half-life in thousands of images; < 0: batch_size * 10 / 32
-    ema_rampup: float = 0.05   # the half-life grows with training up to ema_kimg (ADA's ramp-up)
-    augment: str = "auto"      # "diffaug", "none", or "auto" (diffaug below AUTO_AUGMENT_IMAGES images)
-    augment_strength: float = 1.0
-    mirror: bool = True        # random horizontal flips of the reals (dataset augmentation)
-    seed: int = 0
-    precision: str = "fp32"
-    sample_every: int = 250
-    checkpoint_minutes: float = 5.0
+    # where from and where to
+    data: str | None = setting(None, "Frames to learn from: a folder (or .zip) of images, frame folders or video "
+                               "files.")
+    out: str | None = setting(None, "Run folder.", default_text=f"{DEFAULT_PRETRAIN_ROOT}/{RUN_PREFIX}-<time>")
+    runs_root: str = setting(str(DEFAULT_PRETRAIN_ROOT), "Where new run folders go.")
+    resume: bool = setting(False, "Continue the run in --out (or the latest run with a state under --runs-root) "
+                           "from its state.")
+    max_images: int = setting(100_000, "Read at most this many frames (evenly spaced).")
+    # architecture
+    size: int = setting(64, "Image side in pixels (a power of two, at least 8).")
+    style_dim: int = setting(256, "Dimension of z and W (the motion space).")
+    n_mlp: int = setting(4, "Layers of the mapping network.")
+    channels: dict = setting({}, "Generator widths per resolution, e.g. 4:128,8:96,16:64,32:48,64:32.",
+                             cli_type=str, default_text="128 at 4 px narrowing to 32 at --size")
+    d_channels: dict = setting({}, "Discriminator widths per resolution.", cli_type=str,
+                               default_text="the generator's")
+    # schedule
+    batch_size: int = setting(16, "Images per step.")
+    steps: int = setting(5000, "Total training steps (a resumed run continues up to this).")
+    lr: float = setting(0.002, "Adam learning rate (betas 0, 0.99; the discriminator's corrected for lazy R1).")
+    # 1.0 trained the example backbones stably; the StyleGAN2-ADA heuristic (0.0002 * size^2 / batch
+    # = 0.1 at 64 px, batch 8) let them collapse.
+    r1_gamma: float = setting(1.0, "R1 weight; negative: StyleGAN2-ADA's 0.0002 * size^2 / batch size.")
+    d_reg_every: int = setting(16, "Apply the R1 penalty every N steps (lazy regularisation).")
+    ema_kimg: float | None = setting(None, "Half-life of the generator's EMA, in thousands of images.",
+                                     default_text="batch size * 10 / 32")
+    ema_rampup: float = setting(0.05, "EMA ramp-up: the half-life is at most this fraction of the images seen so "
+                                "far (0: off).")
+    augment: str = setting("auto", f"DiffAugment (colour, translation, cutout) of what the discriminator sees: "
+                           f"diffaug, none, or auto (on for datasets under {AUTO_AUGMENT_IMAGES:,} frames).")
+    augment_strength: float = setting(1.0, "Strength of the augmentation, 0..1.")
+    mirror: bool = setting(True, "Flip the reals left-right at random (dataset augmentation).",
+                           flag="--mirror/--no-mirror")
+    seed: int = setting(0, "Random seed: the same seed gives the same run.")
+    # machine and outputs
+    device: str = setting("auto", "auto, cpu or cuda.")
+    precision: str = setting("fp32", "fp32, bf16 or fp16 (autocast; fp16 on CUDA only).")
+    sample_every: int = setting(250, "Log the losses and write a sample grid (samples/step_N.png) every N steps.")
+    checkpoint_minutes: float = setting(5.0, "Write the state (state/latest.pt) and the export this often.")
 
     def __post_init__(self):
-        self.channels = {int(k): int(v) for k, v in (self.channels or compact_channels(self.size)).items()}
-        self.d_channels = {int(k): int(v) for k, v in (self.d_channels or self.channels).items()}
+        self.channels = parse_channels(self.channels) or compact_channels(self.size)
+        self.d_channels = parse_channels(self.d_channels, "--d-channels") or dict(self.channels)
         if self.r1_gamma < 0:
             self.r1_gamma = 0.0002 * self.size ** 2 / self.batch_size
-        if self.ema_kimg < 0:
+        if self.ema_kimg is None or self.ema_kimg < 0:
             self.ema_kimg = self.batch_size * 10 / 32
-        if self.augment not in ("auto", "diffaug", "none"):
-            raise MocohdError(f"unknown augment mode {self.augment!r}", fix="use auto, diffaug or none")
-        if self.size < 8 or self.size & (self.size - 1):
-            raise MocohdError(f"--size must be a power of two >= 8, got {self.size}")
-        if self.batch_size < 2:
-            raise MocohdError("--batch-size must be at least 2", fix="pass --batch-size 2 or more")
+        self.validate()
+
+    def validate(self) -> None:
+        def need(ok: bool, message: str, fix: str = "use a positive value") -> None:
+            if not ok:
+                raise MocohdError(message, fix=fix)
+
+        need(self.size >= 8 and not self.size & (self.size - 1), f"--size must be a power of two >= 8, got {self.size}",
+             "use 8, 16, 32, 64, ...")
+        need(self.batch_size >= 2, f"--batch-size must be at least 2, got {self.batch_size}",
+             "pass --batch-size 2 or more")
+        for name in ("style_dim", "n_mlp", "steps", "d_reg_every", "sample_every", "max_images"):
+            need(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        need(self.lr > 0, f"--lr must be > 0, got {self.lr}")
+        need(self.augment in AUGMENT_MODES, f"unknown augment mode {self.augment!r}",
+             f"use one of {', '.join(AUGMENT_MODES)}")
+        need(0.0 <= self.augment_strength <= 1.0, f"--augment-strength must lie in [0, 1], got {self.augment_strength}",
+             "use a value from 0 to 1")
+        need(self.precision in PRECISIONS, f"unknown precision {self.precision!r}", "use fp32, bf16 or fp16")
+        expected = [2 ** k for k in range(2, int(math.log2(self.size)) + 1)]
+        for option, widths in (("--channels", self.channels), ("--d-channels", self.d_channels)):
+            missing = [res for res in expected if res not in widths]
+            need(not missing, f"{option} gives no width for {', '.join(f'{r} px' for r in missing)}",
+                 f"give a width for every resolution from 4 to {self.size}, e.g. {format_channels(compact_channels(self.size))}")
+
+    # -- files ---------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, values: dict, *, source: str | Path | None = None) -> "PretrainConfig":
+        """Build from (for example TOML) values; dashes in keys are accepted; unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        clean = {}
+        for key, value in values.items():
+            name = key.replace("-", "_")
+            if name not in names:
+                raise MocohdError(f"unknown pre-training option {key!r}", path=source,
+                                  fix=f"known options: {', '.join(sorted(names))}")
+            clean[name] = value
+        return cls(**clean)
+
+    def to_dict(self) -> dict:
+        """TOML-ready values: the channel widths as "4:128,8:96,..." strings."""
+        values = dataclasses.asdict(self)
+        values["channels"], values["d_channels"] = format_channels(self.channels), format_channels(self.d_channels)
+        return values
 
     def to_json(self) -> str:
-        data = asdict(self)
-        data["channels"] = {str(k): v for k, v in self.channels.items()}
-        data["d_channels"] = {str(k): v for k, v in self.d_channels.items()}
-        return json.dumps(data, indent=1)
-
-    @classmethod
-    def from_json(cls, text: str) -> "PretrainConfig":
-        data = json.loads(text)
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """The recipe (no paths or machine settings), as stored in the exported file's metadata."""
+        return json.dumps({k: v for k, v in self.to_dict().items() if k not in RUN_KEYS})
 
 
-AUTO_AUGMENT_IMAGES = 20_000
+def resolve_pretrain_config(options: dict, *, config_file: str | Path | None = None) -> PretrainConfig:
+    """The settings of a run, later layers over earlier (as `mocohd train` layers them):
+    PretrainConfig defaults < the resumed run's config.toml < --config FILE < options given
+    (`options`: None where not given)."""
+    from mocohd_cli.training.resume import find_resumable_run
+
+    given = {k: v for k, v in options.items() if v is not None}
+    from_file = read_toml(config_file) if config_file is not None else {}
+    values: dict = {}
+    if given.get("resume", from_file.get("resume")):
+        out = given.get("out") or from_file.get("out")
+        run = Path(out) if out else find_resumable_run(given.get("runs_root") or from_file.get("runs_root")
+                                                        or DEFAULT_PRETRAIN_ROOT)
+        if run is not None and RunDir(run).config.exists():
+            values.update(read_toml(RunDir(run).config))
+    values.update(from_file)
+    values.update(given)
+    return PretrainConfig.from_dict(values, source=config_file)
 
 
-# ------------------------------------------------------------------------------------- data
-def load_frames(root: str | Path, size: int, *, max_images: int = 100_000) -> Tensor:
-    """Every frame of a dataset (frame folders, loose images, video files, or a .zip of them) as
-    uint8 [N, 3, size, size], centre-cropped and resized; kept in memory for fast random batches.
+def pretrain_run_folder(config: PretrainConfig) -> Path:
+    """--out, else (with --resume) the latest run with a state under --runs-root, else a new
+    <runs root>/backbone-<time>; refuses to resume without a state or to start over one."""
+    from mocohd_cli.training.resume import run_folder
 
-    Above `max_images` frames an evenly spaced subset is kept (deterministic)."""
-    from mocohd_cli.data.clips import DatasetReport, decode_image, decode_video_frames, index_videos, open_storage, frames_to_clip
-
-    root = Path(root)
-    storage = open_storage(root)
-    report = DatasetReport(root)
-    entries = index_videos(storage, 1, report)
-    if not entries:
-        raise MocohdError("no images or videos found", path=root,
-                          fix="pass a folder (or .zip) of images, frame folders or video files to --data")
-    items = [(e, i) for e, entry in enumerate(entries) for i in range(entry.length)]
-    if len(items) > max_images:
-        keep = np.linspace(0, len(items) - 1, max_images).round().astype(int)
-        items = [items[i] for i in keep]
-    wanted_by_entry: dict[int, list[int]] = {}
-    for e, i in items:
-        wanted_by_entry.setdefault(e, []).append(i)
-    frames = torch.empty(len(items), 3, size, size, dtype=torch.uint8)
-    with progress() as bar:
-        task = bar.add_task("reading frames", total=len(items))
-        position = 0
-        for e, wanted in wanted_by_entry.items():
-            entry = entries[e]
-            try:
-                if entry.file is not None:
-                    decoded = decode_video_frames(storage, entry.file, wanted)
-                else:
-                    decoded = [decode_image(storage, entry.frames[i]) for i in wanted]
-                if len({d.shape for d in decoded}) == 1:
-                    clip = frames_to_clip(np.stack(decoded), size)
-                else:  # loose images of different sizes in one folder
-                    clip = torch.cat([frames_to_clip(d[None], size) for d in decoded])
-            except ValueError as exc:
-                raise MocohdError(f"cannot read {entry.name} ({exc})", path=root,
-                                  fix="replace or remove the broken file") from exc
-            frames[position:position + len(wanted)] = ((clip + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-            position += len(wanted)
-            bar.advance(task, len(wanted))
-    return frames[:position]
+    out = config.out
+    if not out and not config.resume:
+        out = new_run_path(config.runs_root, prefix=RUN_PREFIX)
+    return run_folder(out, config.runs_root, config.resume)
 
 
-def real_batch(frames: Tensor, batch_size: int, rng: torch.Generator, device: torch.device,
-               mirror: bool) -> Tensor:
-    """A random batch of reals in [-1, 1] on `device`, mirrored left-right half of the time."""
-    index = torch.randint(len(frames), (batch_size,), generator=rng)
-    images = frames[index].to(device, non_blocking=True).float() / 127.5 - 1.0
-    if mirror:
-        flip = (torch.rand(batch_size, generator=rng) < 0.5).to(device)
-        images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
-    return images
-
-
-# ------------------------------------------------------------------------------ augmentation
-def diff_augment(images: Tensor, *, rng: torch.Generator | None = None, strength: float = 1.0) -> Tensor:
-    """DiffAugment's colour + translation + cutout policy, differentiable, applied to every image.
-
-    Built from mocohd_cli.models.augment's ops: a colour shift (+-0.3), a translation of up to 1/8 of the
-    side with reflection padding, and a cutout of 1/4-1/2 of the side anywhere in the image."""
-    from mocohd_cli.models.augment import affine_warp, colour_shift, cutout
-
-    if strength <= 0:
-        return images
-    images = colour_shift(images, rng=rng, strength=strength, max_shift=0.3)
-    images = affine_warp(images, rng=rng, strength=strength, max_rotation=0.0,
-                         max_translation=0.25, max_scale=0.0)
-    return cutout(images, rng=rng, strength=strength, min_ratio=0.25, max_ratio=0.5,
-                  placement="anywhere")
-
-
-# ------------------------------------------------------------------------------------ losses
-def d_logistic_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
-    return F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
-
-
-def g_nonsaturating_loss(fake_logits: Tensor) -> Tensor:
-    return F.softplus(-fake_logits).mean()
-
-
-def r1_penalty(real_logits: Tensor, reals: Tensor) -> Tensor:
-    """Mean over the batch of ||d D(x) / d x||^2 at the reals."""
-    (grad,) = torch.autograd.grad(real_logits.sum(), reals, create_graph=True)
-    return grad.square().flatten(1).sum(1).mean()
-
-
+# ------------------------------------------------------------------------------------ models
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, beta: float) -> None:
     ema_params = dict(ema.named_parameters())
@@ -203,7 +226,6 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, beta: float) -> Non
             ema_buffers[name].copy_(buffer)
 
 
-# ----------------------------------------------------------------------------------- models
 def build_models(config: PretrainConfig, device: torch.device):
     from mocohd_plugins.stylegan2 import Discriminator, StyleGAN2Generator
 
@@ -224,47 +246,6 @@ def make_optimizers(config: PretrainConfig, generator, discriminator):
     return opt_g, opt_d
 
 
-@torch.no_grad()
-def sample_grid(generator, z: Tensor, *, truncation: float = 1.0, nrow: int | None = None) -> np.ndarray:
-    """Images of `z` as one uint8 grid [H, W, 3] (constant noise, so grids are comparable)."""
-    images = []
-    for chunk in z.split(16):
-        w = generator.mapping(chunk.to(generator.device), truncation=truncation)
-        images.append(generator.synthesize(w[:, None], noise="const")[:, 0].float().cpu())
-    images = torch.cat(images)
-    n, _, h, w = images.shape
-    nrow = nrow or int(math.ceil(math.sqrt(n)))
-    rows = int(math.ceil(n / nrow))
-    canvas = torch.ones(3, rows * h, nrow * w)
-    for i, image in enumerate(images):
-        r, c = divmod(i, nrow)
-        canvas[:, r * h:(r + 1) * h, c * w:(c + 1) * w] = image
-    return ((canvas.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
-
-
-def save_grid(grid: np.ndarray, path: str | Path) -> Path:
-    from PIL import Image
-
-    with atomic_path(path) as tmp:
-        Image.fromarray(grid).save(tmp, format="PNG")
-    return Path(path)
-
-
-def backbone_grid(checkpoint: str | Path, out: str | Path, *, n: int = 36, seed: int = 0, truncation: float = 1.0,
-                  scale: int = 1) -> Path:
-    """A PNG grid of `n` samples of any exported image generator (used for the docs' sample grids)."""
-    from PIL import Image
-
-    from mocohd_cli.models.backbone import load_backbone
-
-    model = load_backbone(None, checkpoint)
-    z = torch.randn(n, model.z_dim, generator=torch.Generator().manual_seed(seed))
-    grid = sample_grid(model, z, truncation=truncation)
-    if scale > 1:
-        grid = np.asarray(Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST))
-    return save_grid(grid, out)
-
-
 # ----------------------------------------------------------------------------------- trainer
 @dataclass
 class StepLosses:
@@ -276,14 +257,23 @@ class StepLosses:
 
 
 class Pretrainer:
-    """One pre-training run in a run folder; `run()` trains to `config.steps`, resuming if it can."""
+    """One pre-training run: the run folder is resolved (and a state loaded with --resume) on
+    construction; `run()` trains up to `config.steps` and returns the export."""
 
-    def __init__(self, config: PretrainConfig, data: str | Path | Tensor, out: str | Path, *,
-                 device: str = "auto", log: Callable[[str], None] | None = None):
-        self.config, self.out = config, Path(out)
-        self.device = resolve_device(device)
+    def __init__(self, config: PretrainConfig, frames: Tensor | None = None, *,
+                 log: Callable[[str], None] | None = None):
+        from mocohd_cli.data.frames import load_frames
+
+        self.config = config
+        self.folder = RunDir(pretrain_run_folder(config))
+        self.device = resolve_device(config.device)
+        autocast(self.device, config.precision)  # refuses an unsupported pair (fp16 on the CPU) up front
         self.log = log or (lambda text: console.print(text))
-        self.frames = data if isinstance(data, Tensor) else load_frames(data, config.size)
+        if frames is None:
+            if not config.data:
+                raise MocohdError("no dataset given", fix="pass --data DIR (a folder or .zip of images or videos)")
+            frames = load_frames(config.data, config.size, max_images=config.max_images)
+        self.frames = frames
         if self.frames.shape[-1] != config.size:
             raise MocohdError(f"frames are {self.frames.shape[-1]} px but the run trains at {config.size} px")
         self.use_augment = config.augment == "diffaug" or (
@@ -294,32 +284,34 @@ class Pretrainer:
         self.data_rng = torch.Generator().manual_seed(config.seed)
         self.aug_rng = torch.Generator(device=self.device).manual_seed(config.seed + 1)
         self.z_rng = torch.Generator(device=self.device).manual_seed(config.seed + 2)
-        self.fixed_z = torch.randn(36, config.style_dim, generator=torch.Generator().manual_seed(config.seed + 3))
+        if config.resume:  # pretrain_run_folder made sure the state exists
+            self.load_state(self.folder.state)
 
     # -- state --------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
                 "ema": self.ema.state_dict(), "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "step": self.step, "config": self.config.to_json(),
+                "step": self.step, "config": self.config.to_dict(),
                 "rng": {"data": self.data_rng.get_state(), "augment": self.aug_rng.get_state(),
                         "z": self.z_rng.get_state(), "torch": torch.get_rng_state()}}
 
     def save_state(self) -> Path:
-        path = self.out / STATE_FILE
-        with atomic_path(path) as tmp:
+        with atomic_path(self.folder.state) as tmp:
             torch.save(self.state_dict(), tmp)
-        return path
+        return self.folder.state
 
     def load_state(self, path: Path) -> None:
         state = torch_load_safely(path, "pre-training state")
-        if not isinstance(state, dict) or "generator" not in state or "config" not in state:
+        if not isinstance(state, dict) or "generator" not in state or not isinstance(state.get("config"), dict):
             raise MocohdError("not a mocohd pre-training state", path=path,
-                              fix="pass an --out folder written by `mocohd pretrain`, or a new one")
-        saved = PretrainConfig.from_json(state["config"])
+                              fix="pass the --out folder of a `mocohd pretrain` run, or start a new run without --resume")
+        known = {f.name for f in dataclasses.fields(PretrainConfig)}
+        saved = PretrainConfig.from_dict({k: v for k, v in state["config"].items() if k in known})
         changed = [k for k in ARCHITECTURE_KEYS if getattr(saved, k) != getattr(self.config, k)]
         if changed:
-            raise MocohdError(f"the run in this folder has a different architecture ({', '.join(changed)})",
-                              path=path, fix="resume with the run's own settings (see config.json) or use a new --out")
+            raise MocohdError(f"--resume: the run in this folder has a different architecture ({', '.join(changed)})",
+                              path=path, fix="resume with the run's own settings (see its config.toml) or use a "
+                                             "new --out")
         self.generator.load_state_dict(state["generator"])
         self.discriminator.load_state_dict(state["discriminator"])
         self.ema.load_state_dict(state["ema"])
@@ -332,9 +324,15 @@ class Pretrainer:
         self.z_rng.set_state(rng["z"])
         torch.set_rng_state(rng["torch"])
 
+    def write_config(self) -> None:
+        values = {k: v for k, v in self.config.to_dict().items() if k != "resume"}
+        values["out"] = str(self.folder.path)
+        with atomic_path(self.folder.config) as tmp:
+            tmp.write_text(dumps_flat_toml(values), encoding="utf-8")
+
     def export(self, path: Path | None = None, **metadata) -> Path:
         """The EMA generator as a .safetensors file every command accepts."""
-        path = path or self.out / EXPORT_FILE
+        path = path or self.folder.path / EXPORT_FILE
         self.ema.set_latent_avg(None)
         self.ema.mean_latent()  # stored with the weights so truncation is reproducible
         return self.ema.save_safetensors(path, pretrain_step=self.step, pretrain_images=self.step * self.config.batch_size,
@@ -342,6 +340,8 @@ class Pretrainer:
 
     # -- training -----------------------------------------------------------------------
     def augment(self, images: Tensor) -> Tensor:
+        from mocohd_cli.models.augment import diff_augment
+
         if not self.use_augment:
             return images
         return diff_augment(images, rng=self.aug_rng, strength=self.config.augment_strength)
@@ -354,10 +354,13 @@ class Pretrainer:
         return 0.5 ** (self.config.batch_size / max(half_life, 1e-8))
 
     def train_step(self) -> StepLosses:
+        from mocohd_cli.data.frames import frame_batch
+        from mocohd_cli.models.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
+
         config, device = self.config, self.device
         g, d = self.generator, self.discriminator
         losses = StepLosses()
-        reals = real_batch(self.frames, config.batch_size, self.data_rng, device, config.mirror)
+        reals = frame_batch(self.frames, config.batch_size, self.data_rng, device, mirror=config.mirror)
         z = torch.randn(config.batch_size, config.style_dim, generator=self.z_rng, device=device)
 
         # discriminator
@@ -399,70 +402,78 @@ class Pretrainer:
         self.step += 1
         return losses
 
-    def write_samples(self) -> Path:
-        grid = sample_grid(self.ema, self.fixed_z)
-        save_grid(grid, self.out / "samples" / "latest.png")
-        return save_grid(grid, self.out / "samples" / f"step_{self.step:07d}.png")
+    def sample_path(self, step: int) -> Path:
+        return self.folder.samples / f"step_{step}.png"
 
-    def run(self, *, resume: bool = True) -> Path:
+    def write_samples(self) -> Path:
+        """A grid of the EMA generator's images of a fixed set of z (constant noise), comparable between steps."""
+        from mocohd_cli.workflows.backbone_grid import sample_images, write_image_grid
+
+        images = sample_images(self.ema, SAMPLE_GRID_IMAGES, seed=self.config.seed + 3, noise="const")
+        return write_image_grid(images, self.sample_path(self.step))
+
+    def run(self) -> Path:
         """Train up to config.steps; checkpoint every few minutes and at the end. Returns the export."""
-        self.out.mkdir(parents=True, exist_ok=True)
-        state_path = self.out / STATE_FILE
-        if state_path.exists():
-            if not resume:
-                raise MocohdError("this folder already holds a pre-training run", path=self.out,
-                                  fix="resume it (drop --no-resume) or choose a new --out")
-            self.load_state(state_path)
-            self.log(f"resumed {self.out} at step {self.step}")
-        (self.out / CONFIG_FILE).write_text(self.config.to_json())
-        self.log(f"pre-training on {len(self.frames)} frames at {self.config.size} px; "
-                 f"augmentation {'on' if self.use_augment else 'off'}; r1 gamma {self.config.r1_gamma:.3g}; "
-                 f"{sum(p.numel() for p in self.generator.parameters()) / 1e6:.2f} M generator parameters")
+        self.folder.path.mkdir(parents=True, exist_ok=True)
+        self.write_config()
+        summary = (f"{len(self.frames)} frames at {self.config.size} px; augmentation "
+                   f"{'on' if self.use_augment else 'off'}; r1 gamma {self.config.r1_gamma:.3g}; "
+                   f"{sum(p.numel() for p in self.generator.parameters()) / 1e6:.2f} M generator parameters; "
+                   f"device {self.device}, precision {self.config.precision}")
+        self.folder.append_log(("resumed" if self.step else "started") + f" at step {self.step}/{self.config.steps}; "
+                               + summary)
+        self.log(f"run folder: {self.folder.path}\npre-training on {summary}")
         try:
             self._loop()
         except KeyboardInterrupt:  # Ctrl-C keeps the work done so far (a step may be half done)
             self.save_state()
             self.export()
-            self.log(f"interrupted at step {self.step}: state and export saved; run the same command to resume")
+            self.folder.append_log(f"interrupted at step {self.step}")
+            self.log(f"interrupted at step {self.step}: state and export saved; continue with --resume "
+                     f"--out {self.folder.path}")
             raise
         self.save_state()
-        self.write_samples()
-        return self.export()
+        if not self.sample_path(self.step).exists():
+            self.write_samples()
+        export = self.export()
+        self.folder.append_log(f"finished at step {self.step}: {export}")
+        return export
 
     def _loop(self) -> None:
         last_checkpoint = time.monotonic()
         totals, count = StepLosses(0.0, 0.0, 0.0, 0.0, 0.0), 0
-        with progress() as bar, open(self.out / "log.jsonl", "a") as log_file:
+        started, last_r1 = time.monotonic(), float("nan")
+        with progress() as bar:
             task = bar.add_task("pre-training", total=self.config.steps, completed=self.step)
             while self.step < self.config.steps:
-                started = time.monotonic()
                 losses = self.train_step()
                 for name in ("d", "g", "real", "fake"):
                     setattr(totals, name, getattr(totals, name) + getattr(losses, name))
                 count += 1
+                last_r1 = losses.r1 if math.isfinite(losses.r1) else last_r1
                 if not all(math.isfinite(v) for v in (losses.d, losses.g)):
-                    raise MocohdError(f"the losses became non-finite at step {self.step}", path=self.out,
-                                      fix="lower --lr or raise --r1-gamma, then resume from the last checkpoint")
+                    raise MocohdError(f"the losses became non-finite at step {self.step}", path=self.folder.path,
+                                      fix="lower --lr or raise --r1-gamma, then --resume from the last state")
                 bar.advance(task)
                 if self.step % self.config.sample_every == 0 or self.step == self.config.steps:
-                    record = {"step": self.step, "images": self.step * self.config.batch_size,
-                              **{k: round(getattr(totals, k) / count, 4) for k in ("d", "g", "real", "fake")},
-                              "r1": round(losses.r1, 4) if math.isfinite(losses.r1) else None,
-                              "sec_per_step": round(time.monotonic() - started, 3), "time": time.time()}
-                    log_file.write(json.dumps(record) + "\n")
-                    log_file.flush()
-                    totals, count = StepLosses(0.0, 0.0, 0.0, 0.0, 0.0), 0
+                    rate = count / max(time.monotonic() - started, 1e-9)
+                    means = {k: getattr(totals, k) / count for k in ("d", "g", "real", "fake")}
+                    r1 = f" r1={last_r1:.4f}" if math.isfinite(last_r1) else ""
+                    self.folder.append_log(f"step {self.step}/{self.config.steps} d={means['d']:.4f} "
+                                           f"g={means['g']:.4f}{r1} real={means['real']:+.3f} "
+                                           f"fake={means['fake']:+.3f} ({rate:.2f} it/s)")
+                    totals, count, started = StepLosses(0.0, 0.0, 0.0, 0.0, 0.0), 0, time.monotonic()
                     self.write_samples()
                     if bar.disable:
-                        self.log(f"step {self.step}: D {record['d']:.3f} G {record['g']:.3f} "
-                                 f"(real {record['real']:+.2f}, fake {record['fake']:+.2f})")
+                        self.log(f"step {self.step}: D {means['d']:.3f} G {means['g']:.3f} "
+                                 f"(real {means['real']:+.2f}, fake {means['fake']:+.2f})")
                 if time.monotonic() - last_checkpoint > 60 * self.config.checkpoint_minutes:
                     self.save_state()
                     self.export()
                     last_checkpoint = time.monotonic()
 
 
-def pretrain(data: str | Path | Tensor, out: str | Path, config: PretrainConfig | None = None, *,
-             device: str = "auto", resume: bool = True) -> Path:
-    """Pre-train a StyleGAN2 image generator; returns the exported .safetensors path."""
-    return Pretrainer(config or PretrainConfig(), data, out, device=device).run(resume=resume)
+def pretrain(config: PretrainConfig, frames: Tensor | None = None) -> Path:
+    """Pre-train a StyleGAN2 image generator (frames: uint8 [N, 3, size, size], else read from
+    config.data); returns the exported .safetensors path."""
+    return Pretrainer(config, frames).run()

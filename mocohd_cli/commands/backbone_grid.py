@@ -1,0 +1,33 @@
+"""`mocohd backbone-grid`: a PNG grid of samples of an image generator (any backbone)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..app import app
+from ..infra.console import console
+from ..workflows.backbone_grid import GridSettings
+from .options import config_command, extra_option, options_from
+
+_PARAMETERS = [
+    extra_option("checkpoint", Path, typer.Argument(..., help="Image-generator checkpoint (.safetensors, .pt, .pkl, "
+                                                     "or a folder, as the backbone reads it).")),
+    *options_from(GridSettings),
+    extra_option("labels", Optional[Path], typer.Option(None, help="Class-name file (one name per line, or JSON) for "
+                                                        "--class names.")),
+]
+
+
+@config_command(app, "backbone-grid", _PARAMETERS,
+                help="Write a grid of image samples of a backbone (e.g. the docs' backbone_samples_*.png).")
+def backbone_grid_command(values: dict) -> None:
+    from ..data.labels import resolve_classes
+    from ..workflows.backbone_grid import backbone_grid
+
+    checkpoint, labels, names = values.pop("checkpoint"), values.pop("labels"), values.pop("classes")
+    settings = GridSettings(**{k: (str(v) if isinstance(v, Path) else v) for k, v in values.items() if v is not None})
+    settings.classes = resolve_classes(names, labels)
+    path = backbone_grid(checkpoint, settings)
+    console.print(f"wrote {path}")
