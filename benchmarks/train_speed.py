@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--frame-size", type=int, default=64, help="video_frame_size (discriminator input)")
-    parser.add_argument("--d-channels", type=int, default=32, help="discriminator width (METHOD: 64)")
+    parser.add_argument("--d-channels", type=int, default=32, help="discriminator width (the release: 64)")
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32")

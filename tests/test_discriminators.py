@@ -1,4 +1,4 @@
-"""Multi-scale PatchGAN discriminators: architecture facts from METHOD.md."""
+"""Multi-scale PatchGAN discriminators: architecture facts from docs/method.md."""
 from __future__ import annotations
 
 import pytest

@@ -64,7 +64,7 @@ def test_few_steps_finite_losses_and_ema_lags(tmp_path, frames):
     before = _params(trainer.generator)
     losses = [trainer.train_step() for _ in range(3)]
     for step in losses:
-        assert np.isfinite([step.d, step.g, step.real, step.fake]).all()
+        assert np.isfinite([step.d, step.g, step.real_logits, step.fake_logits]).all()
     assert np.isfinite(losses[0].r1)  # lazy R1 runs on the first step
     after = _params(trainer.generator)
     ema = _params(trainer.ema)

@@ -270,7 +270,7 @@ def test_sizes_default_to_what_the_backbone_has(tiny_stylegan2_checkpoint, video
     values = {k: v for k, v in TINY.items() if k not in ("video_frame_size", "n_pca")}
     cfg = TrainConfig(checkpoint=str(tiny_stylegan2_checkpoint), data=str(videos), out=str(tmp_path / "d"), **values)
     trainer = Trainer(cfg, init_distributed("cpu"), progress=False)
-    # METHOD.md's 128 px and 384 components, capped by the tiny backbone's 32 px and 32-d W
+    # the release's 128 px and 384 components, capped by the tiny backbone's 32 px and 32-d W
     assert trainer.config.video_frame_size == 32 and trainer.config.n_pca == 32
     assert trainer.motion.n_pca == 32 and trainer.dataset[(0, 0)].shape[-1] == 32
 

@@ -1,4 +1,4 @@
-"""Differentiable image augmentations: the cross-domain image discriminator's (METHOD.md) and
+"""Differentiable image augmentations: the cross-domain image discriminator's (docs/method.md, "Augmentations") and
 DiffAugment's for GAN training of image generators.
 
 Every op works on a whole batch ``[N, C, H, W]`` at once (no loop over samples), on any

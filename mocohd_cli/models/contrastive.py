@@ -1,5 +1,5 @@
-"""The contrastive image discriminator of cross-domain training (METHOD.md, "Training,
-cross-domain").
+"""The contrastive image discriminator of cross-domain training (docs/method.md, "Cross-domain
+training").
 
 In cross-domain training the generated frames never look like the real videos, so the
 image discriminator does not compare real and generated images: its "real" images are

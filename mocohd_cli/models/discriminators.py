@@ -1,4 +1,4 @@
-"""Multi-scale PatchGAN discriminators, in 3-D for videos and in 2-D for image pairs (METHOD.md).
+"""Multi-scale PatchGAN discriminators, in 3-D for videos and in 2-D for image pairs (docs/method.md, "In-domain training").
 
 Per scale: 4-wide convs (padding 2) with strides 2, 2, 2, 1 and ndf, 2 ndf, 4 ndf, 8 ndf
 channels (64 .. 512 by default), LeakyReLU 0.2, instance norm (no affine, running stats

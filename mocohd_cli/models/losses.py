@@ -1,4 +1,4 @@
-"""GAN losses of the in-domain objective (METHOD.md): relativistic-average LSGAN over the
+"""GAN losses of the in-domain objective (docs/method.md, "Losses"): relativistic-average LSGAN over the
 scales of a multi-scale discriminator, the gradient penalty, and random time reversal; and the
 StyleGAN2 recipe for training image generators: the logistic losses and the R1 penalty.
 

@@ -1,4 +1,4 @@
-"""The motion generator: an LSTM that walks the image generator's latent space (METHOD.md).
+"""The motion generator: an LSTM that walks the image generator's latent space (docs/method.md, "Motion generator").
 
     h_0, c_0 = LSTMCell_enc(w_0)
     h_t, c_t = LSTMCell(eps_t, (h_{t-1}, c_{t-1}))              eps_t ~ N(0, I)

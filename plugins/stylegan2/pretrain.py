@@ -252,8 +252,8 @@ class StepLosses:
     d: float = float("nan")
     g: float = float("nan")
     r1: float = float("nan")
-    real: float = float("nan")   # mean D logit on reals and fakes: how far apart D holds them
-    fake: float = float("nan")
+    real_logits: float = float("nan")   # mean D logit on reals and on fakes: how far apart D holds them
+    fake_logits: float = float("nan")
 
 
 class Pretrainer:
@@ -375,7 +375,7 @@ class Pretrainer:
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
-        losses.d, losses.real, losses.fake = loss_d.item(), real_logits.mean().item(), fake_logits.mean().item()
+        losses.d, losses.real_logits, losses.fake_logits = loss_d.item(), real_logits.mean().item(), fake_logits.mean().item()
 
         if self.step % config.d_reg_every == 0 and config.r1_gamma > 0:
             reals = reals.detach().requires_grad_(True)
@@ -447,7 +447,7 @@ class Pretrainer:
             task = bar.add_task("pre-training", total=self.config.steps, completed=self.step)
             while self.step < self.config.steps:
                 losses = self.train_step()
-                for name in ("d", "g", "real", "fake"):
+                for name in ("d", "g", "real_logits", "fake_logits"):
                     setattr(totals, name, getattr(totals, name) + getattr(losses, name))
                 count += 1
                 last_r1 = losses.r1 if math.isfinite(losses.r1) else last_r1
@@ -457,11 +457,11 @@ class Pretrainer:
                 bar.advance(task)
                 if self.step % self.config.sample_every == 0 or self.step == self.config.steps:
                     rate = count / max(time.monotonic() - started, 1e-9)
-                    means = {k: getattr(totals, k) / count for k in ("d", "g", "real", "fake")}
+                    means = {k: getattr(totals, k) / count for k in ("d", "g", "real_logits", "fake_logits")}
                     r1 = f" r1={last_r1:.4f}" if math.isfinite(last_r1) else ""
                     self.folder.append_log(f"step {self.step}/{self.config.steps} d={means['d']:.4f} "
-                                           f"g={means['g']:.4f}{r1} real={means['real']:+.3f} "
-                                           f"fake={means['fake']:+.3f} ({rate:.2f} it/s)")
+                                           f"g={means['g']:.4f}{r1} real_logits={means['real_logits']:+.3f} "
+                                           f"fake_logits={means['fake_logits']:+.3f} ({rate:.2f} it/s)")
                     totals, count, started = StepLosses(0.0, 0.0, 0.0, 0.0, 0.0), 0, time.monotonic()
                     self.write_samples()
                     if bar.disable:

@@ -1,4 +1,4 @@
-"""Cross-domain training (METHOD.md, "Training, cross-domain"): images from domain A's
+"""Cross-domain training (docs/method.md, "Cross-domain training"): images from domain A's
 generator, motion learned from videos of domain B.
 
 The generated frames never look like domain B, so the discriminators cannot compare real and
