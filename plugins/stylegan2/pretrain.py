@@ -466,7 +466,7 @@ class Pretrainer:
                     self.write_samples()
                     if bar.disable:
                         self.log(f"step {self.step}: D {means['d']:.3f} G {means['g']:.3f} "
-                                 f"(real {means['real']:+.2f}, fake {means['fake']:+.2f})")
+                                 f"(mean logits: real {means['real_logits']:+.2f}, fake {means['fake_logits']:+.2f})")
                 if time.monotonic() - last_checkpoint > 60 * self.config.checkpoint_minutes:
                     self.save_state()
                     self.export()
