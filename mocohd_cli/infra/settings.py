@@ -26,6 +26,22 @@ def setting(default: Any, help: str, *, flag: str | None = None, default_text: s
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def settings_from_dict(cls: type, values: dict, *, what: str, source=None):
+    """A settings dataclass from (for example TOML) values: dashes in keys are accepted, unknown
+    keys are an error that lists the known ones."""
+    from .errors import MocohdError
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    clean = {}
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        if name not in names:
+            raise MocohdError(f"unknown {what} option {key!r}", path=source,
+                              fix=f"known options: {', '.join(sorted(names))}")
+        clean[name] = value
+    return cls(**clean)
+
+
 def default_of(field: dataclasses.Field) -> Any:
     if field.default is not dataclasses.MISSING:
         return field.default

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..infra.device import PRECISIONS
 from ..infra.errors import MocohdError
 from ..infra.runs import DEFAULT_RUNS_ROOT
-from ..infra.settings import setting
+from ..infra.settings import setting, settings_from_dict
 from ..models.backbone import BACKBONE_HELP, ImageGenerator
 from ..models.motion import DEFAULT_H_DIM, DEFAULT_N_PCA, DEFAULT_W_RESIDUAL, default_n_pca
 
@@ -120,15 +120,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict, *, source: str | Path | None = None) -> "TrainConfig":
         """Build from (for example TOML) values; dashes in keys are accepted; unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        clean = {}
-        for key, value in values.items():
-            name = key.replace("-", "_")
-            if name not in names:
-                raise MocohdError(f"unknown training option {key!r}", path=source,
-                                  fix=f"known options: {', '.join(sorted(names))}")
-            clean[name] = value
-        return cls(**clean)
+        return settings_from_dict(cls, values, what="training", source=source)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -37,7 +37,7 @@ from mocohd_cli.infra.device import PRECISIONS, autocast, resolve_device
 from mocohd_cli.infra.errors import MocohdError
 from mocohd_cli.infra.files import atomic_path, torch_load_safely
 from mocohd_cli.infra.runs import DEFAULT_RUNS_ROOT, RunDir, dumps_flat_toml, new_run_path, read_toml
-from mocohd_cli.infra.settings import setting
+from mocohd_cli.infra.settings import setting, settings_from_dict
 
 EXPORT_FILE = "generator.safetensors"
 # New runs go to <runs root>/backbone-<time>, under a root of their own so that `train --resume`
@@ -162,15 +162,7 @@ class PretrainConfig:
     @classmethod
     def from_dict(cls, values: dict, *, source: str | Path | None = None) -> "PretrainConfig":
         """Build from (for example TOML) values; dashes in keys are accepted; unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        clean = {}
-        for key, value in values.items():
-            name = key.replace("-", "_")
-            if name not in names:
-                raise MocohdError(f"unknown pre-training option {key!r}", path=source,
-                                  fix=f"known options: {', '.join(sorted(names))}")
-            clean[name] = value
-        return cls(**clean)
+        return settings_from_dict(cls, values, what="pre-training", source=source)
 
     def to_dict(self) -> dict:
         """TOML-ready values: the channel widths as "4:128,8:96,..." strings."""
