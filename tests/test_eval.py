@@ -339,3 +339,33 @@ def test_training_evaluates_and_keeps_the_best_model(detector_files, tiny_styleg
     assert scores[best_step] == min(scores.values())  # the export kept is one that scored best
     state = torch.load(result.run_dir / "state" / "latest.pt", weights_only=True)
     assert state["eval"]["best"] == pytest.approx(min(scores.values()), rel=1e-4)
+
+
+def test_ground_truth_metrics_through_the_command(tmp_path):
+    """The faces domain with the shipped factor reader: rendered videos read as real, the same
+    videos frozen on frame 0 lose their motion (and keep their identity)."""
+    import shutil
+
+    from mocohd_cli.data.domains import make_dataset
+
+    real = make_dataset("faces", tmp_path / "faces", videos=12, frames=16, size=64, seed=3)
+    static = tmp_path / "static"
+    for video in sorted(real.glob("video_*")):
+        (static / video.name).mkdir(parents=True)
+        for t in range(16):
+            shutil.copy(video / "img_0000.png", static / video.name / f"img_{t:04d}.png")
+
+    def run(fake):
+        out = tmp_path / f"{fake.name}.json"
+        result = runner.invoke(app, ["eval", "--real", str(real), "--fake", str(fake), "--metric", "motion",
+                                     "--metric", "content", "--num-videos", "12", "--json", str(out)])
+        assert result.exit_code == 0, result.output
+        return json.loads(out.read_text())
+
+    moving, frozen = run(real), run(static)
+    assert moving["protocol"]["ground_truth"]["domain"] == "faces"  # found in the dataset's dataset.json
+    assert 0.6 < moving["details"]["motion"]["amplitude_ratio"] < 1.6
+    assert frozen["details"]["motion"]["amplitude_ratio"] < 0.05 and frozen["motion"] > 3 * moving["motion"]
+    assert frozen["details"]["content"]["identity_drift_fake"] == 0.0
+    missing = runner.invoke(app, ["eval", "--fake", str(static), "--metric", "motion"])
+    assert missing.exit_code == 2 and "--domain" in missing.output

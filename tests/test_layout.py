@@ -52,3 +52,16 @@ def test_the_check_sees_relative_imports(tmp_path):
     """Guard the guard: a relative import from a later layer is found and attributed."""
     names = imported_modules(PACKAGE / "training" / "trainer.py")
     assert "mocohd_cli.models.backbone" in names and layer_of("mocohd_cli.models.backbone") == 1
+
+
+def test_every_package_is_in_the_distribution():
+    """pyproject lists packages explicitly: a new sub-package left out would be missing from wheels
+    (the editable install used in development would not notice)."""
+    import tomllib
+
+    root = PACKAGE.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for p in PACKAGE.rglob("__init__.py")}
+    found |= {"mocohd_plugins" + "".join("." + part for part in p.parent.relative_to(root / "plugins").parts)
+              for p in (root / "plugins").rglob("__init__.py")}
+    assert found == listed
