@@ -246,3 +246,139 @@ def test_grey_gif_frames_become_rgb(tmp_path):
     clip = VideoClips(root, n_frames=5, time_step=1, size=16)[(0, 0)]  # from frame 0, which decodes as [H, W]
     assert clip.shape == (5, 3, 16, 16)
     assert torch.equal(clip[:, 0], clip[:, 1]) and torch.equal(clip[:, 1], clip[:, 2])
+
+
+# -- in-process decoding (PyAV): the same pixels as imageio's readers, seeking to late clips ---------
+def moving_video(n: int, side: int = 32) -> np.ndarray:
+    """Frames that all differ (a moving diagonal ramp plus fixed noise): a frame read from the wrong
+    position cannot match."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:side, 0:side]
+    t = np.arange(n)[:, None, None]
+    video = np.stack([(4 * xx + 3 * t) % 256, (4 * yy + t) % 256, (2 * (xx + yy) + 5 * t) % 256], axis=-1)
+    return (video + rng.integers(0, 24, video.shape)).clip(0, 255).astype(np.uint8)
+
+
+def imageio_frames(path: Path) -> list[np.ndarray]:
+    """Every frame as the reader before PyAV gave it (ffmpeg subprocess; Pillow for GIFs)."""
+    import imageio.v2 as imageio2
+
+    from mocohd_cli.data.clips import as_rgb
+
+    with imageio2.get_reader(path, format="GIF-PIL" if path.suffix == ".gif" else "FFMPEG") as reader:
+        return [as_rgb(np.asarray(frame)) for frame in reader]
+
+
+@pytest.fixture(scope="module")
+def long_videos(tmp_path_factory):
+    """A 300-frame mp4 (keyframes at 0 and 250 and B-frames: libx264's defaults), a GIF, and a zip
+    holding the mp4, each with the frames imageio reads from it."""
+    root = tmp_path_factory.mktemp("long")
+    (root / "videos").mkdir()
+    mp4, gif = root / "videos" / "long.mp4", root / "videos" / "anim.gif"
+    imageio.mimwrite(mp4, moving_video(300), fps=25, macro_block_size=8)
+    imageio.mimwrite(gif, moving_video(24), duration=40, loop=0)
+    with zipfile.ZipFile(root / "videos.zip", "w") as zf:
+        zf.write(mp4, "clips/long.mp4")
+    return root, {"long.mp4": imageio_frames(mp4), "anim.gif": imageio_frames(gif)}
+
+
+@pytest.mark.parametrize("where", ["videos", "videos.zip"])
+def test_pyav_reads_the_same_pixels_as_imageio_including_late_clips(long_videos, monkeypatch, where):
+    from mocohd_cli.data import decode
+
+    root, expected = long_videos
+    data = VideoClips(root / where, n_frames=4, time_step=3, size=32)
+    by_name = {Path(e.name).name: e for e in data.entries}
+    assert by_name["long.mp4"].length == 300
+    reference = expected["long.mp4"]
+    entry = by_name["long.mp4"]
+    assert entry.info is not None and entry.info.first_pts is not None  # its timestamps number its frames
+
+    def no_reading_from_the_start(*args, **kwargs):
+        raise AssertionError("a late clip was read from the start of the file")
+
+    monkeypatch.setattr(decode, "_read_from_start", no_reading_from_the_start)
+    for start in (1, 100, 246, 247, 248, 249, 250, 251, 280, 290):  # around the keyframe at 250 and the end
+        indices = list(range(start, start + 10, 3))
+        frames = clips_module.decode_video_frames(data.storage, entry.file, indices, info=entry.info)
+        for i, frame in zip(indices, frames):
+            assert np.array_equal(frame, reference[i]), f"frame {i} (clip from {start})"
+    monkeypatch.undo()
+    # without the index's info the file is read from its start: the same frames
+    assert np.array_equal(clips_module.decode_video_frames(data.storage, entry.file, [297])[0], reference[297])
+    if "anim.gif" in by_name:
+        gif = by_name["anim.gif"]
+        frames = clips_module.decode_video_frames(data.storage, gif.file, [0, 7, 23], info=gif.info)
+        assert all(np.array_equal(f, expected["anim.gif"][i]) for f, i in zip(frames, [0, 7, 23]))
+    # a whole training clip: the frames of its seeded start, centre-cropped and resized as frames_to_clip does
+    index = data.entries.index(entry)
+    position = next(p for p in range(100) if data.clip_start(index, p) > 200)
+    start = data.clip_start(index, position)
+    clip = data[(index, position)]
+    assert torch.equal(clip, frames_to_clip(np.stack(reference[start:start + 10:3]), 32))
+
+
+import mocohd_cli.data.clips as clips_module  # noqa: E402  (the module, for decode_video_frames)
+
+
+@pytest.mark.parametrize("suffix", [".webm", ".mkv", ".avi", ".mov"])
+def test_frame_counts_without_a_header_count_are_counted(tmp_path, suffix):
+    """webm and mkv headers carry no frame count: the packets are counted (the same number
+    ffmpeg decodes); other containers' counts come from their headers."""
+    kwargs = {"fps": 10, "macro_block_size": 8}
+    if suffix == ".webm":
+        kwargs["codec"] = "libvpx"
+    imageio.mimwrite(tmp_path / f"v{suffix}", moving_video(37), **kwargs)
+    data = VideoClips(tmp_path, n_frames=2, time_step=1, size=16)
+    assert data.entries[0].length == 37 == len(imageio_frames(tmp_path / f"v{suffix}"))
+    last = clips_module.decode_video_frames(data.storage, data.entries[0].file, [35, 36], info=data.entries[0].info)
+    reference = imageio_frames(tmp_path / f"v{suffix}")
+    assert np.array_equal(last[0], reference[35]) and np.array_equal(last[1], reference[36])
+
+
+def test_frames_are_resized_with_lanczos():
+    from PIL import Image
+
+    frames = moving_video(2, 48)[:, :, :40]  # 48 x 40: centre crop to 40 x 40, then 16 x 16
+    clip = frames_to_clip(frames, 16)
+    crop = frames[:, 4:44]
+    expected = np.stack([np.asarray(Image.fromarray(f).resize((16, 16), Image.Resampling.LANCZOS)) for f in crop])
+    assert torch.equal(clip, torch.from_numpy(expected).permute(0, 3, 1, 2).float() / 127.5 - 1)
+
+
+@pytest.mark.timeout(60)
+def test_truncated_and_damaged_videos_are_named_and_skipped(tmp_path, capsys):
+    whole = tmp_path / "whole.mp4"
+    imageio.mimwrite(whole, moving_video(60), fps=25, macro_block_size=8)
+    faststart = tmp_path / "faststart.mp4"  # the header first: cutting it keeps a readable start
+    imageio.mimwrite(faststart, moving_video(60, 64), fps=25, macro_block_size=8, quality=9,
+                     output_params=["-movflags", "+faststart"])
+    root = tmp_path / "data"
+    root.mkdir()
+    data_bytes = whole.read_bytes()
+    (root / "a_whole.mp4").write_bytes(data_bytes)
+    (root / "cut_end.mp4").write_bytes(data_bytes[: len(data_bytes) // 2])  # its index (moov) is gone
+    (root / "empty.mp4").write_bytes(b"")
+    (root / "junk.webm").write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    (root / "zeros.avi").write_bytes(bytes(5000))
+    fast = faststart.read_bytes()
+    (root / "cut_faststart.mp4").write_bytes(fast[: int(len(fast) * 0.6)])
+    damaged = bytearray(fast)
+    rng = np.random.default_rng(1)
+    for i in rng.integers(len(fast) // 2, len(fast), 40):  # damaged frames in its second half
+        damaged[i] = rng.integers(256)
+    (root / "damaged.mp4").write_bytes(bytes(damaged))
+    data = VideoClips(root, n_frames=4, time_step=1, size=16)
+    corrupt = dict(data.report.corrupt)
+    assert set(corrupt) == {"cut_end.mp4", "empty.mp4", "junk.webm", "zeros.avi"}
+    assert corrupt["empty.mp4"] == "empty file" and corrupt["junk.webm"] == "Invalid data found when processing input"
+    assert all(corrupt.values()) and data.report.summary().count("unreadable") == 1
+    lengths = {e.name: e.length for e in data.entries}
+    assert lengths["a_whole.mp4"] == 60
+    assert 4 <= lengths["cut_faststart.mp4"] < 60  # the frames before the cut
+    # every clip of every kept video either reads or is named and replaced by the next video
+    for i in range(len(data)):
+        for position in range(0, 40, 7):
+            assert data[(i, position)].shape == (4, 3, 16, 16)
+    capsys.readouterr()

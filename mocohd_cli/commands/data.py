@@ -1,4 +1,5 @@
-"""`mocohd data make|list`: procedural example video datasets with their generating factors."""
+"""`mocohd data make|list`: procedural example video datasets with their generating factors;
+`mocohd data inspect`: the (cached) index of any video dataset."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +11,8 @@ from rich.table import Table
 from ..app import app
 from ..infra.console import console
 
-data_app = typer.Typer(help="Procedural example video datasets (cartoon faces, robots, sky).", no_args_is_help=True)
+data_app = typer.Typer(help="Procedural example video datasets (cartoon faces, robots, sky); inspect a dataset.",
+                       no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 
@@ -42,3 +44,61 @@ def make(
 
     folder = make_dataset(name, out, videos=videos, frames=frames, size=size, seed=seed, overwrite=overwrite)
     console.print(f"wrote {videos} videos x {frames} frames of {name!r} at {size} px to {folder}")
+
+
+@data_app.command("inspect")
+def inspect(
+    data: Path = typer.Argument(..., help="A dataset: a folder (or .zip) of frame folders or video files."),
+    frames: int | None = typer.Option(None, min=1, help="Also count the videos too short for clips of this "
+                                                        "many frames (with --time-step)."),
+    time_step: int = typer.Option(1, min=1, help="Frame step of those clips."),
+    cache: bool = typer.Option(True, help="Use and update the index cache (--no-cache reads every file)."),
+) -> None:
+    """Index a video dataset (cached) and print it: videos, frames, fps, resolutions, skipped files."""
+    from rich.markup import escape
+
+    from ..data.clips import clip_span
+    from ..data.index import scan
+    from ..data.storage import open_storage
+
+    index = scan(open_storage(data), cache=cache)
+    usable, skipped = index.usable, index.skipped
+    out = Console(width=140)
+    n_files = sum(r.kind == "video" for r in usable)
+    lengths = sorted(r.frames for r in usable)
+    text = (f"{len(usable)} videos in {escape(str(data))} ({n_files} video files, {len(usable) - n_files} frame folders), "
+            f"{sum(lengths)} frames")
+    if lengths:
+        text += f" (per video: min {lengths[0]}, median {lengths[len(lengths) // 2]}, max {lengths[-1]})"
+    out.print(text)
+    where = f"cached in {index.cache}" if index.cache else "not cached"
+    out.print(f"index: {index.read} files read now, {len(index.records) - index.read} from the cache "
+              f"({index.seconds:.2f} s); {escape(where)}")
+    if frames is not None:
+        span = clip_span(frames, time_step)
+        short = [r for r in usable if r.frames < span]
+        out.print(f"{len(short)} too short for {frames} frames every {time_step} ({span} frames)"
+                  + (f", e.g. {escape(short[0].name)}" if short else ""))
+
+    def histogram(title: str, column: str, counts, label) -> None:
+        table = Table(title=title)
+        table.add_column(column)
+        table.add_column("videos", justify="right")
+        for key, count in counts:
+            table.add_row(label(key), str(count))
+        out.print(table)
+
+    if usable:
+        histogram("frames per video", "frames", sorted(index.length_histogram().items()),
+                  lambda low: "1-15" if low == 1 else f"{low}-{2 * low - 1}")
+        histogram("frame rate", "fps", sorted(index.fps_histogram().items(), key=lambda kv: (kv[0] is None, kv[0] or 0)),
+                  lambda fps: "unknown (frame folders, GIFs without delays)" if fps is None else f"{fps:g}")
+        histogram("resolution", "width x height", index.resolution_histogram().most_common(),
+                  lambda wh: f"{wh[0]} x {wh[1]}")
+    if skipped:
+        table = Table(title=f"{len(skipped)} skipped (unreadable)")
+        table.add_column("file")
+        table.add_column("reason")
+        for record in skipped:
+            table.add_row(escape(record.name), escape(record.error))
+        out.print(table)

@@ -1,41 +1,36 @@
 """Real video clips for training: folders of frames, video files, or a .zip of either.
 
-A dataset is indexed once (which videos exist, how many frames each has); clips are then
-decoded in DataLoader workers. Which clip a batch holds depends only on the seed and the
+A dataset is indexed once (which videos exist, how many frames each has; cached, see index.py);
+clips are then decoded in DataLoader workers (video files in-process with PyAV, seeking to the
+keyframe before a clip: decode.py). Which clip a batch holds depends only on the seed and the
 position in the sample stream, never on worker count or process, so a resumed run reads
 exactly the clips an uninterrupted run would have read.
 """
 from __future__ import annotations
 
-import io
-import os
 import random
-import re
 import sys
-import tempfile
-import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..infra.console import progress
 from ..infra.errors import MocohdError
+from .decode import VideoInfo, as_rgb, decode_image, read_frames
+from .decode import reason as _reason
+from .index import scan
+from .storage import IMAGE_SUFFIXES, VIDEO_SUFFIXES, natural_key, open_storage
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".webm", ".gif", ".mov", ".mkv", ".m4v"}
+__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "ClipBatchSampler", "DatasetReport", "VideoClips", "VideoEntry",
+           "as_rgb", "clip_loader", "clip_span", "decode_image", "decode_video_frames", "frames_to_clip",
+           "index_videos", "natural_key", "open_storage"]
+
 # How many other videos a batch slot tries when its video turns out to be unreadable.
 _MAX_SUBSTITUTES = 8
-
-
-def natural_key(name: str) -> list:
-    """Sort key that puts img_2 before img_10."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
 def clip_span(n_frames: int, time_step: int) -> int:
@@ -43,138 +38,41 @@ def clip_span(n_frames: int, time_step: int) -> int:
     return (n_frames - 1) * time_step + 1
 
 
-# -- storage: a folder or a zip file -----------------------------------------------------------
-class _FolderStorage:
-    def __init__(self, root: Path):
-        self.root = root
-
-    def files(self) -> list[str]:
-        return [p.relative_to(self.root).as_posix() for p in self.root.rglob("*")
-                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(self.root).parts)]
-
-    def read(self, name: str) -> bytes:
-        return (self.root / name).read_bytes()
-
-    def video_path(self, name: str) -> tuple[str, bool]:
-        """A path ffmpeg can open, and whether it is a temporary copy to delete afterwards."""
-        return str(self.root / name), False
-
-
-class _ZipStorage:
-    def __init__(self, root: Path):
-        self.root = root
-        self._handle: zipfile.ZipFile | None = None
-        self._pid = -1
-        try:
-            with zipfile.ZipFile(root) as archive:
-                self._names = [info.filename for info in archive.infolist() if not info.is_dir()]
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise MocohdError(f"not a readable zip file ({exc})", path=root,
-                              fix="re-create the archive, or unpack it and pass the folder to --data") from exc
-
-    def __getstate__(self):  # open handles do not cross into worker processes
-        return {"root": self.root, "_names": self._names, "_handle": None, "_pid": -1}
-
-    def _archive(self) -> zipfile.ZipFile:
-        if self._handle is None or self._pid != os.getpid():
-            self._handle, self._pid = zipfile.ZipFile(self.root), os.getpid()
-        return self._handle
-
-    def files(self) -> list[str]:
-        return [n for n in self._names
-                if not any(part.startswith(".") or part == "__MACOSX" for part in PurePosixPath(n).parts)]
-
-    def read(self, name: str) -> bytes:
-        return self._archive().read(name)
-
-    def video_path(self, name: str) -> tuple[str, bool]:
-        handle, tmp = tempfile.mkstemp(suffix=PurePosixPath(name).suffix)
-        with os.fdopen(handle, "wb") as out:
-            out.write(self.read(name))
-        return tmp, True
-
-
-def open_storage(root: Path):
-    if not root.exists():
-        raise MocohdError("dataset not found", path=root, fix="check the path given to --data")
-    if root.is_dir():
-        return _FolderStorage(root)
-    if root.suffix.lower() == ".zip":
-        return _ZipStorage(root)
-    raise MocohdError("a dataset must be a folder or a .zip file", path=root,
-                      fix="pass a folder of frame folders or video files (or a .zip of one) to --data")
-
-
 # -- decoding ----------------------------------------------------------------------------------
-def decode_image(storage, name: str) -> np.ndarray:
-    from PIL import Image
+def decode_video_frames(storage, name: str, indices: list[int], *, info: VideoInfo | None = None) -> list[np.ndarray]:
+    """The frames at `indices` (sorted) of a video file as uint8 [H, W, 3].
 
+    With the file's `info` from the index, a clip that starts late is read by seeking to the
+    keyframe before it; without, the file is decoded from its start. ValueError if it cannot be read."""
     try:
-        with Image.open(io.BytesIO(storage.read(name))) as image:
-            return np.asarray(image.convert("RGB"))
+        source = storage.open(name)
     except Exception as exc:
-        raise ValueError(f"{name}: {_reason(exc)}") from exc
-
-
-def _video_reader(path: str):
-    import imageio.v2 as imageio
-
-    if path.lower().endswith(".gif"):
-        return imageio.get_reader(path, format="GIF-PIL")
-    return imageio.get_reader(path, format="FFMPEG")
-
-
-def _count_video_frames(storage, name: str) -> int:
-    path, temporary = storage.video_path(name)
+        raise ValueError(_reason(exc)) from exc
     try:
-        with _video_reader(path) as reader:
-            return reader.count_frames() if hasattr(reader, "count_frames") else reader.get_length()
+        return read_frames(source, list(indices), name=name, info=info)
     finally:
-        if temporary:
-            os.unlink(path)
-
-
-def as_rgb(frame: np.ndarray) -> np.ndarray:
-    """A decoded frame as [H, W, 3]: grey frames (some GIF frames decode as [H, W]) repeated,
-    alpha dropped."""
-    if frame.ndim == 2:
-        frame = frame[..., None]
-    if frame.shape[-1] == 1:
-        frame = np.repeat(frame, 3, axis=-1)
-    return frame[..., :3]
-
-
-def decode_video_frames(storage, name: str, indices: list[int]) -> list[np.ndarray]:
-    """The frames at `indices` (sorted) of a video file, read sequentially up to the last one."""
-    wanted, frames = set(indices), {}
-    path, temporary = storage.video_path(name)
-    try:
-        with _video_reader(path) as reader:
-            for index, frame in enumerate(reader):
-                if index in wanted:
-                    frames[index] = as_rgb(np.asarray(frame))
-                if index >= indices[-1]:
-                    break
-    finally:
-        if temporary:
-            os.unlink(path)
-    missing = wanted - frames.keys()
-    if missing:
-        raise ValueError(f"the video ended before frame {min(missing)}")
-    return [frames[i] for i in indices]
+        if hasattr(source, "close"):
+            source.close()
 
 
 def frames_to_clip(frames: np.ndarray, size: int) -> Tensor:
-    """[T, H, W, 3] uint8 -> [T, 3, size, size] in [-1, 1]: centre crop to a square, then resize."""
-    clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
-    h, w = clip.shape[-2:]
+    """[T, H, W, 3] uint8 -> [T, 3, size, size] in [-1, 1]: centre crop to a square, then resize
+    with PIL's Lanczos filter (as the authors' release resizes real frames)."""
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8:
+        frames = np.clip(np.rint(frames), 0, 255).astype(np.uint8)
+    h, w = frames.shape[1:3]
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
-    clip = clip[:, :, top:top + side, left:left + side]
+    frames = frames[:, top:top + side, left:left + side]
     if side != size:
-        clip = F.interpolate(clip, size=(size, size), mode="bilinear", align_corners=False,
-                             antialias=side > size)
-    return (clip / 127.5 - 1.0).clamp(-1, 1)
+        from PIL import Image
+
+        frames = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(frame)).resize(
+            (size, size), Image.Resampling.LANCZOS)) for frame in frames])
+    # in NumPy: torch's thread pool costs more than this arithmetic on a small clip
+    clip = frames.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+    return torch.from_numpy(np.ascontiguousarray(clip))
 
 
 # -- the dataset -------------------------------------------------------------------------------
@@ -184,6 +82,7 @@ class VideoEntry:
     length: int  # frames
     frames: tuple[str, ...] = ()  # frame files of a frame folder
     file: str | None = None  # or one video file
+    info: VideoInfo | None = None  # what the index knows about the video file (for seeking)
 
 
 @dataclass
@@ -203,40 +102,20 @@ class DatasetReport:
         return text
 
 
-def index_videos(storage, span: int, report: DatasetReport) -> list[VideoEntry]:
-    frame_dirs: dict[str, list[str]] = {}
-    video_files: list[str] = []
-    for name in storage.files():
-        suffix = PurePosixPath(name).suffix.lower()
-        if suffix in IMAGE_SUFFIXES:
-            frame_dirs.setdefault(str(PurePosixPath(name).parent), []).append(name)
-        elif suffix in VIDEO_SUFFIXES:
-            video_files.append(name)
-    candidates = [VideoEntry(d, len(f), frames=tuple(sorted(f, key=natural_key))) for d, f in frame_dirs.items()]
-    with progress() as bar:  # counting frames decodes each file: minutes for a large dataset
-        for name in bar.track(video_files, description="indexing videos"):
-            try:
-                candidates.append(VideoEntry(name, _count_video_frames(storage, name), file=name))
-            except Exception as exc:
-                report.corrupt.append((name, _reason(exc)))
+def index_videos(storage, span: int, report: DatasetReport, *, cache: bool = True) -> list[VideoEntry]:
+    """The videos of at least `span` frames, in natural name order; the others go to `report`
+    (too short, or unreadable with the reason). The index is cached (index.py)."""
     entries = []
-    for entry in sorted(candidates, key=lambda e: natural_key(e.name)):
-        if entry.length < span:
-            report.too_short.append(entry.name)
-            continue
-        if entry.frames:  # a cheap check of the first frame catches most broken folders
-            try:
-                decode_image(storage, entry.frames[0])
-            except Exception as exc:
-                report.corrupt.append((entry.name, _reason(exc)))
-                continue
-        entries.append(entry)
+    for record in scan(storage, cache=cache).records:
+        if record.error:
+            report.corrupt.append((record.name, record.error))
+        elif record.frames < span:
+            report.too_short.append(record.name)
+        elif record.kind == "frames":
+            entries.append(VideoEntry(record.name, record.frames, frames=record.files))
+        else:
+            entries.append(VideoEntry(record.name, record.frames, file=record.name, info=record.info))
     return entries
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 class VideoClips(Dataset):
@@ -291,7 +170,7 @@ class VideoClips(Dataset):
         start = self.clip_start(index, position)
         indices = list(range(start, start + self.span, self.time_step))
         if entry.file is not None:
-            frames = decode_video_frames(self.storage, entry.file, indices)
+            frames = decode_video_frames(self.storage, entry.file, indices, info=entry.info)
         else:
             frames = [decode_image(self.storage, entry.frames[i]) for i in indices]
         try:

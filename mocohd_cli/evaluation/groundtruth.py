@@ -23,9 +23,8 @@ import numpy as np
 import torch
 
 from ..data.domains import Domain, get_domain
-from ..infra.console import progress
 from ..infra.errors import MocohdError
-from .readers import MIN_R2, READER_SEED_BASE, FactorReader
+from .readers import MIN_R2, READER_SEED_BASE, FactorReader, render_training_set
 
 
 @dataclass
@@ -59,24 +58,23 @@ def read_videos(reader: FactorReader, videos: torch.Tensor | Readings, *, batch_
     return Readings(factors.double().numpy(), features.double().numpy())
 
 
-def render_real(domain: str | Domain, n_videos: int, n_frames: int, size: int, seed: int) -> torch.Tensor:
+def render_real(domain: str | Domain, n_videos: int, n_frames: int, size: int, seed: int, *,
+                workers: int = 1) -> torch.Tensor:
     """Real videos of a procedural domain as uint8 [N, T, 3, S, S]: videos 0..N-1 of the domain's
     `seed` (the videos `mocohd data make --seed SEED` writes, when frames and size agree).
+    `workers` > 1 renders in that many processes (Linux), with the same result.
 
     Seeds must lie below readers.READER_SEED_BASE (2**30): the readers train and are scored on
     videos of seeds from 2**30 up, so real evaluation videos are never ones a reader has seen.
     """
-    domain = get_domain(domain) if isinstance(domain, str) else domain
+    name = domain if isinstance(domain, str) else domain.name
+    get_domain(name)
     if not 0 <= seed < READER_SEED_BASE:
         raise MocohdError(f"real-video seed {seed} is outside [0, 2**30)",
                           fix="seeds from 2**30 up are reserved for training the factor readers")
-    out = torch.empty((n_videos, n_frames, 3, size, size), dtype=torch.uint8)
-    with progress() as bar:
-        task = bar.add_task(f"rendering real {domain.name} videos", total=n_videos)
-        for index in range(n_videos):
-            out[index] = torch.from_numpy(domain.video(seed, index, n_frames, size).frames).permute(0, 3, 1, 2)
-            bar.advance(task)
-    return out
+    frames, _, _, _ = render_training_set(name, seed=seed, n_videos=n_videos, n_frames=n_frames, size=size,
+                                          workers=workers, label=f"rendering real {name} videos")
+    return frames
 
 
 # ------------------------------------------------------------------------------------ statistics

@@ -28,6 +28,8 @@ from ..infra.files import cache_dir
 from .statistics import FeatureStats, load_stats, save_stats
 
 GROUND_TRUTH = ("motion", "content", "frames")
+# How real frames are prepared (part of the statistics cache key: a change invalidates old entries).
+PREPROCESSING = "centre crop, Lanczos resize (mocohd_cli.data.clips.frames_to_clip), rounded uint8"
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,8 @@ def dataset_fingerprint(root: Path) -> str:
 def real_protocol(kind: FeatureKind, source, detector_sha: str, resolution: int) -> dict:
     return {"kind": kind.key, "dataset": str(source.root), "dataset_fingerprint": dataset_fingerprint(source.root),
             "n_frames": kind.n_frames, "resolution": resolution, "max_videos": source.max_videos,
-            "max_frames": source.max_frames, "seed": source.seed, "detector_sha256": detector_sha}
+            "max_frames": source.max_frames, "seed": source.seed, "detector_sha256": detector_sha,
+            "preprocessing": PREPROCESSING}
 
 
 def cached_real_stats(kind: FeatureKind, source, network, detector_sha: str, *, resolution: int, batch_size: int,

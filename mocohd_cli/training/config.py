@@ -100,7 +100,8 @@ class TrainConfig:
     # machine
     device: str = knob("auto", "auto, cpu or cuda.")
     precision: str = knob("fp32", "fp32, bf16 or fp16 (autocast; fp16 with a gradient scaler, CUDA only).")
-    workers: int = knob(4, "DataLoader worker processes.")
+    # 2: on 2 cores one worker already hides the reading; a second is headroom (benchmarks/data_speed.py)
+    workers: int = knob(2, "DataLoader worker processes.")
     # outputs
     log_every: int = knob(10, "Log losses every N iterations.")
     sample_every: int = knob(500, "Sample videos and export motion_step_N.safetensors every N iterations.")
