@@ -369,3 +369,35 @@ def test_ground_truth_metrics_through_the_command(tmp_path):
     assert frozen["details"]["content"]["identity_drift_fake"] == 0.0
     missing = runner.invoke(app, ["eval", "--fake", str(static), "--metric", "motion"])
     assert missing.exit_code == 2 and "--domain" in missing.output
+
+
+def test_videos_generated_on_the_fly_are_seeded_and_match_a_sampled_folder(detector_files, tiny_stylegan2,
+                                                                           tiny_stylegan2_checkpoint, tmp_path):
+    """--motion generates the videos in process; the numbers equal those of the same videos written by
+    `mocohd sample` (lossless PNG frames) and read back with --fake."""
+    from mocohd_cli.evaluation.sources import SEED_CHUNK
+    from mocohd_cli.models.motion import MotionGenerator
+
+    real = moving_videos(tmp_path / "real", 6, 18, seed=0, size=32)
+    motion = MotionGenerator(tiny_stylegan2.latent_dim, h_dim=16, n_pca=8).save(
+        tmp_path / "m.safetensors", backbone="stylegan2", backbone_checkpoint=str(tiny_stylegan2_checkpoint))
+    args = ["--real", str(real), "--metric", "fvd16", "--metric", "fid", "--num-videos", str(SEED_CHUNK),
+            *detector_args(detector_files)]
+
+    def scores(*extra, name):
+        out = tmp_path / f"{name}.json"
+        result = runner.invoke(app, ["eval", *args, *extra, "--json", str(out)])
+        assert result.exit_code == 0, result.output
+        return json.loads(out.read_text())
+
+    first, again = scores("--motion", str(motion), name="a"), scores("--motion", str(motion), name="b")
+    assert first["fvd16"] == again["fvd16"] and first["protocol"]["resolution"] == 32
+    other = scores("--motion", str(motion), "--seed", "1", name="c")
+    assert other["fvd16"] != first["fvd16"]
+    # the same videos (chunk 0 of seed 0), written as PNG frames, give the same numbers
+    sampled = runner.invoke(app, ["sample", "--motion", str(motion), "--num-videos", str(SEED_CHUNK), "--frames", "16",
+                                  "--format", "png", "--seed", "0", "--out", str(tmp_path / "sampled")])
+    assert sampled.exit_code == 0, sampled.output
+    from_folder = scores("--fake", str(tmp_path / "sampled"), name="d")
+    assert from_folder["fvd16"] == pytest.approx(first["fvd16"], rel=1e-6)
+    assert from_folder["fid"] == pytest.approx(first["fid"], rel=1e-6)
