@@ -239,3 +239,16 @@ def test_render_real_is_the_domain_video():
     videos = gt.render_real("sky", 2, 3, 16, seed=5)
     assert videos.shape == (2, 3, 3, 16, 16) and videos.dtype == torch.uint8
     np.testing.assert_array_equal(videos[1].permute(0, 2, 3, 1).numpy(), get_domain("sky").video(5, 1, 3, 16).frames)
+
+
+def test_sky_motion_is_the_sun_and_the_light():
+    """The sky reader's motion factors are the sun's path and the daylight; frozen skies score 0."""
+    reader = shipped("sky")
+    assert reader.usable(reader.motion_names) == ["sun_x", "sun_y", "daylight"]
+    real = gt.read_videos(reader, gt.render_real("sky", 24, 8, 64, seed=11))
+    other = gt.render_real("sky", 24, 8, 64, seed=12)
+    same = gt.motion_metrics(reader, real, other)
+    frozen = gt.motion_metrics(reader, real, static(other))
+    assert 0.75 < same["speed_ratio"] < 1.33 and frozen["speed_ratio"] < 0.02
+    assert frozen["ffd"] > 4 * same["ffd"]
+    assert gt.content_metrics(reader, real, spliced(other))["identity_drift_ratio"] > 3

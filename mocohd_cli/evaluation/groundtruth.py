@@ -25,6 +25,7 @@ import torch
 from ..data.domains import Domain, get_domain
 from ..infra.errors import MocohdError
 from .readers import MIN_R2, READER_SEED_BASE, FactorReader, render_training_set
+from .statistics import frechet_distance
 
 
 @dataclass
@@ -78,27 +79,6 @@ def render_real(domain: str | Domain, n_videos: int, n_frames: int, size: int, s
 
 
 # ------------------------------------------------------------------------------------ statistics
-
-def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:
-    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
-    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
-
-
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
-    """||mu1 - mu2||^2 + tr(S1) + tr(S2) - 2 tr sqrt(S1 S2), in float64.
-
-    tr sqrt(S1 S2) is the sum of the square roots of the eigenvalues of sqrt(S1) S2 sqrt(S1), a
-    symmetric positive semi-definite matrix with the same eigenvalues as S1 S2: no scipy, no
-    complex parts, and singular covariances (fewer samples than dimensions) are fine.
-    """
-    mu1, mu2 = np.asarray(mu1, np.float64).reshape(-1), np.asarray(mu2, np.float64).reshape(-1)
-    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
-    root = _sqrt_psd(sigma1)
-    middle = root @ sigma2 @ root
-    trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0.0, None)).sum()
-    value = float(((mu1 - mu2) ** 2).sum() + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt)
-    return max(value, 0.0)
-
 
 def gaussian_stats(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and (unbiased) covariance of samples [N, D], float64."""
