@@ -2,6 +2,8 @@
 Seeded end to end (docs/method.md, "Motion generator": frames and long videos)."""
 from __future__ import annotations
 
+from typing import Iterator
+
 import torch
 from torch import Tensor
 
@@ -18,29 +20,36 @@ def interpolate_midpoints(latents: Tensor) -> Tensor:
     return torch.cat([out, latents[:, -1:]], dim=1)
 
 
+def seeded_content(backbone: ImageGenerator, num: int, *, seed: int, classes: list[int] | None,
+                   batch_size: int) -> Iterator[tuple[torch.Generator, Tensor, Tensor | None]]:
+    """(rng, content codes [n, D], conditions) batch by batch. One CPU random generator seeded by
+    `seed` makes every draw, in a fixed order (the caller draws with the same rng between batches),
+    so the same seed gives the same samples on any device."""
+    rng = torch.Generator().manual_seed(seed)
+    condition_all = backbone.sample_condition(num, classes, rng=rng)
+    for start in range(0, num, batch_size):
+        n = min(batch_size, num - start)
+        w0 = backbone.sample_latent(n, rng=rng)
+        yield rng, w0, None if condition_all is None else condition_all[start:start + n]
+
+
 @torch.no_grad()
 def generate_videos(backbone: ImageGenerator, motion: MotionGenerator, *, num_videos: int, n_frames: int,
                     seed: int = 0, noise: str = "random", interpolate: bool = False,
                     classes: list[int] | None = None, batch_size: int = 8, progress=None) -> Tensor:
     """Videos [N, T, 3, H, W] in [-1, 1] on the CPU (T = 2*n_frames - 1 with `interpolate`).
 
-    Every random draw comes from one CPU random generator (rng) seeded by `seed`, in a fixed order, so the
-    same seed gives the same videos on any device and batch size is the only other factor.
+    Seeded as `seeded_content` says: the same seed gives the same videos on any device, and batch
+    size is the only other factor.
     """
     backbone.check_noise_mode(noise)
-    rng = torch.Generator().manual_seed(seed)
-    condition_all = backbone.sample_condition(num_videos, classes, rng=rng)
     videos = []
-    for start in range(0, num_videos, batch_size):
-        n = min(batch_size, num_videos - start)
-        w0 = backbone.sample_latent(n, rng=rng)
+    for rng, w0, condition in seeded_content(backbone, num_videos, seed=seed, classes=classes, batch_size=batch_size):
         latents = motion(w0.to(motion.w.device), n_frames, rng=rng)
         if interpolate:
             latents = interpolate_midpoints(latents)
-        condition = None if condition_all is None else condition_all[start:start + n]
-        frames = backbone.synthesize(latents.to(backbone.device), condition=condition, noise=noise,
-                                     rng=rng)
+        frames = backbone.synthesize(latents.to(backbone.device), condition=condition, noise=noise, rng=rng)
         videos.append(frames.float().cpu())
         if progress is not None:
-            progress(start + n, num_videos)
+            progress(sum(len(v) for v in videos), num_videos)
     return torch.cat(videos)

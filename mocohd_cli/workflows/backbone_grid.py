@@ -53,14 +53,12 @@ def sample_images(backbone: ImageGenerator, num_images: int, *, seed: int = 0, n
     Every draw comes from one CPU random generator (rng) seeded by `seed`, so the same seed gives
     the same images on any device (with noise "const", the images of a training run's fixed seed
     are comparable from step to step)."""
+    from ..models.generation import seeded_content
+
     backbone.check_noise_mode(noise)
-    rng = torch.Generator().manual_seed(seed)
-    condition_all = backbone.sample_condition(num_images, classes, rng=rng)
     images = []
-    for start in range(0, num_images, batch_size):
-        n = min(batch_size, num_images - start)
-        latents = backbone.sample_latent(n, rng=rng)
-        condition = None if condition_all is None else condition_all[start:start + n]
+    for rng, latents, condition in seeded_content(backbone, num_images, seed=seed, classes=classes,
+                                                  batch_size=batch_size):
         frames = backbone.synthesize(latents[:, None], condition=condition, noise=noise, rng=rng)
         images.append(frames[:, 0].float().cpu())
     return torch.cat(images)
