@@ -9,7 +9,6 @@ plus a mutual-information head eps_hat_t = fc2(relu(fc1([h_t, c_t]))) that must 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,17 +74,16 @@ class MotionGenerator(nn.Module):
             self.set_pca(pca_components, pca_stdev)
 
     def reset_parameters(self) -> None:
-        """The release's init (models/rnn.py, init_weights)."""
+        """The release's init (models/rnn.py, init_weights), except the MI head's biases, which start
+        at zero where the release leaves PyTorch's U(-1/sqrt(fan_in), 1/sqrt(fan_in)): a deliberate
+        difference, measured (docs/method.md, "Deliberate differences from the release")."""
         _orthogonal_lstm_(self.enc_cell)
         _orthogonal_lstm_(self.cell)
-        for linear in (self.fc1, self.fc2):
-            # Orthogonal weight; the release leaves the bias at PyTorch's default Linear init,
-            # U(-1/sqrt(fan_in), 1/sqrt(fan_in)), so it is redrawn from that here.
-            nn.init.orthogonal_(linear.weight)
-            bound = 1.0 / math.sqrt(linear.in_features)
-            nn.init.uniform_(linear.bias, -bound, bound)
         nn.init.normal_(self.w, 0.0, 0.02)
         nn.init.zeros_(self.b)
+        for linear in (self.fc1, self.fc2):
+            nn.init.orthogonal_(linear.weight)
+            nn.init.zeros_(linear.bias)
 
     def set_pca(self, components: Tensor, stdev: Tensor) -> None:
         """Install PCA statistics; extra components beyond n_pca are dropped."""
