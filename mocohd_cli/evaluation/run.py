@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ..infra.errors import MocohdError
-from ..infra.settings import setting
+from ..infra.settings import require_positive, setting
 from ..models.backbone import BACKBONE_HELP
 from .metrics import GROUND_TRUTH, METRICS, EvalResult, FeatureKind, get_metric
 from .sources import DatasetVideos, FolderVideos, GeneratedVideos
@@ -49,10 +49,7 @@ class EvalSettings:
     cache: bool = setting(True, "Reuse real-data statistics cached for the same dataset, protocol and detector.")
 
     def validate(self) -> None:
-        for name in ("num_videos", "frames", "batch_size"):
-            if getattr(self, name) < 1:
-                raise MocohdError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}",
-                                  fix="use a positive value")
+        require_positive(self, ("num_videos", "frames", "batch_size"))
         if self.fake and self.motion:
             raise MocohdError("--fake and --motion both given", fix="evaluate a folder (--fake) or a model (--motion)")
         if not self.fake and not self.motion:

@@ -42,6 +42,16 @@ def settings_from_dict(cls: type, values: dict, *, what: str, source=None):
     return cls(**clean)
 
 
+def require_positive(settings, names) -> None:
+    """Each named count of `settings` is >= 1 (None: not set, fine), or one clear error naming its option."""
+    from .errors import MocohdError
+
+    for name in names:
+        value = getattr(settings, name)
+        if value is not None and value < 1:
+            raise MocohdError(f"--{name.replace('_', '-')} must be >= 1, got {value}", fix="use a positive value")
+
+
 def default_of(field: dataclasses.Field) -> Any:
     if field.default is not dataclasses.MISSING:
         return field.default

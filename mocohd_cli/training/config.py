@@ -16,7 +16,7 @@ from pathlib import Path
 from ..infra.device import PRECISIONS
 from ..infra.errors import MocohdError
 from ..infra.runs import DEFAULT_RUNS_ROOT
-from ..infra.settings import setting, settings_from_dict
+from ..infra.settings import require_positive, setting, settings_from_dict
 from ..models.backbone import BACKBONE_HELP, ImageGenerator
 from ..models.motion import DEFAULT_H_DIM, DEFAULT_N_PCA, DEFAULT_W_RESIDUAL, default_n_pca
 
@@ -135,12 +135,9 @@ class TrainConfig:
         # the video discriminator's pooling between scales is 3 frames deep and, in-domain, it sees T-1 frames
         need(self.frames >= 4, f"--frames must be >= 4, got {self.frames}",
              "the video discriminator needs clips of at least 4 frames: use --frames 4 or more")
-        for name in ("time_step", "video_frame_size", "h_dim", "n_pca", "batch_size", "global_batch", "g_steps",
-                     "d_scales", "d_channels", "d_layers", "log_every", "sample_every", "checkpoint_every",
-                     "pca_samples", "iterations", "eval_every", "eval_videos"):
-            value = getattr(self, name)
-            need(value is None or value >= 1, f"--{name.replace('_', '-')} must be >= 1, got {value}",
-                 "use a positive value")
+        require_positive(self, ("time_step", "video_frame_size", "h_dim", "n_pca", "batch_size", "global_batch",
+                                "g_steps", "d_scales", "d_channels", "d_layers", "log_every", "sample_every",
+                                "checkpoint_every", "pca_samples", "iterations", "eval_every", "eval_videos"))
         need(self.epochs is None or self.epochs > 0, f"--epochs must be > 0, got {self.epochs}", "use a positive value")
         need(math.isfinite(self.truncation), f"--truncation must be finite, got {self.truncation}", "pass e.g. 0.7")
         need(self.lr > 0, f"--lr must be > 0, got {self.lr}", "the authors use 1e-4")

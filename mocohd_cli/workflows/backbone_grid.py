@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ..infra.errors import MocohdError
-from ..infra.settings import setting
+from ..infra.settings import require_positive, setting
 from ..models.backbone import BACKBONE_HELP, NOISE_MODES, ImageGenerator
 
 
@@ -37,10 +37,7 @@ class GridSettings:
     def validate(self) -> None:
         if not self.out:
             raise MocohdError("--out is needed", fix="pass --out FILE.png")
-        for name in ("num_images", "scale") + (("nrow",) if self.nrow is not None else ()):
-            if getattr(self, name) < 1:
-                raise MocohdError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}",
-                                  fix="use a positive value")
+        require_positive(self, ("num_images", "scale", "nrow"))
         if self.padding < 0:
             raise MocohdError(f"--padding must be >= 0, got {self.padding}", fix="use 0 or more")
 

@@ -9,7 +9,7 @@ import torch
 
 from ..data.video import FORMATS
 from ..infra.errors import MocohdError
-from ..infra.settings import setting
+from ..infra.settings import require_positive, setting
 from ..models.backbone import BACKBONE_HELP, NOISE_MODES, ImageGenerator
 from ..models.motion import MotionGenerator
 
@@ -44,10 +44,7 @@ class SampleSettings:
     batch_size: int = setting(8, "Videos per forward pass.")
 
     def validate(self) -> None:
-        for name in ("num_videos", "frames", "batch_size"):
-            if getattr(self, name) < 1:
-                raise MocohdError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}",
-                                  fix="use a positive value")
+        require_positive(self, ("num_videos", "frames", "batch_size"))
         if self.format not in FORMATS:
             raise MocohdError(f"unknown --format {self.format!r}", fix=f"use one of {', '.join(FORMATS)}")
 

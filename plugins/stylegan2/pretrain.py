@@ -37,7 +37,7 @@ from mocohd_cli.infra.device import PRECISIONS, autocast, resolve_device
 from mocohd_cli.infra.errors import MocohdError
 from mocohd_cli.infra.files import atomic_path, torch_load_safely
 from mocohd_cli.infra.runs import DEFAULT_RUNS_ROOT, RunDir, dumps_flat_toml, new_run_path, read_toml
-from mocohd_cli.infra.settings import setting, settings_from_dict
+from mocohd_cli.infra.settings import require_positive, setting, settings_from_dict
 
 EXPORT_FILE = "generator.safetensors"
 # New runs go to <runs root>/backbone-<time>, under a root of their own so that `train --resume`
@@ -144,8 +144,7 @@ class PretrainConfig:
              "use 8, 16, 32, 64, ...")
         need(self.batch_size >= 2, f"--batch-size must be at least 2, got {self.batch_size}",
              "pass --batch-size 2 or more")
-        for name in ("style_dim", "n_mlp", "steps", "d_reg_every", "sample_every", "max_images"):
-            need(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        require_positive(self, ("style_dim", "n_mlp", "steps", "d_reg_every", "sample_every", "max_images"))
         need(self.lr > 0, f"--lr must be > 0, got {self.lr}")
         need(self.augment in AUGMENT_MODES, f"unknown augment mode {self.augment!r}",
              f"use one of {', '.join(AUGMENT_MODES)}")
