@@ -2,21 +2,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from ..app import app
 from ..infra.console import console
 from ..workflows.backbone_grid import GridSettings
-from .options import config_command, extra_option, options_from
+from .options import config_command, extra_option, given_values, labels_option, options_from
 
 _PARAMETERS = [
     extra_option("checkpoint", Path, typer.Argument(..., help="Image-generator checkpoint (.safetensors, .pt, .pkl, "
                                                      "or a folder, as the backbone reads it).")),
     *options_from(GridSettings),
-    extra_option("labels", Optional[Path], typer.Option(None, help="Class-name file (one name per line, or JSON) for "
-                                                        "--class names.")),
+    labels_option(),
 ]
 
 
@@ -27,7 +25,7 @@ def backbone_grid_command(values: dict) -> None:
     from ..workflows.backbone_grid import backbone_grid
 
     checkpoint, labels, names = values.pop("checkpoint"), values.pop("labels"), values.pop("classes")
-    settings = GridSettings(**{k: (str(v) if isinstance(v, Path) else v) for k, v in values.items() if v is not None})
+    settings = GridSettings(**given_values(values))
     settings.classes = resolve_classes(names, labels)
     path = backbone_grid(checkpoint, settings)
     console.print(f"wrote {path}")

@@ -13,7 +13,7 @@ from ..app import app
 from ..evaluation.run import EvalSettings
 from ..infra.console import console
 from ..infra.errors import MocohdError
-from .options import extra_option, options_from
+from .options import extra_option, given_values, options_from
 
 eval_app = typer.Typer(help="Measure generated videos against real ones (see docs/evaluation.md).")
 app.add_typer(eval_app, name="eval")
@@ -23,7 +23,7 @@ _JSON = extra_option("json_path", Optional[Path], typer.Option(None, "--json", h
 
 
 def _settings(values: dict) -> EvalSettings:
-    return EvalSettings(**{k: (str(v) if isinstance(v, Path) else v) for k, v in values.items() if v is not None})
+    return EvalSettings(**given_values(values))
 
 
 def eval_command(ctx: typer.Context, **values) -> None:

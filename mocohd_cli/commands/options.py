@@ -11,6 +11,7 @@ import dataclasses
 import inspect
 import types
 import typing
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
@@ -55,6 +56,18 @@ def options_from(config_cls: type, *, include: Callable[[dataclasses.Field], boo
 def extra_option(name: str, kind: Any, option: Any) -> inspect.Parameter:
     """A command's own option that is not a settings field."""
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=option)
+
+
+def labels_option() -> inspect.Parameter:
+    """--labels FILE, for the commands that take --class names."""
+    return extra_option("labels", Optional[Path], typer.Option(None, help="Class-name file (one name per line, or "
+                                                               "JSON) for --class names."))
+
+
+def given_values(values: dict) -> dict:
+    """What was given on the command line, as settings values: absent options (None) left out,
+    paths as strings (the settings dataclasses and TOML files hold strings)."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items() if v is not None}
 
 
 def config_command(app: typer.Typer, name: str, parameters: list[inspect.Parameter], *, help: str):

@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
-import typer
 
 from ..app import app
 from ..infra.console import console, progress
 from ..infra.errors import MocohdError
 from ..workflows.sampling import SampleSettings
-from .options import config_command, extra_option, options_from
+from .options import config_command, given_values, labels_option, options_from
 
 
 def _latest_motion() -> Path:
@@ -23,11 +21,7 @@ def _latest_motion() -> Path:
     return run / "motion.safetensors"
 
 
-_LABELS = extra_option("labels", Optional[Path], typer.Option(None, help="Class-name file (one name per line, or "
-                                                               "JSON) for --class names."))
-
-
-@config_command(app, "sample", options_from(SampleSettings) + [_LABELS], help="Sample videos.")
+@config_command(app, "sample", options_from(SampleSettings) + [labels_option()], help="Sample videos.")
 def sample_command(values: dict) -> None:
     from ..data.labels import resolve_classes
     from ..data.video import write_videos
@@ -35,8 +29,7 @@ def sample_command(values: dict) -> None:
     from ..workflows.sampling import prepare_sampling
 
     labels, names = values.pop("labels"), values.pop("classes")
-    settings = SampleSettings(**{k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()
-                                 if v is not None})
+    settings = SampleSettings(**given_values(values))
     if settings.motion is None and settings.checkpoint is None:
         settings.motion = str(_latest_motion())
         console.print(f"using the latest run's motion model: {settings.motion}")

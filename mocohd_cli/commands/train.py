@@ -14,7 +14,7 @@ from ..app import app
 from ..infra.console import console
 from ..infra.errors import MocohdError
 from ..training.config import TrainConfig
-from .options import config_command, extra_option, options_from
+from .options import config_command, extra_option, given_values, labels_option, options_from
 
 # what each mode calls the image generator and the videos
 _INPUT_FLAGS = {"in-domain": ("--checkpoint", "--data"), "cross-domain": ("--image-domain", "--motion-domain")}
@@ -31,8 +31,7 @@ def _shared_options() -> list:
     return [
         extra_option("config", Optional[Path], typer.Option(None, "--config", help="TOML file of options (the "
                                                             "options given here override it).")),
-        extra_option("labels", Optional[Path], typer.Option(None, help="Class-name file (one name per line, or "
-                                                            "JSON) for --class names.")),
+        labels_option(),
         extra_option("list_presets", bool, typer.Option(False, "--list-presets", help="List the presets "
                                                         f"({', '.join(PRESETS)}) with their settings and exit.")),
     ]
@@ -53,7 +52,7 @@ def run_training(values: dict, *, mode: str) -> None:
         return
     config_file, labels = values.pop("config"), values.pop("labels")
     values["classes"] = resolve_classes(values.pop("classes"), labels)
-    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()}
+    options = given_values(values)
     options["mode"] = mode
     config = resolve_config(options, config_file=config_file)
     if not config.checkpoint and not config.data:

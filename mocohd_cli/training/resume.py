@@ -51,14 +51,30 @@ def check_compatible(saved: dict, config: TrainConfig, state_path: Path) -> None
                               fix=f"resume with the run's own settings (drop the {key} option)")
 
 
+def given_and_file(options: dict, config_file: str | Path | None) -> tuple[dict, dict]:
+    """The options given (None: not given, left out) and the values of --config FILE."""
+    return ({k: v for k, v in options.items() if v is not None},
+            read_toml(config_file) if config_file is not None else {})
+
+
+def resumed_values(given: dict, from_file: dict, default_root: str | Path) -> dict:
+    """With --resume (given or in the file): the saved config.toml of the run it continues (--out,
+    else the latest run with a state under the runs root), or {}."""
+    if not given.get("resume", from_file.get("resume")):
+        return {}
+    out = given.get("out") or from_file.get("out")
+    run = Path(out) if out else find_resumable_run(given.get("runs_root") or from_file.get("runs_root")
+                                                    or default_root)
+    return read_toml(RunDir(run).config) if run is not None and RunDir(run).config.exists() else {}
+
+
 def resolve_config(options: dict, *, config_file: Path | None = None, defaults: dict | None = None) -> TrainConfig:
     """The configuration of a run from the layers above. `options` are the values given on the
     command line (None: not given); `defaults` sit just above TrainConfig's own (the built-in
     example's schedule)."""
     from .presets import get_preset
 
-    given = {k: v for k, v in options.items() if v is not None}
-    from_file = read_toml(config_file) if config_file is not None else {}
+    given, from_file = given_and_file(options, config_file)
     preset = given.get("preset") or from_file.get("preset")
     values: dict = dict(defaults or {})
     if preset:
@@ -69,12 +85,7 @@ def resolve_config(options: dict, *, config_file: Path | None = None, defaults: 
             raise MocohdError(f"preset {preset!r} is {chosen.values['mode']} training",
                               fix=f"run it with `mocohd {command} --preset {preset}`")
         values.update(preset_values(chosen))
-    if given.get("resume"):
-        out = given.get("out") or from_file.get("out")
-        root = given.get("runs_root") or from_file.get("runs_root") or DEFAULT_RUNS_ROOT
-        run = Path(out) if out else find_resumable_run(root)
-        if run is not None and RunDir(run).config.exists():
-            values.update(read_toml(RunDir(run).config))
+    values.update(resumed_values(given, from_file, DEFAULT_RUNS_ROOT))
     values.update(from_file)
     values.update(given)
     return TrainConfig.from_dict(values, source=config_file)

@@ -15,7 +15,7 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Add `pretrain` to the mocohd command line."""
-    from mocohd_cli.commands.options import config_command, extra_option, options_from
+    from mocohd_cli.commands.options import config_command, extra_option, given_values, options_from
 
     from .pretrain import PretrainConfig
 
@@ -33,6 +33,6 @@ def register(app: typer.Typer) -> None:
         from .pretrain import pretrain, resolve_pretrain_config
 
         config_file = values.pop("config")
-        options = {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()}
+        options = given_values(values)
         export = pretrain(resolve_pretrain_config(options, config_file=config_file))
         console.print(f"image generator written to {export} (use it with --checkpoint)")

@@ -36,7 +36,7 @@ from mocohd_cli.infra.console import console, progress
 from mocohd_cli.infra.device import PRECISIONS, autocast, resolve_device
 from mocohd_cli.infra.errors import MocohdError
 from mocohd_cli.infra.files import atomic_path, torch_load_safely
-from mocohd_cli.infra.runs import DEFAULT_RUNS_ROOT, RunDir, dumps_flat_toml, new_run_path, read_toml
+from mocohd_cli.infra.runs import DEFAULT_RUNS_ROOT, RunDir, dumps_flat_toml, new_run_path
 from mocohd_cli.infra.settings import require_positive, setting, settings_from_dict
 
 EXPORT_FILE = "generator.safetensors"
@@ -178,17 +178,10 @@ def resolve_pretrain_config(options: dict, *, config_file: str | Path | None = N
     """The settings of a run, later layers over earlier (as `mocohd train` layers them):
     PretrainConfig defaults < the resumed run's config.toml < --config FILE < options given
     (`options`: None where not given)."""
-    from mocohd_cli.training.resume import find_resumable_run
+    from mocohd_cli.training.resume import given_and_file, resumed_values
 
-    given = {k: v for k, v in options.items() if v is not None}
-    from_file = read_toml(config_file) if config_file is not None else {}
-    values: dict = {}
-    if given.get("resume", from_file.get("resume")):
-        out = given.get("out") or from_file.get("out")
-        run = Path(out) if out else find_resumable_run(given.get("runs_root") or from_file.get("runs_root")
-                                                        or DEFAULT_PRETRAIN_ROOT)
-        if run is not None and RunDir(run).config.exists():
-            values.update(read_toml(RunDir(run).config))
+    given, from_file = given_and_file(options, config_file)
+    values = resumed_values(given, from_file, DEFAULT_PRETRAIN_ROOT)
     values.update(from_file)
     values.update(given)
     return PretrainConfig.from_dict(values, source=config_file)
