@@ -14,10 +14,15 @@ from ..infra.files import atomic_path
 FORMATS = ("mp4", "gif", "png")
 
 
+def quantize(frames: Tensor) -> Tensor:
+    """Frames in [-1, 1] (any shape) -> uint8 on the CPU, rounded: how every video file mocohd writes
+    (and every generated frame it evaluates) becomes 8-bit."""
+    return ((frames.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
 def to_uint8(frames: Tensor) -> np.ndarray:
     """[T, 3, H, W] in [-1, 1] -> [T, H, W, 3] uint8."""
-    frames = ((frames.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return frames.permute(0, 2, 3, 1).contiguous().numpy()
+    return quantize(frames).permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def video_grid(videos: Tensor, nrow: int | None = None, padding: int = 2) -> Tensor:

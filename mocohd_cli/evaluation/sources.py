@@ -16,13 +16,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..data.video import quantize
 from ..data.clips import DatasetReport, VideoClips, decode_image, decode_video_frames, frames_to_clip
 from ..infra.errors import MocohdError
-
-
-def quantize(videos: Tensor) -> Tensor:
-    """Frames in [-1, 1] (any shape) -> uint8, rounded as mocohd writes video files."""
-    return ((videos.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 class VideoSource:
