@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from ..data.video import quantize
+from ..models.generation import generate_videos, pool_frames
 from ..data.clips import DatasetReport, VideoClips, decode_image, decode_video_frames, frames_to_clip
 from ..infra.errors import MocohdError
 
@@ -132,8 +133,6 @@ class GeneratedVideos(VideoSource):
         self.used = num_videos
 
     def clips(self, n_frames: int, batch_size: int) -> Iterator[Tensor]:
-        from ..models.generation import generate_videos
-
         # Videos come in chunks of a fixed size, each seeded from (seed, chunk), so the videos do
         # not depend on any batch size and never all sit in memory at once.
         for chunk, start in enumerate(range(0, self.num_videos, SEED_CHUNK)):
@@ -141,18 +140,8 @@ class GeneratedVideos(VideoSource):
             videos = generate_videos(self.backbone, self.motion, num_videos=n, n_frames=n_frames,
                                      seed=self.seed * 1_000_003 + chunk, classes=self.classes,
                                      batch_size=self.generate_batch)
-            yield quantize(resize_videos(videos, self.size))
-
-
-def resize_videos(videos: Tensor, size: int | None) -> Tensor:
-    """[N, T, 3, H, W] -> [N, T, 3, size, size] by area averaging (as training pools fake frames)."""
-    if size is None or videos.shape[-1] == size:
-        return videos
-    import torch.nn.functional as F
-
-    n, t = videos.shape[:2]
-    flat = F.interpolate(videos.flatten(0, 1).float(), size=(size, size), mode="area")
-    return flat.view(n, t, *flat.shape[1:])
+            # pooled to the evaluation size as training pools generated frames
+            yield quantize(videos if self.size is None else pool_frames(videos, self.size))
 
 
 def check_length(source: VideoSource, n_frames: int) -> None:

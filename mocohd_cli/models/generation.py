@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .backbone import ImageGenerator
@@ -18,6 +19,16 @@ def interpolate_midpoints(latents: Tensor) -> Tensor:
     mids = 0.5 * (latents[:, 1:] + latents[:, :-1])
     out = torch.stack([latents[:, :-1], mids], dim=2).flatten(1, 2)
     return torch.cat([out, latents[:, -1:]], dim=1)
+
+
+def pool_frames(frames: Tensor, size: int) -> Tensor:
+    """[B, T, 3, H, W] at the generator's resolution -> [B, T, 3, size, size] by average pooling."""
+    b, t, c, h, w = frames.shape
+    if h == size and w == size:
+        return frames
+    flat = frames.reshape(b * t, c, h, w)
+    pooled = F.avg_pool2d(flat, h // size) if h % size == 0 and w == h else F.adaptive_avg_pool2d(flat, size)
+    return pooled.reshape(b, t, c, size, size)
 
 
 def seeded_content(backbone: ImageGenerator, num: int, *, seed: int, classes: list[int] | None,

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.clips import DatasetReport, VideoClips, clip_loader
@@ -28,6 +27,7 @@ from ..infra.errors import MocohdError
 from ..infra.files import atomic_path, torch_load_safely
 from ..infra.runs import RunDir, dumps_flat_toml
 from ..models.backbone import ImageGenerator, load_backbone
+from ..models.generation import pool_frames
 from ..models.motion import MotionGenerator, Rollout
 from .config import DEFAULT_EPOCHS, TrainConfig, fit_to_backbone, fit_to_world
 from .objectives import Losses, ObjectiveFactory, objective_for
@@ -35,16 +35,6 @@ from .resume import check_compatible, run_folder
 
 
 # -- pieces of the loop ----------------------------------------------------------------------------
-def pool_frames(frames: Tensor, size: int) -> Tensor:
-    """[B, T, 3, H, W] at the generator's resolution -> [B, T, 3, size, size] by average pooling."""
-    b, t, c, h, w = frames.shape
-    if h == size and w == size:
-        return frames
-    flat = frames.reshape(b * t, c, h, w)
-    pooled = F.avg_pool2d(flat, h // size) if h % size == 0 and w == h else F.adaptive_avg_pool2d(flat, size)
-    return pooled.reshape(b, t, c, size, size)
-
-
 class _RolloutModule(nn.Module):
     """`motion.rollout` as a forward pass, so DistributedDataParallel can wrap it."""
 
