@@ -10,6 +10,7 @@ from .models.backbone import ImageGenerator, discover_backbones, load_backbone
 from .models.generation import generate_videos
 from .models.motion import MotionGenerator, load_motion
 from .training import TrainConfig, train
+from .workflows import zoo as _zoo  # noqa: F401  (registers the zoo: and example: references, infra/hub.py)
 
 __version__ = "0.1.0"
 __all__ = ["ImageGenerator", "MocohdError", "MotionGenerator", "TrainConfig", "discover_backbones",

@@ -67,3 +67,40 @@ def test_written_files_get_normal_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("fps, fmt", [(0, "gif"), (0, "mp4"), (-1, "mp4"), (float("nan"), "gif"), (float("inf"), "mp4"),
+                                      (1e-6, "mp4"), (5000, "mp4"), (60, "gif")])
+def test_writers_refuse_frame_rates_they_cannot_honour(fps, fmt, tmp_path):
+    # fps 0 was a ZeroDivisionError in the gif writer; 1e-6 an mp4 without frames (ffmpeg only logs it)
+    with pytest.raises(MocohdError, match="--fps"):
+        save_video(moving_square(t=3, size=8), tmp_path / f"v.{fmt}", fps=fps)
+    with pytest.raises(MocohdError, match="--fps"):
+        write_videos(moving_square(t=3, size=8)[None], tmp_path / "w", fps=fps, fmt=fmt)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_frames_that_are_not_finite_are_never_written(tmp_path):
+    frames = moving_square(t=3, size=8)
+    frames[1, 0, 2, 2] = float("nan")
+    with pytest.raises(MocohdError, match="NaN"):
+        save_video(frames, tmp_path / "v.gif", fps=4)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_png_folder_is_replaced_whole(tmp_path):
+    save_video(moving_square(t=6, size=8), tmp_path / "v", fps=4)
+    folder = save_video(moving_square(t=3, size=8), tmp_path / "v", fps=4)
+    assert sorted(p.name for p in folder.iterdir()) == [f"frame_{t:04d}.png" for t in range(3)]  # no stale frames
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v"]
+
+
+def test_grid_canvas_filled_batch_by_batch_equals_video_grid():
+    from mocohd_cli.data.video import GridCanvas
+
+    videos = torch.rand(5, 2, 3, 6, 6) * 2 - 1
+    canvas = GridCanvas(5, (2, 3, 6, 6), nrow=2, padding=1)
+    canvas.paste(0, videos[:3])
+    canvas.paste(3, videos[3:])
+    assert torch.equal(canvas.frames, video_grid(videos, nrow=2, padding=1))
+    assert canvas.frames.numel() * 4 == GridCanvas.nbytes(5, (2, 3, 6, 6), nrow=2, padding=1)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from ..app import app
+from ..app import PANEL_GENERATE, app
 from ..infra.console import console
 from ..workflows.backbone_grid import GridSettings
 from .options import config_command, extra_option, given_values, labels_option, options_from
@@ -19,7 +19,8 @@ _PARAMETERS = [
 
 
 @config_command(app, "backbone-grid", _PARAMETERS,
-                help="Write a grid of image samples of a backbone (e.g. the docs' backbone_samples_*.png).")
+                help="Write a grid of image samples of a backbone (e.g. the docs' backbone_samples_*.png).",
+                panel=PANEL_GENERATE)
 def backbone_grid_command(values: dict) -> None:
     from ..data.labels import resolve_classes
     from ..workflows.backbone_grid import backbone_grid

@@ -5,10 +5,10 @@ from rich.console import Console
 from rich.table import Table
 
 from ..models.backbone import discover_backbones
-from ..app import app
+from ..app import PANEL_MODELS, app
 
 
-@app.command("backbones")
+@app.command("backbones", rich_help_panel=PANEL_MODELS)
 def list_backbones() -> None:
     """List installed image-generator backbones (plugins of the entry-point group mocohd.backbones)."""
     table = Table(title="mocohd backbones")

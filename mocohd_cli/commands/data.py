@@ -8,12 +8,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..app import app
+from ..app import PANEL_MODELS, app
 from ..infra.console import console
 
 data_app = typer.Typer(help="Procedural example video datasets (cartoon faces, robots, sky); inspect a dataset.",
                        no_args_is_help=True)
-app.add_typer(data_app, name="data")
+app.add_typer(data_app, name="data", rich_help_panel=PANEL_MODELS)
 
 
 @data_app.command("list")

@@ -9,14 +9,14 @@ from typing import Optional
 
 import typer
 
-from ..app import app
+from ..app import PANEL_EVALUATE, app
 from ..evaluation.run import EvalSettings
 from ..infra.console import console
 from ..infra.errors import MocohdError
 from .options import extra_option, given_values, options_from
 
 eval_app = typer.Typer(help="Measure generated videos against real ones (see docs/evaluation.md).")
-app.add_typer(eval_app, name="eval")
+app.add_typer(eval_app, name="eval", rich_help_panel=PANEL_EVALUATE)
 
 _JSON = extra_option("json_path", Optional[Path], typer.Option(None, "--json", help="Write {metric: value, ...} "
                                                                 "with the details and the protocol to this file."))
@@ -32,14 +32,14 @@ def eval_command(ctx: typer.Context, **values) -> None:
         return
     from rich.table import Table
 
-    from ..evaluation.metrics import METRICS
+    from ..evaluation.metrics import EXTRA_VALUES, METRICS
     from ..evaluation.run import run_evaluation
 
     json_path = values.pop("json_path")
     result = run_evaluation(_settings(values))
     table = Table("metric", "value", "what it is")
     for name, value in result.values.items():
-        table.add_row(name, f"{value:.4g}", METRICS[name].description)
+        table.add_row(name, f"{value:.4g}", METRICS[name].description if name in METRICS else EXTRA_VALUES[name])
     console.print(table)
     if json_path is not None:
         from ..infra.files import atomic_path

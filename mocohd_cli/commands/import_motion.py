@@ -6,12 +6,12 @@ from typing import Optional
 
 import typer
 
-from ..app import app
+from ..app import PANEL_MODELS, app
 from ..infra.console import console
 from ..infra.errors import MocohdError
 
 
-@app.command("import-motion")
+@app.command("import-motion", rich_help_panel=PANEL_MODELS)
 def import_motion(
     release: Path = typer.Argument(..., help="Released motion generator (modelR_epoch_N.pth)."),
     pca_dir: Path = typer.Option(..., "--pca-dir", help="Folder with its pca_comp.npy and pca_stdev.npy."),

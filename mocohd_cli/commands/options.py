@@ -64,15 +64,25 @@ def labels_option() -> inspect.Parameter:
                                                                "JSON) for --class names."))
 
 
+# Settings fields resolved here when they hold a reference (hf://, zoo:, example:; mocohd_cli/infra/hub.py).
+# Checkpoints are resolved where they are loaded (load_backbone), so a run's config.toml keeps the reference.
+REFERENCE_FIELDS = ("motion",)
+
+
 def given_values(values: dict) -> dict:
     """What was given on the command line, as settings values: absent options (None) left out,
-    paths as strings (the settings dataclasses and TOML files hold strings)."""
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items() if v is not None}
+    paths as strings (the settings dataclasses and TOML files hold strings), references of
+    REFERENCE_FIELDS resolved to local paths."""
+    from ..infra.hub import resolve
+
+    given = {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items() if v is not None}
+    return {k: resolve(v) if k in REFERENCE_FIELDS else v for k, v in given.items()}
 
 
-def config_command(app: typer.Typer, name: str, parameters: list[inspect.Parameter], *, help: str):
+def config_command(app: typer.Typer, name: str, parameters: list[inspect.Parameter], *, help: str,
+                   panel: str | None = None):
     """Register `run(values)` as command `name` taking `parameters`; `values` maps each parameter
-    name to what was given (None when absent)."""
+    name to what was given (None when absent). panel: the --help panel (mocohd_cli.app.PANELS)."""
     def decorate(run: Callable[[dict], None]) -> Callable[[dict], None]:
         def command(**values) -> None:
             run(values)
@@ -80,7 +90,7 @@ def config_command(app: typer.Typer, name: str, parameters: list[inspect.Paramet
         command.__signature__ = inspect.Signature(parameters, return_annotation=None)
         command.__doc__ = help
         command.__name__ = f"{name.replace('-', '_')}_command"
-        app.command(name)(command)
+        app.command(name, rich_help_panel=panel)(command)
         return run
 
     return decorate

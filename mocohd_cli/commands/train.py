@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from ..app import app
+from ..app import PANEL_TRAIN, app
 from ..infra.console import console
 from ..infra.errors import MocohdError
 from ..training.config import TrainConfig
@@ -99,14 +99,15 @@ def _print_presets() -> None:
 
 
 @config_command(app, "train", _mode_options("in-domain") + _shared_options(),
-                help="Train a motion generator on videos, against a frozen image generator (in-domain).")
+                help="Train a motion generator on videos, against a frozen image generator (in-domain).",
+                panel=PANEL_TRAIN)
 def train_command(values: dict) -> None:
     run_training(values, mode="in-domain")
 
 
 @config_command(app, "transfer", _mode_options("cross-domain", _TRANSFER_NAMES) + _shared_options(),
                 help="Cross-domain training: animate an image generator of one domain with the motion of videos of "
-                     "another (contrastive image discriminator, whole-clip video discriminator).")
+                     "another (contrastive image discriminator, whole-clip video discriminator).", panel=PANEL_TRAIN)
 def transfer_command(values: dict) -> None:
     values["checkpoint"], values["data"] = values.pop("image_domain"), values.pop("motion_domain")
     run_training(values, mode="cross-domain")

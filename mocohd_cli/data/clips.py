@@ -8,8 +8,8 @@ exactly the clips an uninterrupted run would have read.
 """
 from __future__ import annotations
 
+import logging
 import random
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -24,6 +24,8 @@ from .decode import VideoInfo, as_rgb, decode_image, read_frames
 from .decode import reason as _reason
 from .index import scan
 from .storage import IMAGE_SUFFIXES, VIDEO_SUFFIXES, natural_key, open_storage
+
+log = logging.getLogger(__name__)
 
 __all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "ClipBatchSampler", "DatasetReport", "VideoClips", "VideoEntry",
            "as_rgb", "clip_loader", "clip_span", "decode_image", "decode_video_frames", "frames_to_clip",
@@ -188,8 +190,8 @@ class VideoClips(Dataset):
             try:
                 return self.load(current, position)
             except Exception as exc:
-                print(f"warning: skipping unreadable video {self.root / self.entries[current].name}: "
-                      f"{_reason(exc)}", file=sys.stderr)
+                log.warning("skipping unreadable video %s: %s", self.root / self.entries[current].name,
+                            _reason(exc))
         raise MocohdError("several videos in a row could not be read", path=self.root,
                           fix="check the dataset files (see the warnings above)")
 

@@ -5,15 +5,18 @@ Reads the datasets mocohd_cli/data/clips.py reads, with the same storage, indexi
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..infra.console import console, progress
+from ..infra.console import progress
 from ..infra.errors import MocohdError
 from .clips import DatasetReport, decode_image, decode_video_frames, frames_to_clip, index_videos, open_storage
+
+log = logging.getLogger(__name__)
 
 
 def load_frames(root: str | Path, size: int, *, max_images: int = 100_000) -> Tensor:
@@ -26,7 +29,7 @@ def load_frames(root: str | Path, size: int, *, max_images: int = 100_000) -> Te
     report = DatasetReport(root)
     entries = index_videos(storage, 1, report)
     if report.corrupt:
-        console.print(f"[yellow]{report.summary()}[/yellow]")
+        log.warning("%s", report.summary())
     if not entries:
         raise MocohdError("no images or videos found", path=root,
                           fix="pass a folder (or .zip) of images, frame folders or video files to --data")

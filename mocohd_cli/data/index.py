@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from ..infra.console import progress
 from ..infra.files import atomic_path, cache_dir
 from .decode import VideoInfo, decode_image, probe_video, reason
+from ..infra.errors import MocohdError
 from .storage import IMAGE_SUFFIXES, VIDEO_SUFFIXES, natural_key
 
 INDEX_VERSION = 2
@@ -103,7 +104,7 @@ def _save(path: Path, root: Path, signature, entries: dict) -> bool:
     try:
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
-    except OSError:
+    except (OSError, MocohdError):  # atomic_path reports a refused write as a MocohdError
         return False
     return True
 

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from ..infra.errors import MocohdError
-from ..infra.files import require_exists
+from ..infra.files import read_small_text
 
 
 def _normalise(name: str) -> str:
@@ -26,7 +26,7 @@ def _entries_from_json(data: object, path: Path) -> list[tuple[int, str]]:
         for key, value in data.items():
             if isinstance(value, int) and not isinstance(value, bool):  # {name: index}
                 entries.append((value, key))
-            elif str(key).lstrip("-").isdigit():  # {index: name or [names]}
+            elif str(key).lstrip("-").isdigit() and len(str(key)) < 10:  # {index: name or [names]}
                 for name in [value] if isinstance(value, str) else value:
                     entries.append((int(key), str(name)))
             else:
@@ -42,11 +42,8 @@ def load_class_labels(path: str | Path) -> dict[str, int]:
     A name given to two different classes is ambiguous (ImageNet has two "crane"s) and maps
     to -1; `resolve_classes` then asks for the index instead.
     """
-    path = require_exists(path, "labels file", fix="pass --labels with a class-names file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MocohdError(f"cannot read the labels file ({exc})", path=path, fix="pass a UTF-8 text or JSON file") from exc
+    path = Path(path)
+    text = read_small_text(path, "labels file", fix="pass --labels with a UTF-8 text or JSON file of class names")
     if path.suffix.lower() == ".json":
         try:
             entries = _entries_from_json(json.loads(text), path)
@@ -76,6 +73,8 @@ def resolve_classes(values: list[str] | None, labels_path: str | Path | None = N
     for value in values:
         text = str(value).strip()
         if text.lstrip("-").isdigit():
+            if len(text) > 9:
+                raise MocohdError(f"--class {text[:20]}...: no backbone has that many classes", fix="use a class index")
             index = int(text)
         elif labels is None:
             raise MocohdError(f"--class {text!r} is a name but no labels file was given",

@@ -17,12 +17,17 @@ from pathlib import Path, PurePosixPath
 from ..infra.errors import MocohdError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+# A compressed zip member is inflated into memory (a stored one is read in place): beyond this it
+# is a zip bomb or a video that should have been stored.
+MAX_COMPRESSED_MEMBER = 256 << 20
 VIDEO_SUFFIXES = {".mp4", ".avi", ".webm", ".gif", ".mov", ".mkv", ".m4v"}
 
 
 def natural_key(name: str) -> list:
-    """Sort key that puts img_2 before img_10."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+    """Sort key that puts img_2 before img_10. Digit runs compare as numbers by (length without
+    leading zeros, digits): no int() of a name's 5000-digit run, which Python refuses."""
+    return [(len(part.lstrip("0")), part.lstrip("0")) if part.isdigit() else part.lower()
+            for part in re.split(r"(\d+)", name)]
 
 
 class _FolderStorage:
@@ -118,6 +123,13 @@ class _ZipStorage:
                 if not any(part.startswith(".") or part == "__MACOSX" for part in PurePosixPath(n).parts)]
 
     def read(self, name: str) -> bytes:
+        info = self._infos[name]
+        if info.compress_type != zipfile.ZIP_STORED and info.file_size > MAX_COMPRESSED_MEMBER:
+            # zipfile stops at the declared size, so this bounds what a zip bomb can expand to
+            raise MocohdError(f"zip member {name[:100]!r} expands to {info.file_size / 2**20:,.0f} MiB "
+                              f"(compressed members are read into memory; the limit is "
+                              f"{MAX_COMPRESSED_MEMBER >> 20} MiB)", path=self.root,
+                              fix="store large videos uncompressed in the zip (zip -0), or unpack it and pass the folder")
         return self._archive().read(name)
 
     def _data_offset(self, info: zipfile.ZipInfo) -> int:

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from ..infra.errors import MocohdError
 from ..infra.files import cache_dir, sha256_of
+from ..infra.hub import resolve as resolve_reference
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ def parse_detector_options(options: list[str] | None) -> dict[str, Path]:
         name, sep, path = option.partition("=")
         if not sep or not path:
             raise MocohdError(f"cannot read --detector {option!r}", fix="write NAME=PATH, e.g. i3d=/data/i3d.pt")
+        path = resolve_reference(path)  # NAME=hf://OWNER/REPO/FILE works too
         if name not in DETECTORS:
             raise MocohdError(f"unknown detector {name!r} in --detector", fix=f"use one of {', '.join(DETECTORS)}")
         if not Path(path).is_file():

@@ -9,6 +9,8 @@ Feature metrics (StyleGAN-V's definitions):
                     video's frames, averaged over videos (an embedder you give)
 Ground-truth metrics on the procedural domains (mocohd_cli/evaluation/groundtruth.py):
     motion, content, frames
+Video prediction (mocohd_cli/evaluation/prediction.py):
+    prediction      PSNR and SSIM of frames unrolled from each real video's inverted first frame
 """
 from __future__ import annotations
 
@@ -68,7 +70,11 @@ METRICS = {metric.name: metric for metric in (
            None, True, True),
     Metric("content", "ground truth: identity drift from frame 0, relative to real videos", None, True, True),
     Metric("frames", "ground truth: Frechet distance of the factor reader's frame features", None, True, True),
+    Metric("prediction", "video prediction: PSNR (dB) of frames 1..T-1 unrolled from each real video's inverted "
+           "frame 0 (mocohd_cli/evaluation/prediction.py)", None, True, False),
 )}
+# Values a metric reports beside its headline (the eval table describes them too).
+EXTRA_VALUES = {"prediction_ssim": "video prediction: SSIM of the same frames (11x11 gaussian window)"}
 
 
 def get_metric(name: str) -> Metric:

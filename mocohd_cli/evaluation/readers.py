@@ -43,6 +43,7 @@ from ..data.domains import Domain, RenderedVideo, get_domain
 from ..infra.console import progress
 from ..infra.errors import MocohdError
 from ..infra.files import cache_dir, read_safetensors, write_safetensors
+from ..infra.schema import decode_metadata
 
 FORMAT = "mocohd-factor-reader"
 FORMAT_VERSION = 1
@@ -261,19 +262,11 @@ def round_to_fp16(reader: FactorReader) -> FactorReader:
     return reader
 
 
-def _decode(value: str):
-    """Metadata values: JSON, except plain strings, which write_safetensors stores as they are."""
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        return value
-
-
 def read_reader_file(path: str | Path) -> FactorReader:
     """A FactorReader from a file written by `FactorReader.save`."""
     tensors, raw = read_safetensors(path, "factor reader")
     try:
-        meta = {k: _decode(v) for k, v in raw.items()}
+        meta = decode_metadata(raw, source=path, what="factor reader metadata")
         if meta.get("format") != FORMAT:
             raise ValueError(f"format is {meta.get('format')!r}")
         reader = FactorReader(meta["domain"], meta["size"], meta["motion_names"], meta["content_names"],

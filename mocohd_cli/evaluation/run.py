@@ -9,6 +9,7 @@ import torch
 from ..infra.errors import MocohdError
 from ..infra.settings import require_positive, setting
 from ..models.backbone import BACKBONE_HELP
+from ..models.inversion import DEFAULT_CANDIDATES, DEFAULT_STEPS
 from .metrics import GROUND_TRUTH, METRICS, EvalResult, FeatureKind, get_metric
 from .sources import DatasetVideos, FolderVideos, GeneratedVideos
 
@@ -47,6 +48,10 @@ class EvalSettings:
                                    "timm:NAME.")
     embedder_weights: str | None = setting(None, "Weights for --embedder timm:NAME (.safetensors or a state dict).")
     cache: bool = setting(True, "Reuse real-data statistics cached for the same dataset, protocol and detector.")
+    encoder: str | None = setting(None, "prediction: an encoder from `mocohd train-encoder` for the backbone (the "
+                                  "inversion's starting guess and features).",
+                                  default_text=f"none: the best of {DEFAULT_CANDIDATES} latents, pixel loss")
+    inversion_steps: int = setting(DEFAULT_STEPS, "prediction: optimisation steps of each first frame's inversion.")
 
     def validate(self) -> None:
         require_positive(self, ("num_videos", "frames", "batch_size"))
@@ -88,6 +93,11 @@ def run_evaluation(settings: EvalSettings, *, fake=None) -> EvalResult:
             continue
         if metric.name == "acd":
             _acd(settings, fake, resolution, device, result)
+            continue
+        if metric.name == "prediction":
+            from .prediction import evaluate_prediction
+
+            evaluate_prediction(settings, fake, result)
             continue
         kind = metric.kind
         if kind.key not in features:

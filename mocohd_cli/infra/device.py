@@ -11,15 +11,24 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_device(name: str = "auto") -> torch.device:
+    """auto, cpu, cuda or cuda:N. Other torch devices (meta holds no data, mps and xpu are
+    untested here) are refused rather than failing deep inside a model."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise MocohdError("--device cuda was asked for but no CUDA device is available",
-                          fix="use --device cpu or --device auto")
     try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise MocohdError(f"unknown device {name!r}", fix="use auto, cpu or cuda[:N]") from exc
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise MocohdError(f"unknown device {name[:40]!r}", fix="use auto, cpu or cuda[:N]") from exc
+    if device.type not in ("cpu", "cuda"):
+        raise MocohdError(f"device {name!r} is not supported", fix="use auto, cpu or cuda[:N]")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise MocohdError("--device cuda was asked for but no CUDA device is available",
+                              fix="use --device cpu or --device auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise MocohdError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)",
+                              fix=f"use cuda:0 ... cuda:{torch.cuda.device_count() - 1}")
+    return device
 
 
 def autocast(device: torch.device, precision: str = "fp32"):

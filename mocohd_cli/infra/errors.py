@@ -20,3 +20,9 @@ class MocohdError(Exception):
         if self.fix:
             text += f"\n  fix: {self.fix}"
         return text
+
+
+class MocohdWarning(UserWarning):
+    """Something the user should know that does not stop the work (a motion model loaded with other
+    backbone weights than it was trained with, ...). Python callers silence these with
+    `warnings.simplefilter("ignore", MocohdWarning)`; the CLI shows them on stderr."""

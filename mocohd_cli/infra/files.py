@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,33 +48,112 @@ def require_exists(path: str | Path, what: str, fix: str | None = None) -> Path:
     return path
 
 
+def is_regular_file(path: str | Path) -> bool:
+    """A plain file (symlinks followed): not a folder, FIFO, socket or device, which would block
+    or never end when read."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def require_regular_file(path: str | Path, what: str, fix: str | None = None) -> Path:
+    """`path` if it is a plain file; else one error saying what it is instead."""
+    path = require_exists(path, what, fix)
+    if not is_regular_file(path):
+        kind = "a folder" if path.is_dir() else "not a regular file (a FIFO, socket or device)"
+        raise MocohdError(f"this {what} is {kind}", path=path, fix=fix or "pass the path of a file")
+    return path
+
+
+MAX_TEXT_FILE = 16 << 20  # bytes: config, labels and index files are far smaller
+
+
+def read_small_text(path: str | Path, what: str, fix: str | None = None, *, limit: int = MAX_TEXT_FILE) -> str:
+    """The UTF-8 text of a small plain file (configs, label lists), with one clear error for a
+    missing, special (FIFO, device), oversized, unreadable or non-UTF-8 file."""
+    path = require_regular_file(path, what, fix)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise MocohdError(f"cannot read this {what} ({exc.strerror or exc})", path=path, fix=fix or "check it") from exc
+    if len(data) > limit:
+        raise MocohdError(f"this {what} is larger than {limit >> 20} MiB", path=path,
+                          fix=fix or "pass the small text file this option expects")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MocohdError(f"this {what} is not UTF-8 text ({exc.reason} at byte {exc.start})", path=path,
+                          fix=fix or "save it as UTF-8 text") from exc
+
+
+# atomic_path's temporaries: ".<name>.<random>.tmp<suffix>" beside the file they will replace.
+TEMPORARY_GLOB = ".*.tmp*"
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporaries that writes killed mid-way left in `folder` (a SIGKILL skips
+    atomic_path's cleanup). Only for folders no other process writes (a locked run folder)."""
+    removed = []
+    if folder.is_dir():
+        for tmp in folder.glob(TEMPORARY_GLOB):
+            if tmp.is_file() and not tmp.is_symlink():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    return removed
+
+
+def _write_failure(exc: BaseException) -> str | None:
+    """Why a write failed, when it is the file system's doing (full, read-only, not a folder);
+    None for anything else. torch.save reports a full disk as a RuntimeError."""
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    text = str(exc)
+    if isinstance(exc, RuntimeError) and ("write" in text or "unexpected pos" in text):
+        return text.strip().splitlines()[0][:200]
+    return None
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it over `path`.
 
-    A crash mid-write leaves the previous file untouched.
+    A crash mid-write leaves the previous file untouched, and a write the file system refuses
+    (disk full, read-only folder, a file where a folder should be) is one MocohdError naming the file.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # keep the real suffix last: writers such as ffmpeg pick the format from it
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # keep the real suffix last: writers such as ffmpeg pick the format from it
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
         yield tmp_path
         if tmp_path.exists():  # mkstemp makes files 0600: give them what the umask allows, as open() would
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
+    except (OSError, RuntimeError) as exc:
+        reason = _write_failure(exc)
+        if reason is None:
+            raise
+        raise MocohdError(f"cannot write this file ({reason}); the previous version, if any, is unchanged",
+                          path=path, fix="free disk space, or choose a writable output folder") from exc
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
 
 
 def torch_load_safely(path: str | Path, what: str = "checkpoint") -> object:
-    """torch.load with weights_only=True: no pickled code ever runs."""
-    path = require_exists(path, what)
+    """torch.load with weights_only=True (no pickled code ever runs) after a bounded pre-scan of
+    its pickle (no pickled work blows up either: infra/pickle_scan.py)."""
+    from .pickle_scan import scan_torch_file
+
+    path = require_regular_file(path, what)
+    scan_torch_file(path, what=what)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for bad files
@@ -90,7 +170,7 @@ def read_safetensors(path: str | Path, what: str = "file") -> tuple[dict[str, to
     """Tensors and metadata of a .safetensors file, with a clear error for anything else."""
     from safetensors import safe_open
 
-    path = require_exists(path, what)
+    path = require_regular_file(path, what)
     try:
         tensors = {}
         with safe_open(str(path), framework="pt", device="cpu") as handle:
@@ -110,6 +190,8 @@ def safetensors_metadata(path: str | Path) -> dict[str, str] | None:
     """Metadata of a .safetensors file, or None if the file is not one."""
     from safetensors import safe_open
 
+    if not is_regular_file(path):
+        return None
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             return dict(handle.metadata() or {})

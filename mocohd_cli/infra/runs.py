@@ -21,6 +21,7 @@ from .errors import MocohdError
 
 DEFAULT_RUNS_ROOT = Path("mocohd-runs")
 MOTION_FILE = "motion.safetensors"
+LOCK_FILE = ".lock"
 
 
 class RunDir:
@@ -47,6 +48,62 @@ class RunDir:
         stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
         with open(self.log, "a", encoding="utf-8") as handle:
             handle.write(f"{stamp} {line}\n")
+
+
+class RunLock:
+    """Exclusive use of a run folder for one process's lifetime: an OS file lock (the `filelock`
+    package) on <run>/.lock, so a second `mocohd train --out` on the same folder stops at once
+    instead of overwriting the first one's model and state. The kernel drops the lock when the
+    process dies, so a killed run never leaves the folder locked.
+
+    Taking the lock also removes temporary files a killed write left behind (nothing else can be
+    writing them while the lock is held). A folder the lock created is removed again on release
+    if nothing else was written into it (a run that failed to start leaves no trace)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._lock = None
+        self._created = False
+
+    def acquire(self) -> "RunLock":
+        from filelock import FileLock, Timeout
+
+        from .files import remove_stale_temporaries
+
+        self._created = not self.path.exists()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise MocohdError(f"cannot create the run folder ({exc.strerror or exc})", path=self.path,
+                              fix="choose an --out in a writable folder (and not a file)") from exc
+        lock = FileLock(self.path / LOCK_FILE, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise MocohdError("another mocohd process is using this run folder", path=self.path,
+                              fix="wait for it to finish, or choose another --out") from None
+        except OSError as exc:
+            raise MocohdError(f"cannot lock the run folder ({exc.strerror or exc})", path=self.path,
+                              fix="choose an --out in a writable folder") from exc
+        self._lock = lock
+        for folder in (self.path, self.path / "state", self.path / "samples"):
+            remove_stale_temporaries(folder)
+        return self
+
+    def release(self) -> None:
+        if self._lock is None:
+            return
+        self._lock.release()
+        self._lock = None
+        if self._created and {p.name for p in self.path.iterdir()} <= {LOCK_FILE}:
+            (self.path / LOCK_FILE).unlink(missing_ok=True)
+            self.path.rmdir()
+
+    def __enter__(self) -> "RunLock":
+        return self if self._lock is not None else self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def new_run_path(root: str | Path = DEFAULT_RUNS_ROOT, prefix: str = "train") -> Path:
@@ -94,11 +151,11 @@ def dumps_flat_toml(values: dict) -> str:
 
 
 def read_toml(path: str | Path) -> dict:
+    from .files import read_small_text
+
     path = Path(path)
-    if not path.is_file():
-        raise MocohdError("config file not found", path=path, fix="check the path given to --config")
+    text = read_small_text(path, "config file", fix="check the path given to --config")
     try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise MocohdError(f"not valid TOML ({exc})", path=path, fix="fix the syntax (key = value per line)") from exc

@@ -29,7 +29,8 @@ import torch
 from torch import Tensor
 
 from .errors import MocohdError
-from .files import require_exists
+from .files import is_regular_file, require_regular_file
+from .pickle_scan import scan_pickle, scan_pickles
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.save's legacy-format magic number
 _LEGACY_PROTOCOL = 1001
@@ -198,6 +199,7 @@ def _load_from_bytes(data: bytes) -> _LegacyStorage:
     the same restricted unpickler, the raw bytes become a tensor."""
     if not isinstance(data, (bytes, bytearray)):
         raise UnsafePickleError("storage bytes expected", fix=PICKLE_FIX)
+    scan_pickles(data, 5, what="storage inside the network pickle")  # bounded work before unpickling
     stream = io.BytesIO(data)
     if RestrictedUnpickler(stream).load() != _LEGACY_MAGIC:
         raise UnsafePickleError("a storage in the pickle is not in torch's legacy format", fix=PICKLE_FIX)
@@ -288,9 +290,11 @@ class RestrictedUnpickler(pickle.Unpickler):
 def restricted_load(path: str | Path, *, what: str = "network pickle", fix: str = PICKLE_FIX) -> object:
     """The top-level object of the pickle at `path`, loaded by `RestrictedUnpickler` (inert records,
     plain tensors). Every failure is a MocohdError naming the file; `fix` replaces the generic advice."""
-    path = require_exists(path, what, fix=fix)
+    path = require_regular_file(path, what, fix=fix)
     try:
         with open(path, "rb") as handle:
+            scan_pickle(handle, path=path, what=what)  # bounded work before unpickling
+            handle.seek(0)
             return RestrictedUnpickler(handle, source=path, fix=fix).load()
     except MocohdError as exc:
         if exc.path is None or exc.fix == PICKLE_FIX:
@@ -305,7 +309,7 @@ def restricted_load(path: str | Path, *, what: str = "network pickle", fix: str 
 def looks_like_persistence_pickle(path: str | Path) -> bool:
     """Cheap check: a pickle whose first megabyte names torch_utils.persistence."""
     path = Path(path)
-    if not path.is_file():
+    if not is_regular_file(path):
         return False
     with open(path, "rb") as handle:
         head = handle.read(1 << 20)

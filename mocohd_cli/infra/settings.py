@@ -8,7 +8,12 @@ help text restates it by hand.
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from typing import Any
+
+MAX_INT = 2**63 - 1  # what torch's seeds and counters hold
 
 
 def setting(default: Any, help: str, *, flag: str | None = None, default_text: str | None = None,
@@ -39,7 +44,72 @@ def settings_from_dict(cls: type, values: dict, *, what: str, source=None):
             raise MocohdError(f"unknown {what} option {key!r}", path=source,
                               fix=f"known options: {', '.join(sorted(names))}")
         clean[name] = value
-    return cls(**clean)
+    settings = cls(**clean)
+    check_setting_types(settings, source=source, given=set(clean))
+    return settings
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list",
+               dict: "a table"}
+
+
+def _accepted(hint: Any) -> tuple[tuple, bool]:
+    """(the types a field's annotation accepts, whether None is allowed)."""
+    members = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    optional = type(None) in members
+    kinds = tuple(typing.get_origin(m) or m for m in members if m is not type(None))
+    return kinds, optional
+
+
+def _list_item_type(hint: Any) -> type | None:
+    """int for `list[int] | None`, None when the list's items are not declared."""
+    members = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    for member in members:
+        if typing.get_origin(member) is list and typing.get_args(member):
+            return typing.get_args(member)[0]
+    return None
+
+
+def check_setting_types(settings, *, source=None, given: set[str] | None = None) -> None:
+    """Every field of a settings dataclass holds a value of its annotated type: ints are whole
+    numbers within 64 bits (not bools, not 2.5), floats are finite (ints are accepted and
+    converted), strings are strings. For values from TOML files and the command line alike; one
+    clear error names the option (and the file)."""
+    from .errors import MocohdError
+
+    hints = typing.get_type_hints(type(settings))
+    for field in dataclasses.fields(settings):
+        if given is not None and field.name not in given:
+            continue
+        value = getattr(settings, field.name)
+        kinds, optional = _accepted(hints[field.name])
+        if value is None and optional:
+            continue
+        name = field.name.replace("_", "-")
+        flag = field.metadata.get("flag") or f"--{name}"
+        flag = flag if isinstance(flag, str) else flag[0]
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+
+        def bad(expected: str) -> MocohdError:
+            return MocohdError(f"setting {name!r} must be {expected}, got {shown}", path=source,
+                               fix=f"give {flag} (or `{field.name} = ...` in the TOML file) {expected}")
+
+        if isinstance(value, bool):
+            if bool not in kinds:
+                raise bad(" or ".join(_TYPE_WORDS.get(k, k.__name__) for k in kinds))
+        elif isinstance(value, int) and int in kinds:
+            if abs(value) > MAX_INT:
+                raise bad(f"an integer of at most {MAX_INT}")
+        elif isinstance(value, (int, float)) and float in kinds:
+            if not math.isfinite(value):
+                raise bad("a finite number")
+            setattr(settings, field.name, float(value))
+        elif isinstance(value, list) and list in kinds:
+            item = _list_item_type(hints[field.name])
+            if item is not None and not all(isinstance(v, item) and not isinstance(v, bool) for v in value):
+                raise bad(f"a list of {_TYPE_WORDS.get(item, item.__name__).split(' ', 1)[-1]}s")
+        elif not isinstance(value, kinds):
+            raise bad(" or ".join(_TYPE_WORDS.get(k, k.__name__) for k in kinds) + (" (or left out)" if optional else ""))
 
 
 def require_positive(settings, names) -> None:
@@ -68,6 +138,11 @@ def help_of(field: dataclasses.Field) -> str:
         value = default_of(field)
         if value is None or value == {} or value == []:
             return meta["help"]
-        shown = ("on" if value else "off") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) \
-            else str(value)
+        shown = show_value(value)
     return f"{meta['help']} (default: {shown})"
+
+
+def show_value(value: Any) -> str:
+    """A default as the command line shows it: switches on/off, floats without trailing zeros."""
+    return ("on" if value else "off") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) \
+        else str(value)

@@ -19,7 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from ..infra.errors import MocohdError
-from ..infra.files import safetensors_metadata, sha256_of
+from ..infra.hub import resolve as resolve_reference
+from ..infra.files import is_regular_file, require_regular_file, safetensors_metadata, sha256_of
 
 ENTRY_POINT_GROUP = "mocohd.backbones"
 NOISE_MODES = ("random", "const", "none")
@@ -42,6 +43,11 @@ class ImageGenerator(nn.Module):
     # Truncation of the content codes, set once by load_backbone(truncation=...) and applied by
     # `mapping` (StyleGAN2: towards the mean w; BigGAN: scales z and picks its batch-norm statistics).
     truncation: float = 1.0
+    # How content codes are interpolated (`mocohd sample --lerp`): "linear" suits a learned space
+    # such as StyleGAN2's W (not centred on 0); "slerp" suits a Gaussian z space such as BigGAN's,
+    # where a straight line between two codes passes near the origin (norm ~1/sqrt(2) of theirs
+    # mid-way: bland, untypical inputs) while the great circle keeps the norm the generator saw.
+    content_interpolation: str = "linear"
     # Set by load_backbone: where the weights came from, so motion models can check.
     checkpoint_path: str | None = None
     checkpoint_sha256: str | None = None
@@ -158,9 +164,25 @@ def _import_from_file(file: Path, attr: str) -> object:
     return getattr(module, attr)
 
 
+def is_code_reference(spec: str) -> bool:
+    """"module:Class" or "file.py:Class": a backbone named by its code, not by a registered name."""
+    return ":" in spec
+
+
+def require_registered(spec: str, source: Path, key: str) -> str:
+    """A backbone named by a file's metadata (not by the person at the command line) must be a
+    registered one: a downloaded file must never choose which code runs."""
+    if is_code_reference(spec):
+        raise MocohdError(f"its metadata ({key}) names backbone code {spec[:200]!r}, which is not a registered "
+                          "backbone; mocohd never imports code that a file names", path=source,
+                          fix=f"if you trust that code, pass --backbone {spec[:200]} yourself")
+    return spec
+
+
 def resolve_backbone_class(spec: str) -> type[ImageGenerator]:
-    """A registered name, "package.module:Class" or "path/to/file.py:Class" -> the class."""
-    if ":" in spec:
+    """A registered name, "package.module:Class" or "path/to/file.py:Class" -> the class.
+    Only for specs the user typed: metadata goes through `require_registered` first."""
+    if is_code_reference(spec):
         target, _, attr = spec.rpartition(":")
         try:
             if target.endswith(".py") or "/" in target or "\\" in target:
@@ -194,10 +216,12 @@ def infer_backbone_name(checkpoint: str | Path) -> str:
     path = Path(checkpoint)
     if not path.exists():
         raise MocohdError("checkpoint not found", path=path, fix="check the path given to --checkpoint")
+    if not (path.is_dir() or is_regular_file(path)):  # a FIFO or device would block a plugin's `recognizes`
+        require_regular_file(path, "checkpoint")
     if path.is_file():
         meta = safetensors_metadata(path)
         if meta and "mocohd_backbone" in meta:
-            return meta["mocohd_backbone"]
+            return require_registered(str(meta["mocohd_backbone"]), path, "mocohd_backbone")
     matches = []
     for name, entry in discover_backbones().items():
         if entry.cls is None:
@@ -205,6 +229,8 @@ def infer_backbone_name(checkpoint: str | Path) -> str:
         try:
             if entry.cls.recognizes(path):
                 matches.append(name)
+        except MocohdError:
+            raise  # the file itself is refused (hostile pickle, unreadable): say so, not "unknown format"
         except Exception:
             continue
     if len(matches) == 1:
@@ -216,12 +242,21 @@ def infer_backbone_name(checkpoint: str | Path) -> str:
                       path=path, fix="name one with --backbone")
 
 
+def _require_finite(model: nn.Module, path: Path) -> None:
+    """NaN or infinite weights make black or grey videos, never an error later: refuse them here."""
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise MocohdError(f"the backbone's tensor {name!r} holds NaN or infinite values", path=path,
+                              fix="the checkpoint is damaged (or its training diverged); use another one")
+
+
 def load_backbone(spec: str | None = None, checkpoint: str | Path | None = None, *,
                   device: str | torch.device = "cpu", truncation: float = 1.0, **options) -> ImageGenerator:
     """Resolve `spec` (or infer it from `checkpoint`), load the weights, set the content codes'
     truncation, freeze the result. `options` go to `from_checkpoint` as they are."""
     if not math.isfinite(truncation):
         raise MocohdError(f"truncation must be a finite number, got {truncation}", fix="pass e.g. --truncation 0.7")
+    checkpoint = resolve_reference(checkpoint)  # hf://, zoo:, example: (e.g. recorded in a motion file)
     if spec is None:
         if checkpoint is None:
             raise MocohdError("neither a backbone nor a checkpoint was given",
@@ -241,6 +276,7 @@ def load_backbone(spec: str | None = None, checkpoint: str | Path | None = None,
                 traceback.print_exc()
             raise MocohdError(f"backbone {spec!r} could not load this checkpoint ({type(exc).__name__}: {exc})",
                               path=path, fix="check that the checkpoint belongs to this backbone") from exc
+        _require_finite(model, path)
         model.checkpoint_path = str(path)
         model.checkpoint_sha256 = sha256_of(path)
     else:

@@ -8,7 +8,6 @@ plus a mutual-information head eps_hat_t = fc2(relu(fc1([h_t, c_t]))) that must 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from torch import Tensor, nn
 
 from ..infra.errors import MocohdError
 from ..infra.files import read_safetensors, write_safetensors
+from ..infra.schema import Field, decode_metadata, read_fields
 
 FORMAT_TAG = "mocohd-motion"
 FORMAT_VERSION = 1
@@ -26,6 +26,24 @@ _ARCH_KEYS = ("latent_dim", "h_dim", "n_pca", "w_residual")
 DEFAULT_H_DIM = 384
 DEFAULT_N_PCA = 384
 DEFAULT_W_RESIDUAL = 0.2
+# What a motion file's metadata may hold, typed and bounded (a file never chooses sizes that do
+# not match its own tensors: `_check_tensor_shapes`).
+MAX_DIM = 65_536
+METADATA_FIELDS = (
+    Field("format", str, choices=(FORMAT_TAG,)),
+    Field("format_version", int, lo=1, hi=FORMAT_VERSION),
+    Field("latent_dim", int, lo=1, hi=MAX_DIM),
+    Field("h_dim", int, lo=1, hi=MAX_DIM),
+    Field("n_pca", int, lo=1, hi=MAX_DIM),
+    Field("w_residual", float, lo=0.0, hi=1e3),
+    Field("fps", float, lo=1e-3, hi=1e3, default=None),
+    Field("frames", int, lo=1, hi=1_000_000, default=None),
+    Field("backbone", str, hi=1000, default=None),
+    Field("backbone_name", str, hi=1000, default=None),
+    Field("backbone_checkpoint", str, default=None),
+    Field("backbone_sha256", str, hi=64, default=None),
+)
+NOT_MOTION_FIX = "pass a motion.safetensors written by `mocohd train`/`transfer`/`import-motion`"
 
 
 def default_n_pca(backbone) -> int:
@@ -154,11 +172,39 @@ def mutual_information_loss(noise: Tensor, noise_pred: Tensor) -> Tensor:
     return -nn.functional.cosine_similarity(noise_pred, noise, dim=-1).mean()
 
 
-def _decode(value: str):
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        return value
+def parse_motion_metadata(raw: dict[str, str], path: Path) -> dict:
+    """A motion file's metadata, decoded and checked against METADATA_FIELDS (free-form extras,
+    such as the training config, pass through decoded)."""
+    if raw.get("format") != FORMAT_TAG:
+        raise MocohdError("not a mocohd motion model (no 'format: mocohd-motion' metadata)", path=path,
+                          fix=NOT_MOTION_FIX)
+    info = decode_metadata(raw, source=path, what="motion model metadata")
+    info["format"] = raw["format"]  # a string, whatever JSON makes of it
+    checked = read_fields(info, METADATA_FIELDS, source=path, what="motion model metadata")
+    info.update({key: value for key, value in checked.items() if value is not None})
+    if info["n_pca"] > info["latent_dim"]:
+        raise MocohdError(f"motion model metadata: n_pca ({info['n_pca']}) exceeds latent_dim ({info['latent_dim']})",
+                          path=path, fix="the file is damaged or was edited; re-export it")
+    return info
+
+
+def _check_tensor_shapes(info: dict, tensors: dict[str, Tensor], path: Path) -> None:
+    """The sizes the metadata claims must be those of the tensors actually in the file, checked
+    before a model of that size is built (a forged h_dim must not allocate gigabytes)."""
+    latent, h, n_pca = info["latent_dim"], info["h_dim"], info["n_pca"]
+    expected = {"cell.weight_hh": (4 * h, h), "cell.weight_ih": (4 * h, latent), "enc_cell.weight_ih": (4 * h, latent),
+                "w": (h, n_pca), "pca_components": (n_pca, latent), "fc2.weight": (latent, latent)}
+    for key, shape in expected.items():
+        found = tensors.get(key)
+        if found is None or tuple(found.shape) != shape:
+            got = "missing" if found is None else f"{list(found.shape)}"
+            raise MocohdError(f"motion model tensor {key!r} is {got}, but its metadata (latent_dim {latent}, h_dim {h}, "
+                              f"n_pca {n_pca}) needs {list(shape)}", path=path,
+                              fix="the file is damaged or was edited; re-export it")
+    for key, tensor in tensors.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise MocohdError(f"motion model tensor {key!r} holds NaN or infinite values", path=path,
+                              fix="the model diverged or the file is damaged; use an earlier checkpoint")
 
 
 def check_backbone_match(info: dict, backbone, path: Path) -> None:
@@ -177,25 +223,25 @@ def check_backbone_match(info: dict, backbone, path: Path) -> None:
     if trained_on and given and trained_on != given:
         # Same architecture, other weights (or the same weights in another file format): it runs,
         # but the motion was learned for another generator, so say so rather than stay silent.
-        from ..infra.console import console
+        import warnings
 
-        console.print(f"[yellow]warning: {path} was trained with backbone checkpoint "
-                      f"{info.get('backbone_checkpoint') or '?'} (sha256 {trained_on[:12]}...), not this one "
-                      f"(sha256 {given[:12]}...)[/yellow]")
+        from ..infra.errors import MocohdWarning
+
+        warnings.warn(f"{path} was trained with backbone checkpoint {info.get('backbone_checkpoint') or '?'} "
+                      f"(sha256 {trained_on[:12]}...), not this one (sha256 {given[:12]}...)", MocohdWarning,
+                      stacklevel=3)
 
 
 def load_motion(path: str | Path, backbone=None, *, device: str | torch.device = "cpu") -> MotionGenerator:
     """Load a motion model written by `MotionGenerator.save`; with `backbone`, check they belong together."""
     path = Path(path)
     tensors, raw_meta = read_safetensors(path, what="motion model")
-    if raw_meta.get("format") != FORMAT_TAG:
-        raise MocohdError("not a mocohd motion model (no 'format: mocohd-motion' metadata)", path=path,
-                          fix="pass a motion.safetensors written by `mocohd train`/`transfer`/`import-motion`")
-    info = {k: _decode(v) for k, v in raw_meta.items()}
+    info = parse_motion_metadata(raw_meta, path)
+    _check_tensor_shapes(info, tensors, path)
     if backbone is not None:
         check_backbone_match(info, backbone, path)
-    model = MotionGenerator(int(info["latent_dim"]), h_dim=int(info["h_dim"]), n_pca=int(info["n_pca"]),
-                            w_residual=float(info["w_residual"]),
+    model = MotionGenerator(info["latent_dim"], h_dim=info["h_dim"], n_pca=info["n_pca"],
+                            w_residual=info["w_residual"],
                             info={k: v for k, v in info.items() if k not in _ARCH_KEYS + ("format", "format_version")})
     try:
         model.load_state_dict(tensors, strict=True)
@@ -207,21 +253,20 @@ def load_motion(path: str | Path, backbone=None, *, device: str | torch.device =
 
 def read_motion_info(path: str | Path) -> dict:
     """The metadata of a motion model, decoded, without loading its tensors."""
-    from ..infra.files import require_exists, safetensors_metadata
+    from ..infra.files import require_regular_file, safetensors_metadata
 
-    path = require_exists(path, "motion model", fix="check the path given to --motion")
+    path = require_regular_file(path, "motion model", fix="check the path given to --motion")
     meta = safetensors_metadata(path)
-    if meta is None or meta.get("format") != FORMAT_TAG:
-        raise MocohdError("not a mocohd motion model", path=path,
-                          fix="pass a motion.safetensors written by `mocohd train`/`transfer`/`import-motion`")
-    return {k: _decode(v) for k, v in meta.items()}
+    if meta is None:
+        raise MocohdError("not a readable .safetensors motion model", path=path, fix=NOT_MOTION_FIX)
+    return parse_motion_metadata(meta, path)
 
 
 def load_motion_and_backbone(path: str | Path, *, checkpoint: str | Path | None = None, backbone: str | None = None,
                              device: str | torch.device = "cpu", truncation: float = 1.0):
     """A motion model with the backbone it animates: (backbone, motion in eval mode, metadata).
     The checkpoint and backbone default to the ones the motion model records."""
-    from .backbone import load_backbone
+    from .backbone import load_backbone, require_registered
 
     info = read_motion_info(path)
     if checkpoint is None:
@@ -229,6 +274,7 @@ def load_motion_and_backbone(path: str | Path, *, checkpoint: str | Path | None 
         if not checkpoint:
             raise MocohdError("the motion model does not record its backbone checkpoint", path=path,
                               fix="pass --checkpoint (and --backbone)")
-        backbone = backbone or info.get("backbone")
+        if backbone is None and info.get("backbone"):
+            backbone = require_registered(info["backbone"], Path(path), "backbone")
     image_generator = load_backbone(backbone, checkpoint, device=device, truncation=truncation)
     return image_generator, load_motion(path, image_generator, device=device).eval(), info

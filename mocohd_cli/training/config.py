@@ -13,10 +13,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data.video import check_fps
 from ..infra.device import PRECISIONS
 from ..infra.errors import MocohdError
 from ..infra.runs import DEFAULT_RUNS_ROOT
-from ..infra.settings import require_positive, setting, settings_from_dict
+from ..infra.settings import check_setting_types, require_positive, setting, settings_from_dict
 from ..models.backbone import BACKBONE_HELP, ImageGenerator
 from ..models.motion import DEFAULT_H_DIM, DEFAULT_N_PCA, DEFAULT_W_RESIDUAL, default_n_pca
 
@@ -25,6 +26,7 @@ SAMPLE_FORMATS = ("mp4", "gif", "png")
 # The discriminators' frame size left to the backbone: the release's, capped by the backbone's resolution.
 DEFAULT_VIDEO_FRAME_SIZE = 128
 DEFAULT_EPOCHS = 100
+MAX_FRAMES = 1024  # frames per training clip: far past the release's 16, short of exhausting memory
 # Settings a resumed run must share with the run it continues (they shape the models or the data stream).
 RESUME_KEYS = ("mode", "frames", "time_step", "video_frame_size", "h_dim", "n_pca", "w_residual", "d_scales",
                "d_channels", "d_layers", "batch_size", "g_steps", "seed")
@@ -131,7 +133,16 @@ class TrainConfig:
             if not ok:
                 raise MocohdError(message, fix=fix)
 
+        check_setting_types(self)  # finite floats, 64-bit ints (typer checks only the Python type)
         need(self.mode in MODES, f"unknown mode {self.mode!r}", f"use one of {', '.join(MODES)}")
+        need(self.frames <= MAX_FRAMES, f"--frames must be <= {MAX_FRAMES}, got {self.frames}",
+             "the release trains on 16-frame clips; the LSTM unrolls longer at sampling time")
+        need(0 <= self.seed, f"--seed must be >= 0, got {self.seed}", "use a non-negative seed")
+        check_fps(self.fps, self.sample_format)  # before training: a bad rate must not fail the export at the end
+        need(0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0,
+             f"--beta1 and --beta2 must be in [0, 1), got {self.beta1} and {self.beta2}", "the authors use 0.5 and 0.999")
+        need(self.w_residual >= 0 and self.gp_weight >= 0, "--w-residual and --gp-weight must be >= 0",
+             "the authors use 0.2 and 10")
         # the video discriminator's pooling between scales is 3 frames deep and, in-domain, it sees T-1 frames
         need(self.frames >= 4, f"--frames must be >= 4, got {self.frames}",
              "the video discriminator needs clips of at least 4 frames: use --frames 4 or more")

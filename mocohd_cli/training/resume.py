@@ -7,9 +7,12 @@ Settings are layered, later over earlier:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
 
 from ..infra.errors import MocohdError
-from ..infra.runs import DEFAULT_RUNS_ROOT, RunDir, new_run_path, read_toml
+from ..infra.runs import DEFAULT_RUNS_ROOT, RunDir, RunLock, new_run_path, read_toml
 from .config import RESUME_KEYS, TrainConfig
 
 
@@ -23,8 +26,12 @@ def run_folder(out: str | Path | None, runs_root: str | Path, resume: bool) -> P
     """The run folder a training run writes: --out, else the latest resumable run under the runs
     root (with --resume), else a new timestamped folder. Refuses to resume a folder without a
     training state, and to start over a folder that holds one."""
+    if out is not None and not str(out).strip():
+        raise MocohdError("--out is empty", fix="name the run folder, or leave --out out for a new one under --runs-root")
     if out:
         path = Path(out)
+        if path.exists() and not path.is_dir():
+            raise MocohdError("--out names a file, not a folder", path=path, fix="choose another --out")
     elif resume:
         path = find_resumable_run(runs_root)
         if path is None:
@@ -40,6 +47,48 @@ def run_folder(out: str | Path | None, runs_root: str | Path, resume: bool) -> P
         raise MocohdError("this run folder already holds a training run", path=path,
                           fix="pass --resume to continue it, or choose another --out")
     return path
+
+
+def claim_run_folder(out: str | Path | None, runs_root: str | Path, resume: bool) -> RunLock:
+    """The run folder (`run_folder`), locked for this process (infra/runs.py RunLock), checked
+    again once locked: another run may have finished in it while this one was starting."""
+    lock = RunLock(run_folder(out, runs_root, resume)).acquire()
+    try:
+        run_folder(lock.path, runs_root, resume)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def refuse_out_inside_data(out: Path, data: str | Path | None) -> None:
+    """A run folder inside its own dataset would train, once resumed, on its own sample videos."""
+    if data is None:
+        return
+    data_path, run_path = Path(data).resolve(), out.resolve()
+    if run_path == data_path or data_path in run_path.parents:
+        raise MocohdError("the run folder is inside the dataset (--data)", path=out,
+                          fix="put --out outside the --data folder")
+
+
+def load_state_parts(parts: Iterable[tuple[str, Callable[[Any], Any], Any]], path: Path,
+                     what: str = "training state") -> None:
+    """`load(value)` for each (name, load, value) of a saved state, every failure (wrong keys,
+    shapes or types in an edited or foreign state) one MocohdError naming the file and the part."""
+    for name, load, value in parts:
+        try:
+            load(value)
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise MocohdError(f"the {what}'s {name!r} does not fit this run ({reason})", path=path,
+                              fix="the state is damaged, edited or from another version; start a new run") from exc
+
+
+def set_torch_rng(state: Any) -> None:
+    """torch.set_rng_state, for a value read from a file."""
+    if not (isinstance(state, torch.Tensor) and state.dtype == torch.uint8 and state.dim() == 1):
+        raise TypeError("the torch random-number state is not a byte tensor")
+    torch.set_rng_state(state)
 
 
 def check_compatible(saved: dict, config: TrainConfig, state_path: Path) -> None:

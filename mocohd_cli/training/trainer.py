@@ -11,6 +11,7 @@ objective's after-D hook.
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -25,13 +26,19 @@ from ..infra.device import autocast
 from ..infra.distributed import DistContext, init_distributed, shutdown
 from ..infra.errors import MocohdError
 from ..infra.files import atomic_path, torch_load_safely
+from ..infra.schema import Field, read_fields
+from ..infra.provenance import append_provenance
+from ..infra.tensorboard import log_hparams, log_video
 from ..infra.runs import RunDir, dumps_flat_toml
 from ..models.backbone import ImageGenerator, load_backbone
 from ..models.generation import pool_frames
 from ..models.motion import MotionGenerator, Rollout
 from .config import DEFAULT_EPOCHS, TrainConfig, fit_to_backbone, fit_to_world
 from .objectives import Losses, ObjectiveFactory, objective_for
-from .resume import check_compatible, run_folder
+from .resume import (check_compatible, claim_run_folder, load_state_parts, refuse_out_inside_data, run_folder,
+                     set_torch_rng)
+
+log = logging.getLogger(__name__)
 
 
 # -- pieces of the loop ----------------------------------------------------------------------------
@@ -53,6 +60,14 @@ class RunResult:
     steps: int
     losses: dict[str, float] = field(default_factory=dict)
     dataset: DatasetReport | None = None
+
+
+# What a training state (state/latest.pt) must hold, checked before any of it is used.
+STATE_FIELDS = (
+    Field("step", int, lo=0, hi=10**9), Field("motion", dict), Field("objective", dict), Field("opt_g", dict),
+    Field("opt_d", dict), Field("scaler_g", dict), Field("scaler_d", dict), Field("rng", dict),
+    Field("config", dict, default={}), Field("eval", dict, default={}),
+)
 
 
 class Trainer:
@@ -99,7 +114,9 @@ class Trainer:
         """Rank 0 resolves the run folder (mocohd_cli/training/resume.py) and tells the others."""
         config = self.config
         path = run_folder(config.out, config.runs_root, config.resume) if self.ctx.is_main else None
-        return Path(self.ctx.broadcast(str(path)))
+        path = Path(self.ctx.broadcast(str(path)))
+        refuse_out_inside_data(path, config.data)
+        return path
 
     def _load_backbone(self) -> ImageGenerator:
         if self.config.checkpoint is None and self.config.backbone is None:
@@ -161,26 +178,36 @@ class Trainer:
             torch.save(self.state_dict(), tmp)
 
     def _load_state(self) -> None:
-        state = torch_load_safely(self.run.state, "training state")
-        saved = state.get("config", {})
-        check_compatible(saved, self.config, self.run.state)
-        self.motion.load_state_dict(state["motion"])
-        self.objective.load_state_dict(state["objective"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.scaler_g.load_state_dict(state["scaler_g"])
-        self.scaler_d.load_state_dict(state["scaler_d"])
-        torch.set_rng_state(state["rng"]["torch"])
+        path = self.run.state
+        state = read_fields(torch_load_safely(path, "training state"), STATE_FIELDS, source=path,
+                            what="training state")
+        check_compatible(state["config"], self.config, path)
+        parts = [(key, getattr(self, key).load_state_dict, state[key])
+                 for key in ("motion", "objective", "opt_g", "opt_d", "scaler_g", "scaler_d")]
+        parts.append(("rng", set_torch_rng, state["rng"].get("torch")))
         if "cuda" in state["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
-        self.step = int(state["step"])
-        self.best_score = state.get("eval", {}).get("best")
+            parts.append(("cuda rng", lambda value: torch.cuda.set_rng_state(value, self.device), state["rng"]["cuda"]))
+        load_state_parts(parts, path)
+        self.step = state["step"]
+        self._check_step_matches_optimisers(path)
+        best = state["eval"].get("best")
+        self.best_score = float(best) if isinstance(best, (int, float)) and math.isfinite(best) else None
+
+    def _check_step_matches_optimisers(self, path: Path) -> None:
+        """Adam counts its own steps: g_steps per iteration for the motion model, one for the
+        discriminators. A `step` that disagrees was edited, and would be believed everywhere."""
+        for name, optimiser, per_iteration in (("opt_g", self.opt_g, self.config.g_steps), ("opt_d", self.opt_d, 1)):
+            counts = {int(entry["step"]) for entry in optimiser.state.values() if "step" in entry}
+            if counts and counts != {self.step * per_iteration}:
+                raise MocohdError(f"the training state says step {self.step}, but its optimiser {name} has taken "
+                                  f"{sorted(counts)[0]} steps (expected {self.step * per_iteration})", path=path,
+                                  fix="the state was edited or is damaged; start a new run")
 
     # -- one iteration ---------------------------------------------------------------------------
     def _seed_step(self) -> None:
         """Every random draw of step s comes from generators seeded by (seed, rank, s), so a
         resumed run draws exactly what an uninterrupted one would."""
-        seed = (self.config.seed * 1_000_003 + self.ctx.rank) * 1_000_003 + self.step
+        seed = ((self.config.seed * 1_000_003 + self.ctx.rank) * 1_000_003 + self.step) % 2**63  # any --seed fits
         self.rng.manual_seed(seed)
         self.cpu_rng.manual_seed(seed)
 
@@ -244,18 +271,21 @@ class Trainer:
     def export(self, path: Path) -> Path:
         return self.motion.save(path, **{k: v for k, v in self.export_metadata().items() if v is not None})
 
-    def write_samples(self) -> Path | None:
+    def write_samples(self, writer=None) -> Path | None:
         if self.config.num_samples == 0:
             return None
         from ..models.generation import generate_videos
-        from ..data.video import save_video, video_grid
+        from ..data.video import save_video, to_uint8, video_grid
 
         videos = generate_videos(self.backbone, self.motion, num_videos=self.config.num_samples,
                                  n_frames=self.config.frames, seed=self.config.seed,
                                  classes=self.config.classes)
         path = self.run.sample_at(self.step, self.config.sample_format)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return save_video(video_grid(videos), path, fps=self.config.fps)
+        grid = video_grid(videos)
+        if writer is not None:  # the same grid in TensorBoard's image tab (an animated GIF)
+            log_video(writer, "samples", to_uint8(grid), self.step, fps=self.config.fps)
+        return save_video(grid, path, fps=self.config.fps)
 
     def write_config(self) -> None:
         values = {**self.config.to_dict(), "out": str(self.run.path), "iterations": self.iterations}
@@ -267,15 +297,15 @@ class Trainer:
         """Rank 0: the run folder, its config and log, and a TensorBoard writer."""
         from torch.utils.tensorboard import SummaryWriter
 
-        from ..infra.console import console
-
         self.run.path.mkdir(parents=True, exist_ok=True)  # only now: a failed start leaves nothing behind
         self.write_config()
+        append_provenance(self.run.path, device=self.device, step=self.step)
         summary = self.dataset.report.summary()
         self.run.append_log(("resumed" if self.step else "started") + f" at step {self.step}/{self.iterations}; "
                             f"{summary}; world size {self.ctx.world_size}, device {self.device}, "
                             f"precision {self.config.precision}")
-        console.print(f"run folder: {self.run.path}\ndata: {summary}")
+        log.info("run folder: %s", self.run.path)
+        log.info("data: %s", summary)
         return SummaryWriter(str(self.run.tensorboard), purge_step=self.step or None)
 
     def _record(self, writer, losses: dict[str, float], rate: float) -> str:
@@ -289,6 +319,16 @@ class Trainer:
         return f"G {totals['g']:.3f} D {totals['d']:.3f}"
 
     def fit(self) -> RunResult:
+        """Train to the end, holding the run folder's lock (infra/runs.py RunLock) throughout:
+        a second process given the same --out stops before writing anything."""
+        lock = claim_run_folder(self.run.path, self.config.runs_root, self.config.resume) if self.ctx.is_main else None
+        try:
+            return self._fit()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _fit(self) -> RunResult:
         from rich.progress import TextColumn
 
         from ..infra.console import progress
@@ -315,15 +355,16 @@ class Trainer:
                         bar.update(task, losses=self._record(writer, losses, rate))
                 if main and step % config.sample_every == 0 and not last:
                     self.export(self.run.motion_at(step))
-                    self.write_samples()
+                    self.write_samples(writer)
                 if config.eval_every and (step % config.eval_every == 0 or last):
                     self.evaluate(writer)
                 if step % config.checkpoint_every == 0 or last:
                     self.save_state()
                 bar.update(task, completed=step)
         if main:
-            self.write_samples()
-            self.export(self.run.motion)
+            self.export(self.run.motion)  # before the samples: nothing optional may cost the run its model
+            self.write_samples(writer)
+            log_hparams(writer, self.config.to_dict(), losses)
             writer.close()
             self.run.append_log(f"finished at step {self.step}: {self.run.motion}")
         self.ctx.barrier()

@@ -1,21 +1,42 @@
 """`mocohd sample` as a library: `SampleSettings` is every knob of the command (which is built
 from its fields); `prepare_sampling` turns them into a backbone and a motion model, and
-mocohd_cli.models.generation makes the videos."""
+`sample_videos` streams the videos to files, batch by batch (docs/sampling.md).
+
+Which videos: `planned_videos` (one content and one motion stream each: shared contents or
+motions, decomposition grids, content moving from one seed's to another's), or a latents file
+written by `--save-latents` (`LatentsFile`), replayed exactly."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
 
+import numpy as np
 import torch
 
-from ..data.video import FORMATS
+from ..data.video import FORMATS, check_fps
 from ..infra.errors import MocohdError
-from ..infra.settings import require_positive, setting
+from ..infra.settings import require_positive, setting, show_value
 from ..models.backbone import BACKBONE_HELP, NOISE_MODES, ImageGenerator
+from ..models.generation import LatentBatch, VideoSpec, default_specs
 from ..models.motion import MotionGenerator
 
 # PCA samples of the untrained motion model `mocohd sample` uses without --motion (a preview,
 # so fewer than training's; cached like training's).
 PREVIEW_PCA_SAMPLES = 20_000
+# Defaults of the options a --latents file may set instead (None in SampleSettings: not given).
+DEFAULTS = {"num_videos": 4, "frames": 16, "truncation": 1.0, "noise": "random", "interpolate": False}
+DEFAULT_FPS = 8.0
+# Frames held in memory at once, float32: a batch of videos (the batch shrinks to fit), or the
+# one grid of --grid / --decomposition. Beyond it the videos stream, or the grid is refused.
+MAX_HELD_BYTES = 2 * 1024 ** 3
+# A latents file (--save-latents, --latents) is held in memory whole.
+MAX_LATENTS_BYTES = 1024 ** 3
+
+
+def _default_text(name: str) -> str:
+    return show_value(DEFAULTS[name])
 
 
 @dataclass
@@ -25,33 +46,280 @@ class SampleSettings:
     backbone: str | None = setting(None, BACKBONE_HELP, default_text="inferred from the checkpoint or motion model")
     checkpoint: str | None = setting(None, "Image-generator checkpoint.",
                                      default_text="the one the motion model records")
-    motion: str | None = setting(None, "Motion model (.safetensors). Without it and without --checkpoint: the "
-                                 "latest run under ./mocohd-runs; with --checkpoint only: an untrained one.")
-    num_videos: int = setting(4, "How many videos.", flag=("--num-videos", "-n"))
-    frames: int = setting(16, "Frames per video (the LSTM unrolls past its training length).")
-    fps: float | None = setting(None, "Frames per second.", default_text="the motion model's, else 8")
+    motion: str | None = setting(None, "Motion model (.safetensors). Without it, --checkpoint and --backbone: "
+                                 "the latest run under ./mocohd-runs; without it: an untrained one.")
+    num_videos: int | None = setting(None, "How many videos (any number: they are written batch by batch).",
+                                     flag=("--num-videos", "-n"), default_text=_default_text("num_videos"))
+    frames: int | None = setting(None, "Frames per video (the LSTM unrolls past its training length).",
+                                 default_text=_default_text("frames"))
+    fps: float | None = setting(None, "Frames per second.", default_text=f"the motion model's, else {DEFAULT_FPS:g}")
     seed: int = setting(0, "Random seed: the same seed gives the same videos.")
-    truncation: float = setting(1.0, "Truncation of the content codes.")
-    noise: str = setting("random", f"Per-layer noise: {', '.join(NOISE_MODES)} (random: one draw per video).")
-    interpolate: bool = setting(False, "Insert midpoints between consecutive latents (2T-1 frames).")
+    truncation: float | None = setting(None, "Truncation of the content codes.",
+                                       default_text=_default_text("truncation"))
+    noise: str | None = setting(None, f"Per-layer noise: {', '.join(NOISE_MODES)} (random: one draw per video).",
+                                default_text=_default_text("noise"))
+    interpolate: bool | None = setting(None, "Insert midpoints between consecutive latents (2T-1 frames).",
+                                       default_text=_default_text("interpolate"))
     grid: bool = setting(False, "Write one grid video instead of one file per video.")
+    same_content: bool = setting(False, "One content code, N motions.")
+    same_motion: bool = setting(False, "One motion (the same motion noise), N contents.")
+    decomposition: tuple[int, int] | None = setting(
+        None, "R C: one grid video of R x C videos; each row shares a content, each column a motion.")
+    lerp: tuple[int, int] | None = setting(
+        None, "A B: the content code moves from seed A's (its first video's) to seed B's over each video, "
+        "while the motion (from --seed) runs.")
+    save_latents: str | None = setting(None, "Also write the videos' content codes, motion noise and latent "
+                                       "trajectories (and classes) to this .npz file.")
+    latents: str | None = setting(None, "Replay the videos of a --save-latents .npz file exactly.")
     format: str = setting("mp4", f"Output format: {', '.join(FORMATS)}.")
-    classes: list[int] | None = setting(None, "Conditional backbones: class per video (index, or name with "
-                                        "--labels); repeat, the videos cycle over them.", flag="--class",
+    classes: list[int] | None = setting(None, "Conditional backbones: class per content (index, or name with "
+                                        "--labels); repeat, the contents cycle over them.", flag="--class",
                                         cli_type=list[str], default_text="random")
     out: str = setting("samples", "Output folder.")
     device: str = setting("auto", "auto, cpu or cuda.")
-    batch_size: int = setting(8, "Videos per forward pass.")
+    batch_size: int = setting(8, "Videos per forward pass (fewer when a batch's frames would not fit in memory).")
+    given: set[str] = field(default_factory=set, metadata={"cli": False})
+
+    def __post_init__(self) -> None:
+        # What the person gave (a latents file fills in the rest); then the remaining defaults.
+        self.given = self.given or {name for name in DEFAULTS if getattr(self, name) is not None}
+        for name, value in DEFAULTS.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        for name in ("decomposition", "lerp"):  # a TOML file gives lists
+            if getattr(self, name) is not None:
+                setattr(self, name, tuple(getattr(self, name)))
 
     def validate(self) -> None:
         require_positive(self, ("num_videos", "frames", "batch_size"))
         if self.format not in FORMATS:
             raise MocohdError(f"unknown --format {self.format!r}", fix=f"use one of {', '.join(FORMATS)}")
+        if self.fps is not None:
+            check_fps(self.fps, self.format)
+        if not math.isfinite(self.truncation):
+            raise MocohdError(f"--truncation must be a finite number, got {self.truncation}",
+                              fix="pass e.g. --truncation 0.7 (1 = no truncation)")
+        if self.noise not in NOISE_MODES:
+            raise MocohdError(f"unknown --noise {self.noise!r}", fix=f"use one of {', '.join(NOISE_MODES)}")
+        controls = [name for name in ("same_content", "same_motion", "decomposition", "lerp") if getattr(self, name)]
+        if len(controls) > 1:
+            raise MocohdError(f"--{controls[0].replace('_', '-')} and --{controls[1].replace('_', '-')} cannot be "
+                              "combined", fix="pick one way of sharing contents and motions")
+        if self.decomposition is not None:
+            if len(self.decomposition) != 2 or min(self.decomposition) < 1:
+                raise MocohdError(f"--decomposition takes two counts >= 1 (rows, columns), got {self.decomposition}",
+                                  fix="e.g. --decomposition 3 4")
+            if "num_videos" in self.given:
+                raise MocohdError("--decomposition R C makes R*C videos: --num-videos does not apply",
+                                  fix="drop --num-videos")
+        if self.lerp is not None and len(self.lerp) != 2:
+            raise MocohdError(f"--lerp takes two seeds, got {self.lerp}", fix="e.g. --lerp 3 7")
+        if self.latents is not None:
+            fixed = [f"--{name.replace('_', '-')}" for name in ("num_videos", "frames") if name in self.given]
+            fixed += [f"--{name.replace('_', '-')}" for name in ("same_content", "same_motion", "lerp")
+                      if getattr(self, name)]
+            fixed += ["--class"] if self.classes else []
+            if fixed:
+                raise MocohdError(f"--latents replays the videos of its file: {', '.join(fixed)} does not apply",
+                                  path=self.latents, fix=f"drop {', '.join(fixed)}")
+
+    @property
+    def grid_columns(self) -> int | None:
+        return self.decomposition[1] if self.decomposition else None
 
 
-def prepare_sampling(settings: SampleSettings, *, progress=None) -> tuple[ImageGenerator, MotionGenerator, dict]:
+def planned_videos(settings: SampleSettings) -> tuple[int, Iterator[VideoSpec]]:
+    """How many videos the settings ask for, and where each one's content and motion come from
+    (models/generation.py VideoSpec): streams of --seed, shared as the controls say."""
+    seed, n = settings.seed, settings.num_videos
+    if settings.decomposition is not None:
+        rows, cols = settings.decomposition
+        return rows * cols, (VideoSpec((seed, r), (seed, c)) for r in range(rows) for c in range(cols))
+    if settings.lerp is not None:
+        a, b = settings.lerp
+        return n, (VideoSpec((a, 0), (seed, i), content_to=(b, 0)) for i in range(n))
+    if settings.same_content:
+        return n, (VideoSpec((seed, 0), (seed, i)) for i in range(n))
+    if settings.same_motion:
+        return n, (VideoSpec((seed, i), (seed, 0)) for i in range(n))
+    return n, default_specs(seed, n)
+
+
+# -- latents files --------------------------------------------------------------------------------
+# key: (dtype, what it holds). N videos, T frames, D latent dimensions.
+LATENT_KEYS = {
+    "content": (np.float32, "[N, D] content codes w_0"),
+    "motion_noise": (np.float32, "[N, T-1, D] motion noise"),
+    "trajectories": (np.float32, "[N, T, D] latent trajectories"),
+    "synthesis_seeds": (np.int64, "[N] seeds of the backbone's noise"),
+    "classes": (np.int64, "[N] class indices (conditional backbones only)"),
+    "truncation": (np.float64, "[] --truncation"),
+    "noise": (np.str_, "[] --noise"),
+    "interpolate": (np.bool_, "[] --interpolate"),
+}
+OPTIONAL_KEYS = ("classes", "truncation", "noise", "interpolate")
+
+
+def latents_bytes(num_videos: int, n_frames: int, latent_dim: int) -> int:
+    """Bytes of the float arrays of a latents file."""
+    return 4 * num_videos * latent_dim * (2 * n_frames)
+
+
+class LatentsFile:
+    """A latents .npz file (`--save-latents`): read without pickle, every array checked, then
+    replayed batch by batch."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise MocohdError("latents file not found" if not self.path.exists() else "the latents file is not a file",
+                              path=self.path, fix="pass a .npz written by `mocohd sample --save-latents`")
+        self.arrays = self._read()
+        self._check_shapes()
+
+    def _error(self, message: str, key: str | None = None) -> MocohdError:
+        where = f"key {key!r}: " if key else ""
+        return MocohdError(f"{where}{message}", path=self.path,
+                           fix="pass a .npz written by `mocohd sample --save-latents` (keys: "
+                               + ", ".join(LATENT_KEYS) + ")")
+
+    def _read(self) -> dict[str, np.ndarray]:
+        try:
+            npz = np.load(self.path, allow_pickle=False)
+        except Exception as exc:  # numpy raises several types for files that are no .npz
+            raise self._error(f"not a readable .npz latents file ({type(exc).__name__}: {exc})") from exc
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise self._error("an .npy array, not an .npz latents file")
+        with npz:
+            unknown = sorted(set(npz.files) - set(LATENT_KEYS))
+            if unknown:
+                raise self._error(f"unknown key(s) {', '.join(map(repr, unknown))}")
+            # The zip directory says how large each array is: refuse before inflating it.
+            size = sum(info.file_size for info in npz.zip.infolist())
+            if size > MAX_LATENTS_BYTES + 1024 * len(LATENT_KEYS):
+                raise self._error(f"its arrays take {size / 2 ** 30:.1f} GiB; replay takes at most "
+                                  f"{MAX_LATENTS_BYTES / 2 ** 30:g} GiB")
+            arrays = {}
+            for key in npz.files:
+                try:
+                    arrays[key] = npz[key]
+                except Exception as exc:  # object arrays (pickle) and damaged members
+                    raise self._error(f"cannot read ({type(exc).__name__}: {exc})", key) from exc
+        missing = [key for key in LATENT_KEYS if key not in arrays and key not in OPTIONAL_KEYS]
+        if missing:
+            raise self._error(f"missing key(s) {', '.join(map(repr, missing))}")
+        for key, array in arrays.items():
+            dtype, what = LATENT_KEYS[key]
+            if array.dtype.type is not dtype:
+                raise self._error(f"has dtype {array.dtype}, expected {np.dtype(dtype).name} ({what})", key)
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                raise self._error("holds NaN or inf values", key)
+        return arrays
+
+    def _check_shapes(self) -> None:
+        a = self.arrays
+        content, traj = a["content"], a["trajectories"]
+        if traj.ndim != 3 or traj.shape[0] < 1 or traj.shape[1] < 1:
+            raise self._error(f"has shape {traj.shape}, expected {LATENT_KEYS['trajectories'][1]}", "trajectories")
+        n, t, d = traj.shape
+        expected = {"content": (n, d), "motion_noise": (n, t - 1, d), "synthesis_seeds": (n,), "classes": (n,),
+                    "truncation": (), "noise": (), "interpolate": ()}
+        for key, shape in expected.items():
+            if key in a and a[key].shape != shape:
+                raise self._error(f"has shape {a[key].shape}, expected {shape} for trajectories of shape "
+                                  f"{traj.shape} ({LATENT_KEYS[key][1]})", key)
+        if not np.array_equal(traj[:, 0], content):
+            raise self._error("the trajectories do not start at the content codes (trajectories[:, 0] != content)",
+                              "trajectories")
+        if "noise" in a and str(a["noise"]) not in NOISE_MODES:
+            raise self._error(f"{str(a['noise'])[:40]!r} is not a noise mode ({', '.join(NOISE_MODES)})", "noise")
+        self.count, self.frames, self.latent_dim = n, t, d
+
+    def settings_values(self) -> dict:
+        """The sampling options the file was written with (truncation, noise, interpolate)."""
+        return {key: self.arrays[key].item() for key in ("truncation", "noise", "interpolate") if key in self.arrays}
+
+    def check(self, backbone: ImageGenerator, motion: MotionGenerator | None) -> None:
+        """The file belongs to this backbone (and motion model): latent size, classes."""
+        if self.latent_dim != backbone.latent_dim:
+            raise self._error(f"holds {self.latent_dim}-d latents but backbone {backbone.name!r} has "
+                              f"{backbone.latent_dim}-d latents", "trajectories")
+        if motion is not None and self.latent_dim != motion.latent_dim:
+            raise self._error(f"holds {self.latent_dim}-d motion noise but the motion model takes "
+                              f"{motion.latent_dim}-d noise", "motion_noise")
+        classes = self.arrays.get("classes")
+        if backbone.condition_dim and classes is None:
+            raise self._error(f"backbone {backbone.name!r} is conditional: the file needs the videos' classes",
+                              "classes")
+        if not backbone.condition_dim and classes is not None:
+            raise self._error(f"backbone {backbone.name!r} is unconditional: the file must not hold classes",
+                              "classes")
+        if classes is not None and not ((classes >= 0) & (classes < backbone.condition_dim)).all():
+            raise self._error(f"class indices must be in 0..{backbone.condition_dim - 1}", "classes")
+
+    def batches(self, batch_size: int) -> Iterator[LatentBatch]:
+        a = self.arrays
+        for start in range(0, self.count, batch_size):
+            rows = slice(start, start + batch_size)
+            yield LatentBatch(start, *(torch.from_numpy(a[key][rows]) for key in
+                                       ("content", "motion_noise", "trajectories", "synthesis_seeds")),
+                              None if "classes" not in a else torch.from_numpy(a["classes"][rows]))
+
+
+class LatentsWriter:
+    """Collects the latents of the videos as they are made and writes them as one .npz."""
+
+    def __init__(self, path: str | Path, settings: SampleSettings, *, num_videos: int, n_frames: int, latent_dim: int):
+        self.path, self.settings, self.batches = Path(path), settings, []
+        size = latents_bytes(num_videos, n_frames, latent_dim)
+        if size > MAX_LATENTS_BYTES:
+            raise MocohdError(f"--save-latents would hold {size / 2 ** 30:.1f} GiB of latents (at most "
+                              f"{MAX_LATENTS_BYTES / 2 ** 30:g} GiB)", path=self.path,
+                              fix="sample fewer videos or frames per call")
+        if self.path.is_dir():
+            raise MocohdError("--save-latents names a folder", path=self.path, fix="pass a file name such as latents.npz")
+
+    def add(self, batch: LatentBatch) -> None:
+        self.batches.append(batch)
+
+    def write(self) -> Path:
+        from ..infra.files import atomic_path
+
+        def cat(key):
+            return torch.cat([getattr(b, key) for b in self.batches]).numpy()
+
+        arrays = {"content": cat("content"), "motion_noise": cat("motion_noise"), "trajectories": cat("trajectories"),
+                  "synthesis_seeds": cat("synthesis_seeds"), "truncation": np.float64(self.settings.truncation),
+                  "noise": np.str_(self.settings.noise), "interpolate": np.bool_(self.settings.interpolate)}
+        if self.batches[0].labels is not None:
+            arrays["classes"] = cat("labels")
+        with atomic_path(self.path) as tmp, open(tmp, "wb") as handle:  # a handle: savez would append .npz
+            np.savez(handle, **arrays)
+        return self.path
+
+
+def open_latents(settings: SampleSettings) -> LatentsFile | None:
+    """The --latents file, read and checked on its own; it fills the options it records that
+    were not given (so its videos replay exactly)."""
+    if settings.latents is None:
+        return None
+    latents = LatentsFile(settings.latents)
+    for key, value in latents.settings_values().items():
+        if key not in settings.given:
+            setattr(settings, key, value)
+    settings.num_videos, settings.frames = latents.count, latents.frames
+    if settings.decomposition is not None and math.prod(settings.decomposition) != latents.count:
+        rows, cols = settings.decomposition
+        raise MocohdError(f"--decomposition {rows} {cols} lays out {rows * cols} videos; the file holds "
+                          f"{latents.count}", path=latents.path, fix="pass R C with R*C equal to that")
+    return latents
+
+
+# -- models ---------------------------------------------------------------------------------------
+def prepare_sampling(settings: SampleSettings, *, progress=None) -> tuple[ImageGenerator, MotionGenerator | None, dict]:
     """The backbone (with the settings' truncation), the motion model and the motion model's
-    metadata ({} for an untrained one, used when there is no --motion)."""
+    metadata ({} for an untrained one, used when there is no --motion; None and {} when a
+    --latents file is replayed without --motion: it needs no motion model)."""
     from ..infra.device import resolve_device
     from ..models.backbone import load_backbone
     from ..models.motion import load_motion_and_backbone
@@ -64,6 +332,8 @@ def prepare_sampling(settings: SampleSettings, *, progress=None) -> tuple[ImageG
                                                           truncation=settings.truncation)
         return backbone, motion, info
     backbone = load_backbone(settings.backbone, settings.checkpoint, device=device, truncation=settings.truncation)
+    if settings.latents is not None:
+        return backbone, None, {}
     return backbone, untrained_motion(backbone, device, progress=progress).eval(), {}
 
 
@@ -78,3 +348,74 @@ def untrained_motion(backbone: ImageGenerator, device, *, progress=None) -> Moti
     torch.manual_seed(0)
     return MotionGenerator(backbone.latent_dim, h_dim=DEFAULT_H_DIM, n_pca=n_pca, pca_components=components,
                            pca_stdev=stdev).to(device)
+
+
+# -- writing --------------------------------------------------------------------------------------
+@dataclass
+class SampleResult:
+    files: list[Path]
+    num_videos: int
+    frames: int  # per video, as written
+    width: int
+    height: int
+    latents: Path | None = None
+
+
+def sample_videos(settings: SampleSettings, backbone: ImageGenerator, motion: MotionGenerator | None, *,
+                  fps: float, latents: LatentsFile | None = None, progress=None) -> SampleResult:
+    """Make the videos the settings (or the `latents` file) describe and write them to
+    settings.out batch by batch: one file each, or one grid (--grid, --decomposition). Memory is
+    one batch (or the one grid) whatever the number of videos; progress(done, total) after each
+    batch."""
+    from ..data.video import GridCanvas, check_out_dir, output_file, save_video, write_videos
+    from ..models.generation import draw_latents, render
+
+    fps = check_fps(fps, settings.format)
+    grid = settings.grid or settings.decomposition is not None
+    if latents is not None:
+        latents.check(backbone, motion)
+        count = latents.count
+    else:
+        count, specs = planned_videos(settings)
+    frames_out = 2 * settings.frames - 1 if settings.interpolate else settings.frames
+    shape = (frames_out, 3, backbone.resolution, backbone.resolution)
+    video_bytes = 4 * math.prod(shape)
+    if video_bytes > MAX_HELD_BYTES:
+        raise MocohdError(f"--frames {settings.frames} makes videos of {video_bytes / 2 ** 30:.1f} GiB each at "
+                          f"{backbone.resolution} px (at most {MAX_HELD_BYTES / 2 ** 30:g} GiB are held at once)",
+                          fix="sample fewer frames per video")
+    if grid and GridCanvas.nbytes(count, shape, nrow=settings.grid_columns) > MAX_HELD_BYTES:
+        option = "--decomposition" if settings.decomposition else "--grid"
+        raise MocohdError(f"{option}: a grid of {count} videos of {frames_out} frames at {backbone.resolution} px "
+                          f"would take {GridCanvas.nbytes(count, shape, nrow=settings.grid_columns) / 2 ** 30:.1f} "
+                          f"GiB (at most {MAX_HELD_BYTES / 2 ** 30:g} GiB)",
+                          fix="fewer videos or frames in a grid, or one file per video (no --grid)")
+    batch_size = max(1, min(settings.batch_size, MAX_HELD_BYTES // video_bytes))
+    saver = None
+    if settings.save_latents is not None:
+        saver = LatentsWriter(settings.save_latents, settings, num_videos=count, n_frames=settings.frames,
+                              latent_dim=backbone.latent_dim)
+    out = check_out_dir(settings.out)
+    if latents is not None:
+        batches = latents.batches(batch_size)
+    else:
+        batches = draw_latents(backbone, motion, specs, n_frames=settings.frames, classes=settings.classes,
+                               batch_size=batch_size)
+    files, canvas, height, width = [], None, backbone.resolution, backbone.resolution
+    for batch in batches:
+        frames = render(backbone, batch, noise=settings.noise, interpolate=settings.interpolate)
+        height, width = frames.shape[-2:]
+        if grid:
+            canvas = canvas or GridCanvas(count, tuple(frames.shape[1:]), nrow=settings.grid_columns)
+            canvas.paste(batch.start, frames)
+        else:
+            files += write_videos(frames, out, fps=fps, fmt=settings.format, start=batch.start, total=count)
+        if saver is not None:
+            saver.add(batch)
+        if progress is not None:
+            progress(batch.start + len(batch), count)
+    if grid:
+        stem = "decomposition_{}x{}".format(*settings.decomposition) if settings.decomposition else "video_grid"
+        files.append(save_video(canvas.frames, output_file(out, stem, settings.format), fps))
+    written_latents = saver.write() if saver is not None else None
+    return SampleResult(files, count, frames_out, int(width), int(height), written_latents)

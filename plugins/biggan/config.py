@@ -10,12 +10,27 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mocohd_cli.infra.errors import MocohdError
+from mocohd_cli.infra.files import read_small_text
+from mocohd_cli.infra.schema import Field, check_value, read_fields
 
 # (upsample?, input channels, output channels), channels in units of channel_width.
 _DEFAULT_LAYERS = [
     (False, 16, 16), (True, 16, 16), (False, 16, 16), (True, 16, 8), (False, 8, 8),
     (True, 8, 4), (False, 4, 4), (True, 4, 2), (False, 2, 2), (True, 2, 1),
 ]
+
+
+# Bounds far above the published models (BigGAN-deep 512: channel_width 128, 14 layers, 1000 classes)
+# that keep a forged config.json from describing a network no machine could build.
+FIELDS = (
+    Field("output_dim", int, lo=4, hi=4096, default=128), Field("z_dim", int, lo=1, hi=4096, default=128),
+    Field("class_embed_dim", int, lo=1, hi=4096, default=128), Field("channel_width", int, lo=1, hi=4096, default=128),
+    Field("num_classes", int, lo=1, hi=100_000, default=1000), Field("layers", list, hi=64, default=None),
+    Field("attention_layer_position", int, lo=-1, hi=64, default=8), Field("eps", float, lo=0, hi=1, default=1e-4),
+    Field("n_stats", int, lo=2, hi=1000, default=51),
+)
+_UPSAMPLE_AS_INT = Field("layers[i][0] (upsample)", int, lo=0, hi=1)
+_CHANNEL_UNITS = Field("layers[i][1:] (channel units)", int, lo=1, hi=64)
 
 
 @dataclass
@@ -37,22 +52,44 @@ class BigGANConfig:
         if unknown:
             raise MocohdError(f"unknown BigGAN config field(s): {', '.join(unknown)}", path=source,
                               fix=f"a pytorch-pretrained-BigGAN config.json has only: {', '.join(sorted(known))}")
-        config = cls(**values)
-        config.layers = [(bool(up), int(cin), int(cout)) for up, cin, cout in config.layers]
+        what = "BigGAN config"
+        checked = read_fields(values, FIELDS, source=source, what=what)
+        layers = checked.pop("layers")
+        config = cls(**checked)
+        if layers is not None:
+            config.layers = []
+            for index, layer in enumerate(layers):
+                if not isinstance(layer, (list, tuple)) or len(layer) != 3:
+                    raise MocohdError(f"{what}: layer {index} must be [upsample, in, out], got {str(layer)[:60]}",
+                                      path=source, fix="list (upsample, in, out) triples under 'layers'")
+                up = layer[0] if isinstance(layer[0], bool) else check_value(_UPSAMPLE_AS_INT, layer[0],
+                                                                             source=source, what=what) == 1
+                config.layers.append((up, *(check_value(_CHANNEL_UNITS, units, source=source, what=what)
+                                            for units in layer[1:])))
         config.validate(source)
         return config
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> "BigGANConfig":
         path = Path(path)
+        fix = "pass a pytorch-pretrained-BigGAN folder with a valid config.json"
         try:
-            values = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+            values = json.loads(read_small_text(path, "BigGAN config", fix=fix))
+        except (ValueError, RecursionError) as exc:
             raise MocohdError(f"cannot read the BigGAN config ({exc})", path=path,
                               fix="pass a pytorch-pretrained-BigGAN folder with a valid config.json") from exc
         if not isinstance(values, dict):
             raise MocohdError("a BigGAN config.json must hold one JSON object", path=path)
         return cls.from_dict(values, source=path)
+
+    def minimum_weights(self) -> int:
+        """A lower bound on the network's weight count (the blocks' 3x3 and 1x1 convolutions and
+        the class embedding): compared with the weights a file holds before anything is built."""
+        count = self.num_classes * self.z_dim
+        for _up, cin, cout in self.layers:
+            channels, middle = self.channel_width * cin, self.channel_width * cin // 4
+            count += 2 * 9 * middle * middle + middle * (channels + self.channel_width * cout)
+        return count
 
     def to_dict(self) -> dict:
         values = asdict(self)

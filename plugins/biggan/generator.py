@@ -115,6 +115,11 @@ class BigGANGenerator(ImageGenerator):
             if not isinstance(tensors, dict):
                 raise MocohdError("the weights file does not hold a state dict", path=weights,
                                   fix="pass the pytorch_model.bin of a pytorch-pretrained-BigGAN model")
+        present = sum(t.numel() for t in tensors.values() if isinstance(t, Tensor))
+        if config.minimum_weights() > present:
+            raise MocohdError(f"the config describes a network of at least {config.minimum_weights():,} weights but the "
+                              f"file holds {present:,}", path=path,
+                              fix="check that config.json and the weights come from the same model")
         model = cls(config)
         model._load_weights(tensors, path)
         return model
@@ -167,6 +172,8 @@ class BigGANGenerator(ImageGenerator):
         return folder
 
     # -- the contract ----------------------------------------------------------------------
+    content_interpolation = "slerp"  # content codes are (scaled) Gaussian z: see ImageGenerator
+
     def mapping(self, z: Tensor) -> Tensor:
         """Content codes are z scaled by the truncation (BigGAN has no mapping network); the same
         truncation picks the batch-norm statistics in `synthesize`."""

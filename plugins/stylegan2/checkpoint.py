@@ -120,6 +120,42 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], Tensor | None, dic
     return tensors, latent_avg, config
 
 
+def _config_of_tensors(declared: dict | None, state: dict[str, Tensor], path: Path) -> dict:
+    """The architecture the tensors themselves describe. A declared config (safetensors metadata,
+    NVIDIA init kwargs) may add settings the shapes cannot show (lr_mlp, blur_kernel) but must
+    agree on every size: a forged size must not allocate a network the file has no weights for."""
+    inferred = infer_config(state, path)
+    if declared is None:
+        return inferred
+    if not isinstance(declared, dict):
+        raise MocohdError("the StyleGAN2 config metadata is not a JSON object", path=path,
+                          fix="re-create the file with `mocohd convert`")
+    channels = declared.get("channels")
+    sizes = {"size": declared.get("size"), "style_dim": declared.get("style_dim"), "n_mlp": declared.get("n_mlp"),
+             "channels": {int(k): v for k, v in channels.items() if str(k).isdigit() and len(str(k)) < 6}
+             if isinstance(channels, dict) else channels}
+    for key, value in sizes.items():
+        if value != inferred[key]:
+            raise MocohdError(f"the config says {key} = {str(value)[:80]} but the tensors in the file give "
+                              f"{str(inferred[key])[:80]}", path=path, fix="the file is damaged or was edited; "
+                              "re-create it with `mocohd convert`")
+    extras = {key: declared[key] for key in ("lr_mlp", "blur_kernel") if key in declared}
+    _check_extras(extras, path)
+    return {**inferred, **extras}
+
+
+def _check_extras(extras: dict, path: Path) -> None:
+    lr_mlp, kernel = extras.get("lr_mlp", 0.01), extras.get("blur_kernel", [1, 3, 3, 1])
+    fine = (isinstance(lr_mlp, (int, float)) and not isinstance(lr_mlp, bool) and 0 < lr_mlp < 1e3
+            and isinstance(kernel, list) and 1 <= len(kernel) <= 16
+            and all(isinstance(k, (int, float)) and not isinstance(k, bool) and abs(k) < 1e6 for k in kernel)
+            and sum(kernel) != 0)
+    if not fine:
+        raise MocohdError(f"unusable StyleGAN2 config: lr_mlp {str(lr_mlp)[:40]}, blur_kernel {str(kernel)[:60]}",
+                          path=path, fix="lr_mlp must be a positive number and blur_kernel a short list of "
+                          "finite numbers with a non-zero sum; re-create the file with `mocohd convert`")
+
+
 def load_generator(cls, path: Path, **options):
     """Build the architecture the file describes and load its weights strictly."""
     unknown = set(options) - LOAD_OPTIONS
@@ -137,8 +173,8 @@ def load_generator(cls, path: Path, **options):
         converted = read_nvidia_stylegan2(path)
         state, latent_avg, config = converted.state_dict, converted.latent_avg, converted.config
     else:
-        state, latent_avg = _read_rosinality(path)
-        config = infer_config(state, path)
+        (state, latent_avg), config = _read_rosinality(path), None
+    config = _config_of_tensors(config, state, path)
     try:
         # Built on the CPU: a meta-device build would skip the random init but pulls in sympy
         # on first use, which costs more than the init.

@@ -15,6 +15,7 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Add `pretrain` to the mocohd command line."""
+    from mocohd_cli.app import PANEL_TRAIN
     from mocohd_cli.commands.options import config_command, extra_option, given_values, options_from
 
     from .pretrain import PretrainConfig
@@ -26,7 +27,7 @@ def register(app: typer.Typer) -> None:
 
     @config_command(app, "pretrain", parameters,
                     help="Pre-train a StyleGAN2 image generator on the frames of a dataset (non-saturating loss, "
-                         "lazy R1, EMA, DiffAugment).")
+                         "lazy R1, EMA, DiffAugment).", panel=PANEL_TRAIN)
     def pretrain_command(values: dict) -> None:
         from mocohd_cli.infra.console import console
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -32,12 +33,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mocohd_cli.infra.console import console, progress
+from mocohd_cli.infra.console import progress
 from mocohd_cli.infra.device import PRECISIONS, autocast, resolve_device
 from mocohd_cli.infra.errors import MocohdError
 from mocohd_cli.infra.files import atomic_path, torch_load_safely
+from mocohd_cli.training.resume import claim_run_folder, load_state_parts, set_torch_rng
 from mocohd_cli.infra.runs import DEFAULT_RUNS_ROOT, RunDir, dumps_flat_toml, new_run_path
+from mocohd_cli.infra.schema import Field, read_fields
 from mocohd_cli.infra.settings import require_positive, setting, settings_from_dict
+
+_log = logging.getLogger(__name__)
 
 EXPORT_FILE = "generator.safetensors"
 # New runs go to <runs root>/backbone-<time>, under a root of their own so that `train --resume`
@@ -46,6 +51,9 @@ DEFAULT_PRETRAIN_ROOT = DEFAULT_RUNS_ROOT / "pretrain"
 RUN_PREFIX = "backbone"
 # Settings that define the architecture: a resumed run must keep them.
 ARCHITECTURE_KEYS = ("size", "style_dim", "n_mlp", "channels", "d_channels")
+# What a pre-training state (state/latest.pt) must hold, checked before any of it is used.
+STATE_FIELDS = tuple(Field(key, dict) for key in ("generator", "discriminator", "ema", "opt_g", "opt_d", "rng",
+                                                  "config")) + (Field("step", int, lo=0, hi=10**9),)
 # Settings of the invocation rather than of the model: not stored in the exported file.
 RUN_KEYS = ("data", "out", "runs_root", "resume", "device")
 AUTO_AUGMENT_IMAGES = 20_000
@@ -252,7 +260,7 @@ class Pretrainer:
         self.folder = RunDir(pretrain_run_folder(config))
         self.device = resolve_device(config.device)
         autocast(self.device, config.precision)  # refuses an unsupported pair (fp16 on the CPU) up front
-        self.log = log or (lambda text: console.print(text))
+        self.log = log or _log.info
         if frames is None:
             if not config.data:
                 raise MocohdError("no dataset given", fix="pass --data DIR (a folder or .zip of images or videos)")
@@ -296,17 +304,15 @@ class Pretrainer:
             raise MocohdError(f"--resume: the run in this folder has a different architecture ({', '.join(changed)})",
                               path=path, fix="resume with the run's own settings (see its config.toml) or use a "
                                              "new --out")
-        self.generator.load_state_dict(state["generator"])
-        self.discriminator.load_state_dict(state["discriminator"])
-        self.ema.load_state_dict(state["ema"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.step = int(state["step"])
+        state = read_fields(state, STATE_FIELDS, source=path, what="pre-training state")
         rng = state["rng"]
-        self.data_rng.set_state(rng["data"])
-        self.aug_rng.set_state(rng["augment"])
-        self.z_rng.set_state(rng["z"])
-        torch.set_rng_state(rng["torch"])
+        parts = [(key, getattr(self, key).load_state_dict, state[key])
+                 for key in ("generator", "discriminator", "ema", "opt_g", "opt_d")]
+        parts += [("rng", set_torch_rng, rng.get("torch"))]
+        parts += [(f"{key} rng", generator.set_state, rng.get(key))
+                  for key, generator in (("data", self.data_rng), ("augment", self.aug_rng), ("z", self.z_rng))]
+        load_state_parts(parts, path, what="pre-training state")
+        self.step = state["step"]
 
     def write_config(self) -> None:
         values = {k: v for k, v in self.config.to_dict().items() if k != "resume"}
@@ -397,8 +403,12 @@ class Pretrainer:
         return write_image_grid(images, self.sample_path(self.step))
 
     def run(self) -> Path:
-        """Train up to config.steps; checkpoint every few minutes and at the end. Returns the export."""
-        self.folder.path.mkdir(parents=True, exist_ok=True)
+        """Train up to config.steps, holding the run folder's lock; checkpoint every few minutes
+        and at the end. Returns the export."""
+        with claim_run_folder(self.folder.path, self.config.runs_root, self.config.resume):
+            return self._run_locked()
+
+    def _run_locked(self) -> Path:
         self.write_config()
         summary = (f"{len(self.frames)} frames at {self.config.size} px; augmentation "
                    f"{'on' if self.use_augment else 'off'}; r1 gamma {self.config.r1_gamma:.3g}; "

@@ -1,0 +1,26 @@
+"""`mocohd train-encoder`: a timm encoder that predicts a backbone's latents from its images, the
+starting guess of `mocohd animate` and `mocohd eval --metric prediction` (docs/animate.md)."""
+from __future__ import annotations
+
+from ..app import PANEL_TRAIN, app
+from ..infra.console import console, progress
+from ..workflows.encoder import EncoderSettings
+from .options import config_command, given_values, options_from
+
+
+@config_command(app, "train-encoder", options_from(EncoderSettings),
+                help="Train an encoder (image -> latent) on a backbone's own samples.", panel=PANEL_TRAIN)
+def train_encoder_command(values: dict) -> None:
+    from ..workflows.encoder import train_encoder
+
+    settings = EncoderSettings(**given_values(values))
+    settings.validate()
+    with progress() as bar:
+        task = bar.add_task("training the encoder", total=settings.steps)
+
+        def log(entry: dict) -> None:
+            losses = ", ".join(f"{name} {value:.4f}" for name, value in entry.items() if name != "step")
+            console.print(f"step {entry['step']}: {losses}")
+
+        result = train_encoder(settings, log=log, progress=lambda done, _total: bar.update(task, completed=done))
+    console.print(f"wrote {result.path}")

@@ -1,0 +1,240 @@
+"""GAN inversion: the latent (in the motion space) whose rendering matches an image (docs/animate.md).
+
+The motion generator starts every video from a content code w_0 in the space `synthesize` takes
+(StyleGAN2's W, BigGAN's z with the class fixed). To animate a given image, `invert` finds the
+w_0 whose image matches it: Adam on the latent, from a starting guess (an encoder's prediction,
+or the best of the mean latent and a few hundred samples: `invert_images`), minimising
+
+    L = mean (clamp(G(w)) - x)^2  +  feature_weight * d_feat(clamp(G(w)), x)
+
+with the per-layer noise fixed (the same maps at every step and in the animation), where d_feat
+is an LPIPS-like distance on a feature network's maps (`feature_distance`; the encoder's own
+features when there is an encoder). The latent is optimised in units of the latent space's spread
+(w = mean + scale * u), so one learning rate suits every backbone.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..infra.errors import MocohdError
+from .backbone import ImageGenerator
+
+# Latent samples behind the mean latent and the spread (seeded: the same statistics every run).
+STATS_SAMPLES = 4096
+STATS_SEED = 0
+DEFAULT_STEPS = 500
+DEFAULT_LR = 0.1
+# Without an encoder, optimisation starts from the best of the mean latent and this many seeded
+# samples: from the mean alone, half the faces backbone's own images end in a local minimum
+# (docs/animate.md, "Measurements").
+DEFAULT_CANDIDATES = 256
+# Candidates are compared with the targets at this side at most (average-pooled): cheap, and enough
+# to pick the right region of the latent space.
+SEARCH_SIZE = 64
+DEFAULT_FEATURE_WEIGHT = 0.1
+# The share of steps over which the learning rate ramps up from 0, and (cosine) down to 0 at the end
+# (as StyleGAN2's projector schedules it).
+LR_RAMPUP, LR_RAMPDOWN = 0.05, 0.25
+# PSNR of a perfect reconstruction: MSE is floored at this value ([0, 1] pixel units), so one
+# identical frame gives 100 dB, not infinity, and averages stay finite.
+PSNR_CAP_DB = 100.0
+_MSE_FLOOR = 10 ** (-PSNR_CAP_DB / 10)
+
+
+@dataclass
+class LatentStatistics:
+    """Mean latent [D] and the spread of the latent space (root-mean-square deviation per dimension)."""
+
+    mean: Tensor
+    scale: float
+
+
+@torch.no_grad()
+def latent_statistics(backbone: ImageGenerator, n: int = STATS_SAMPLES, seed: int = STATS_SEED) -> LatentStatistics:
+    """Mean and spread of `backbone.sample_latent` (with the backbone's truncation), seeded."""
+    rng = torch.Generator().manual_seed(seed)
+    latents = torch.cat([backbone.sample_latent(min(1024, n - i), rng=rng).float() for i in range(0, n, 1024)])
+    mean = latents.mean(0)
+    scale = float((latents - mean).pow(2).mean().sqrt())
+    return LatentStatistics(mean.cpu(), scale if scale > 0 else 1.0)
+
+
+def psnr(a: Tensor, b: Tensor) -> Tensor:
+    """PSNR in dB per image (over all but the first dimension) of images in [-1, 1], each clamped
+    to that range first (as written to a file), capped at PSNR_CAP_DB (identical images)."""
+    mse = ((a.float().clamp(-1, 1) - b.float().clamp(-1, 1)) / 2).pow(2).flatten(1).mean(1)
+    return -10 * torch.log10(mse.clamp_min(_MSE_FLOOR))
+
+
+def feature_distance(features_a: Sequence[Tensor], features_b: Sequence[Tensor]) -> Tensor:
+    """LPIPS-like distance per image: each feature map unit-normalised over its channels at every
+    position, squared differences averaged over positions and channels, averaged over maps."""
+    total = 0.0
+    for a, b in zip(features_a, features_b):
+        a = F.normalize(a.float(), dim=1, eps=1e-6)
+        b = F.normalize(b.float(), dim=1, eps=1e-6)
+        total = total + (a - b).pow(2).sum(1).flatten(1).mean(1)
+    return total / max(1, len(features_a))
+
+
+def learning_rate(step: int, steps: int, base: float) -> float:
+    """Ramp up over the first LR_RAMPUP of the steps, cosine ramp down over the last LR_RAMPDOWN."""
+    t = step / max(1, steps)
+    ramp = min(1.0, (1.0 - t) / LR_RAMPDOWN)
+    ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
+    return base * ramp * min(1.0, t / LR_RAMPUP if LR_RAMPUP > 0 else 1.0)
+
+
+@torch.no_grad()
+def search_start(backbone: ImageGenerator, targets: Tensor, *, stats: LatentStatistics, candidates: int,
+                 condition: Tensor | None = None, noise: str = "const", seed: int = 0,
+                 batch_size: int = 64) -> Tensor:
+    """For each target [N, 3, H, W], the latent [D] among the mean latent and `candidates` samples
+    (drawn with `seed`) whose rendering is closest in pixels (mean squared error at SEARCH_SIZE).
+    With a condition, each target is compared with renderings of its own class. Candidates are
+    rendered with the stored noise when `noise` is "random" (the search only picks a region)."""
+    noise = "const" if noise == "random" else noise
+    device = backbone.device
+    rng = torch.Generator().manual_seed(seed)
+    pool = torch.cat([stats.mean[None].to(device)] + [backbone.sample_latent(min(batch_size, candidates - i), rng=rng)
+                                                      for i in range(0, candidates, batch_size)])
+    size = min(SEARCH_SIZE, backbone.resolution)
+    small_targets = F.adaptive_avg_pool2d(targets.to(device, torch.float32), size).flatten(1)
+    groups = [(None, torch.arange(len(targets), device=device))]
+    if condition is not None:
+        rows, which = torch.unique(condition, dim=0, return_inverse=True)
+        groups = [(rows[g:g + 1], (which == g).nonzero()[:, 0]) for g in range(len(rows))]
+    best = torch.empty(len(targets), pool.shape[1], device=device)
+    for row, members in groups:
+        distance = []
+        for chunk in pool.split(batch_size):
+            cond = None if row is None else row.expand(len(chunk), -1)
+            images = render_fixed_noise(backbone, chunk[:, None], condition=cond, noise=noise)[:, 0]
+            small = F.adaptive_avg_pool2d(images.float(), size).flatten(1)
+            distance.append(torch.cdist(small_targets[members], small))
+        best[members] = pool[torch.cat(distance, dim=1).argmin(1)]
+    return best
+
+
+@dataclass
+class InversionResult:
+    latents: Tensor  # [N, D] the best latent found for each image
+    images: Tensor  # [N, 3, H, W] their renderings, in [-1, 1], on the CPU
+    psnr: Tensor  # [N] PSNR (dB) of each rendering against its target
+    losses: list[float]  # mean loss per step
+    start_psnr: Tensor  # [N] PSNR of the starting guess
+
+
+def render_fixed_noise(backbone: ImageGenerator, latents: Tensor, *, condition: Tensor | None, noise: str,
+                       seeds: Sequence[int] | None = None) -> Tensor:
+    """Latents [B, T, D] -> frames [B, T, 3, H, W] with fixed per-layer noise: "const" and "none"
+    in one batch; "random" video by video, video i with the noise maps of a generator seeded by
+    `seeds[i]` (as mocohd_cli.models.generation.render draws them, so a video's noise does not
+    depend on its batch and replays from a latents file)."""
+    if noise != "random":
+        return backbone.synthesize(latents, condition=condition, noise=noise)
+    if seeds is None or len(seeds) != latents.shape[0]:
+        raise ValueError("random noise needs one seed per video")
+    return torch.cat([backbone.synthesize(latents[i:i + 1], condition=None if condition is None else condition[i:i + 1],
+                                          noise=noise, rng=torch.Generator().manual_seed(int(seed)))
+                      for i, seed in enumerate(seeds)])
+
+
+def invert(backbone: ImageGenerator, targets: Tensor, *, init: Tensor | None = None,
+           stats: LatentStatistics | None = None, condition: Tensor | None = None, steps: int = DEFAULT_STEPS,
+           lr: float = DEFAULT_LR, noise: str = "const", seeds: Sequence[int] | None = None,
+           features: Callable[[Tensor], Sequence[Tensor]] | None = None,
+           feature_weight: float = DEFAULT_FEATURE_WEIGHT,
+           progress: Callable[[int, int], None] | None = None) -> InversionResult:
+    """Latents [N, D] whose renderings match `targets` [N, 3, H, W] in [-1, 1] (H = the backbone's
+    resolution). `init` [N, D] is the starting guess (default: the mean latent); `features` maps
+    images [N, 3, H, W] to a list of feature maps for the feature term (None: pixels only). The
+    noise stays fixed (mode `noise`; "random": image i's maps come from `seeds[i]`, see
+    `render_fixed_noise`); each image's best step is kept."""
+    backbone.check_noise_mode(noise)
+    if steps < 0:
+        raise MocohdError(f"--steps must be >= 0, got {steps}", fix="use 0 (the starting guess) or more steps")
+    res = backbone.resolution
+    if targets.dim() != 4 or targets.shape[1:] != (3, res, res):
+        raise MocohdError(f"images to invert must be [N, 3, {res}, {res}] (the backbone's resolution), got "
+                          f"{list(targets.shape)}", fix="resize the images to the backbone's resolution")
+    device = backbone.device
+    stats = stats or latent_statistics(backbone)
+    mean, scale = stats.mean.to(device), stats.scale
+    targets = targets.to(device, torch.float32)
+    n = targets.shape[0]
+    start = mean.expand(n, -1) if init is None else init.to(device, torch.float32)
+    u = ((start - mean) / scale).detach().clone().requires_grad_(True)
+    optimiser = torch.optim.Adam([u], lr=lr, betas=(0.9, 0.999))
+    target_features = None
+    if features is not None and feature_weight > 0:
+        with torch.no_grad():
+            target_features = [f.detach() for f in features(targets)]
+
+    def per_image_loss(images: Tensor) -> Tensor:
+        # compared as written to a file (clamped to [-1, 1]), with the gradient passed straight
+        # through the clamp, so that an overshooting pixel is pulled back as well
+        images = images + (images.clamp(-1, 1) - images).detach()
+        loss = (images - targets).pow(2).flatten(1).mean(1)
+        if target_features is not None:
+            loss = loss + feature_weight * feature_distance(features(images), target_features)
+        return loss
+
+    best_loss = torch.full((n,), math.inf, device=device)
+    best_u = u.detach().clone()
+    losses: list[float] = []
+    start_psnr = None
+    for step in range(steps + 1):  # the last pass only scores the final latents
+        with torch.set_grad_enabled(step < steps):
+            images = render_fixed_noise(backbone, (mean + scale * u)[:, None], condition=condition, noise=noise,
+                                        seeds=seeds)[:, 0]
+            loss = per_image_loss(images)
+        with torch.no_grad():
+            if start_psnr is None:
+                start_psnr = psnr(images, targets).cpu()
+            better = loss.detach() < best_loss
+            best_loss = torch.where(better, loss.detach(), best_loss)
+            best_u[better] = u.detach()[better]
+        losses.append(float(loss.detach().mean()))
+        if step == steps:
+            break
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate(step, steps, lr)
+        optimiser.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        optimiser.step()
+        if progress is not None:
+            progress(step + 1, steps)
+    with torch.no_grad():
+        latents = mean + scale * best_u
+        images = render_fixed_noise(backbone, latents[:, None], condition=condition, noise=noise, seeds=seeds)[:, 0]
+    return InversionResult(latents.detach(), images.float().cpu(), psnr(images, targets).cpu(), losses, start_psnr)
+
+
+def invert_images(backbone: ImageGenerator, targets: Tensor, *, encoder=None, candidates: int = DEFAULT_CANDIDATES,
+                  stats: LatentStatistics | None = None, condition: Tensor | None = None,
+                  steps: int = DEFAULT_STEPS, lr: float = DEFAULT_LR, feature_weight: float = DEFAULT_FEATURE_WEIGHT,
+                  noise: str = "const", seeds: Sequence[int] | None = None, seed: int = 0,
+                  progress: Callable[[int, int], None] | None = None) -> InversionResult:
+    """`invert` from the usual start: the encoder's prediction (and its feature maps for the
+    feature term) when there is an encoder, else the best of the mean latent and `candidates`
+    samples drawn with `seed` (`search_start`; 0 candidates: the mean latent), pixels only."""
+    stats = stats or latent_statistics(backbone)
+    if candidates < 0:
+        raise MocohdError(f"--candidates must be >= 0, got {candidates}", fix="use 0 (start from the mean latent) or more")
+    if encoder is not None:
+        with torch.no_grad():
+            init = encoder(targets.to(backbone.device)).float()
+        features = encoder.feature_maps
+    else:
+        init = (search_start(backbone, targets, stats=stats, candidates=candidates, condition=condition, noise=noise,
+                             seed=seed) if candidates else None)
+        features = None
+    return invert(backbone, targets, init=init, stats=stats, condition=condition, steps=steps, lr=lr, noise=noise,
+                  seeds=seeds, features=features, feature_weight=feature_weight, progress=progress)

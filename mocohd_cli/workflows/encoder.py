@@ -1,0 +1,140 @@
+"""`mocohd train-encoder` as a library: `EncoderSettings` (every option) and `train_encoder`.
+
+The encoder (mocohd_cli/models/encoder.py) learns from the backbone's own samples, drawn fresh at
+every step: a latent w ~ the backbone's content codes, its image x = G(w) (with a fresh noise draw
+and, for conditional backbones, a random class), and the loss
+
+    latent_weight  * mean (E(x) - u)^2              u = (w - mean) / spread: the latent regressed
+  + pixel_weight   * mean (G(E(x)) - x)^2           the prediction rendered (same noise and class)
+  + feature_weight * d_feat(E's maps of G(E(x)), E's maps of x)   (LPIPS-like, the targets' maps fixed)
+
+Adam, seeded per step: the same settings give the same encoder on the CPU.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from ..infra.errors import MocohdError
+from ..infra.settings import require_positive, setting
+from ..models.backbone import BACKBONE_HELP, NOISE_MODES
+from ..models.encoder import DEFAULT_ARCH
+
+
+@dataclass
+class EncoderSettings:
+    """Every knob of `mocohd train-encoder`."""
+
+    checkpoint: str | None = setting(None, "Image-generator checkpoint the encoder learns to invert.")
+    backbone: str | None = setting(None, BACKBONE_HELP, default_text="inferred from the checkpoint")
+    out: str = setting("encoder.safetensors", "Encoder file to write (.safetensors).")
+    arch: str = setting(DEFAULT_ARCH, "timm architecture of the encoder (any timm.list_models() name).")
+    encoder_weights: str | None = setting(None, "Start from these weights of --arch (.safetensors or a torch "
+                                          "state dict, e.g. ImageNet-pretrained); the head is new.",
+                                          default_text="random initialisation")
+    steps: int = setting(2000, "Training steps (each on a fresh batch of the backbone's samples).")
+    batch_size: int = setting(32, "Samples per step.")
+    lr: float = setting(1e-3, "Adam learning rate (cosine decay to 0 over the steps).")
+    latent_weight: float = setting(1.0, "Weight of the latent regression (in units of the latent space's spread).")
+    pixel_weight: float = setting(1.0, "Weight of the reconstruction in pixels (mean squared error in [-1, 1]).")
+    feature_weight: float = setting(0.1, "Weight of the reconstruction in the encoder's own features.")
+    noise: str = setting("random", f"Per-layer noise of the training images: {', '.join(NOISE_MODES)}.")
+    truncation: float = setting(1.0, "Truncation of the sampled latents.")
+    seed: int = setting(0, "Random seed: the same seed gives the same encoder (on the CPU).")
+    device: str = setting("auto", "auto, cpu or cuda.")
+    log_every: int = setting(50, "Print the losses every this many steps.")
+
+    def validate(self) -> None:
+        require_positive(self, ("steps", "batch_size", "log_every"))
+        if not self.checkpoint:
+            raise MocohdError("no --checkpoint given", fix="pass the backbone checkpoint the encoder is for")
+        if not str(self.out).endswith(".safetensors"):
+            raise MocohdError("the encoder is written as .safetensors", path=self.out, fix="pass --out FILE.safetensors")
+        if self.noise not in NOISE_MODES:
+            raise MocohdError(f"unknown --noise {self.noise!r}", fix=f"use {', '.join(NOISE_MODES)}")
+        weights = (self.latent_weight, self.pixel_weight, self.feature_weight)
+        if min(weights) < 0 or not any(weights):
+            raise MocohdError("the loss weights must be >= 0 and not all 0",
+                              fix="use e.g. --latent-weight 1 --pixel-weight 1 --feature-weight 0.1")
+
+
+@dataclass
+class EncoderResult:
+    path: str
+    history: list[dict] = field(default_factory=list)  # one entry per logged step: step and each loss
+
+
+def encoder_loss(encoder, backbone, settings: EncoderSettings, rng: torch.Generator, *, mean, scale) -> dict:
+    """The losses of one batch of fresh samples drawn with `rng` ({name: scalar tensor}, "total" included)."""
+    from ..models.inversion import feature_distance
+
+    with torch.no_grad():
+        w = backbone.sample_latent(settings.batch_size, rng=rng)
+        condition = backbone.sample_condition(settings.batch_size, rng=rng)
+        noise_state = rng.get_state()  # the reconstruction gets the same noise maps
+        images = backbone.synthesize(w[:, None], condition=condition, noise=settings.noise, rng=rng)[:, 0].float()
+    units, maps = encoder.encode(images)
+    losses = {"latent": (units - (w - mean) / scale).pow(2).mean()}
+    if settings.pixel_weight or settings.feature_weight:
+        rng.set_state(noise_state)
+        rebuilt = backbone.synthesize(encoder.to_latent(units)[:, None], condition=condition, noise=settings.noise,
+                                      rng=rng)[:, 0].float()
+        losses["pixel"] = (rebuilt - images).pow(2).mean()
+        if settings.feature_weight:
+            losses["feature"] = feature_distance(encoder.feature_maps(rebuilt), [m.detach() for m in maps]).mean()
+    weights = {"latent": settings.latent_weight, "pixel": settings.pixel_weight, "feature": settings.feature_weight}
+    losses["total"] = sum(weights[name] * value for name, value in losses.items())
+    return losses
+
+
+def train_encoder(settings: EncoderSettings, *, log=None, progress=None) -> EncoderResult:
+    """Train an encoder for the settings' backbone and write it to `settings.out`."""
+    from ..infra.device import resolve_device
+    from ..models.backbone import load_backbone
+    from ..models.encoder import LatentEncoder, backbone_record, load_pretrained
+    from ..models.inversion import latent_statistics
+
+    settings.validate()
+    device = resolve_device(settings.device)
+    backbone = load_backbone(settings.backbone, settings.checkpoint, device=device, truncation=settings.truncation)
+    stats = latent_statistics(backbone)
+    torch.manual_seed(settings.seed)  # the encoder's initial weights
+    encoder = LatentEncoder(settings.arch, backbone.latent_dim, backbone.resolution, latent_mean=stats.mean,
+                            latent_scale=stats.scale)
+    if settings.encoder_weights:
+        load_pretrained(encoder.net, settings.encoder_weights, settings.arch)
+    encoder = encoder.to(device).train()
+    optimiser = torch.optim.Adam(encoder.parameters(), lr=settings.lr)
+    mean, scale = stats.mean.to(device), stats.scale
+    rng = torch.Generator().manual_seed(0)
+    history, running, started = [], {}, time.perf_counter()
+    for step in range(settings.steps):
+        rng.manual_seed((settings.seed * 1_000_003 + step) % 2**63)
+        for group in optimiser.param_groups:
+            group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * step / settings.steps))
+        losses = encoder_loss(encoder, backbone, settings, rng, mean=mean, scale=scale)
+        optimiser.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        optimiser.step()
+        for name, value in losses.items():
+            running.setdefault(name, []).append(float(value.detach()))
+        if (step + 1) % settings.log_every == 0 or step + 1 == settings.steps:
+            entry = {"step": step + 1, **{k: sum(v) / len(v) for k, v in running.items()}}
+            history.append(entry)
+            running = {}
+            if log is not None:
+                log(entry)
+        if progress is not None:
+            progress(step + 1, settings.steps)
+    training = {k: v for k, v in asdict(settings).items() if k not in ("out", "device", "checkpoint", "backbone")}
+    if settings.encoder_weights:
+        from ..infra.files import sha256_of
+
+        training["encoder_weights_sha256"] = sha256_of(settings.encoder_weights)
+    encoder.eval().save(settings.out, **backbone_record(backbone), training=training,
+                        final_losses=history[-1] if history else {},
+                        seconds=round(time.perf_counter() - started, 1))
+    return EncoderResult(str(settings.out), history)
