@@ -61,8 +61,12 @@ class _Bounded:
         return self._read
 
 
+class UnboundedPickleError(MocohdError):
+    """A pickle over the limits: refused as hostile (a malformed one is a plain MocohdError)."""
+
+
 def _refuse(reason: str, path: Path | None, what: str) -> MocohdError:
-    return MocohdError(f"refusing to load this {what}: {reason}", path=path, fix=_FIX)
+    return UnboundedPickleError(f"refusing to load this {what}: {reason}", path=path, fix=_FIX)
 
 
 def _malformed(reason: str, path: Path | None, what: str, kind: str) -> MocohdError:

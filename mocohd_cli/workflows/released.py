@@ -63,7 +63,8 @@ def read_pca_dir(pca_dir: str | Path, n_pca: int, latent_dim: int) -> tuple[Tens
     for name in PCA_FILES:
         file = require_exists(pca_dir / name, name, fix="pass the --pca-dir written by MoCoGAN-HD's get_stats_pca.py")
         try:
-            arrays.append(np.load(file, allow_pickle=False))
+            # memory-mapped: a header that claims more than the file holds fails here, unallocated
+            arrays.append(np.load(file, allow_pickle=False, mmap_mode="r"))
         except (ValueError, OSError) as exc:
             raise MocohdError(f"cannot read {name} as a numpy array ({exc})", path=file,
                               fix="pass the .npy files written by get_stats_pca.py") from exc
@@ -75,8 +76,11 @@ def read_pca_dir(pca_dir: str | Path, n_pca: int, latent_dim: int) -> tuple[Tens
     if stdev.ndim != 1 or stdev.shape[0] < n_pca:
         raise MocohdError(f"pca_stdev.npy has shape {stdev.shape}; at least {n_pca} values are needed",
                           path=pca_dir / PCA_FILES[1], fix="use the PCA folder computed for the same image generator")
-    return (torch.from_numpy(np.ascontiguousarray(components[:n_pca], dtype=np.float32)),
-            torch.from_numpy(np.ascontiguousarray(stdev[:n_pca], dtype=np.float32)))
+    components, stdev = (np.array(components[:n_pca], dtype=np.float32), np.array(stdev[:n_pca], dtype=np.float32))
+    if not (np.isfinite(components).all() and np.isfinite(stdev).all()):
+        raise MocohdError("the PCA statistics hold NaN or infinite values", path=pca_dir,
+                          fix="recompute them with get_stats_pca.py")
+    return torch.from_numpy(components), torch.from_numpy(stdev)
 
 
 def backbone_metadata(backbone: ImageGenerator | str | None) -> dict:

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from mocohd_cli.infra.errors import MocohdError
 from mocohd_cli.infra.files import read_safetensors, safetensors_metadata, torch_load_safely, write_safetensors
+from mocohd_cli.infra.pickle_scan import UnboundedPickleError, scan_torch_file
 
 BACKBONE = "stylegan2"
 FORMAT_VERSION = 1
@@ -204,6 +205,18 @@ def save_generator(model, path: Path, **metadata) -> Path:
     return write_safetensors(path, tensors, meta)
 
 
+def _scan_passes(path: Path) -> bool:
+    """The bounded pre-scan before peeking into a torch file: a malformed file is simply not
+    recognised; a hostile one (over the scan's limits) is refused outright."""
+    try:
+        scan_torch_file(path, what="checkpoint")
+    except UnboundedPickleError:
+        raise
+    except MocohdError:
+        return False
+    return True
+
+
 def recognizes(path: Path) -> bool:
     """Cheap test: a mocohd StyleGAN2 .safetensors, or a torch file whose pickle names 'g_ema' or
     the generator's signature keys (read from the zip's data.pkl without loading any tensor)."""
@@ -223,9 +236,14 @@ def recognizes(path: Path) -> bool:
             pickles = [name for name in archive.namelist() if name.endswith("data.pkl")]
             if len(pickles) != 1:
                 return False
+        if not _scan_passes(path):
+            return False
+        with zipfile.ZipFile(path) as archive:
             data = archive.read(pickles[0])
         return b"g_ema" in data or all(needle in data for needle in needles)
     if path.suffix.lower() in (".pt", ".pth", ".ckpt"):  # legacy (pre-zip) torch format: must load it
+        if not _scan_passes(path):
+            return False
         try:
             with torch.serialization.safe_globals(SAFE_EXTRA_GLOBALS):
                 obj = torch.load(path, map_location="cpu", weights_only=True)
