@@ -276,6 +276,7 @@ def train_args(tiny_stylegan2_checkpoint, tiny_videos, tmp_path):
     (["--truncation", "nan"], "truncation"),
     (["--lr", "inf"], "lr"),
     (["--frames", "100000"], "--frames"),
+    (["--batch-size", "100000000"], "GiB"),
     (["--seed", str(10**30)], "seed"),
     (["--seed", "-1"], "--seed"),
     (["--beta1", "5"], "--beta1"),

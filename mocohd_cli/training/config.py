@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,7 +179,22 @@ def fit_to_backbone(config: TrainConfig, backbone: ImageGenerator) -> TrainConfi
     if n_pca > backbone.latent_dim:
         raise MocohdError(f"--n-pca {n_pca} is larger than the backbone's {backbone.latent_dim}-d latent space",
                           fix=f"use --n-pca <= {backbone.latent_dim}")
+    # The frames one motion step synthesises (fp32, before any activation memory): more than the
+    # machine holds can only end in an out-of-memory kill, so it is refused before anything starts.
+    frames_bytes = config.batch_size * config.frames * 3 * backbone.resolution ** 2 * 4
+    if frames_bytes > physical_memory():
+        raise MocohdError(f"--batch-size {config.batch_size} x --frames {config.frames} at {backbone.resolution} px "
+                          f"needs {frames_bytes / 2 ** 30:.1f} GiB for the generated frames alone, more than this "
+                          f"machine's {physical_memory() / 2 ** 30:.0f} GiB", fix="lower --batch-size or --frames")
     return dataclasses.replace(config, video_frame_size=frame_size, n_pca=n_pca)
+
+
+def physical_memory() -> int:
+    """Bytes of memory of this machine (a large number where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 2 ** 50
 
 
 def fit_to_world(config: TrainConfig, world_size: int) -> TrainConfig:
