@@ -377,3 +377,19 @@ def test_fifos_and_devices_are_refused(tmp_path, tiny_stylegan2_checkpoint):
     assert_clear_error(run("sample", "--backbone", "biggan", "--labels", labels, "--class", "cat", "-n", 1,
                            "--out", tmp_path / "o"), labels)
     assert_clear_error(run("sample", "--checkpoint", "/dev/zero", "-n", 1, "--out", tmp_path / "o"), "/dev/zero")
+
+
+def test_sixteen_bit_png_frames_are_scaled_not_clipped(tmp_path):
+    """A 16-bit grey frame of 30000/65535 is mid-grey (117), not white (Pillow's own conversion clips)."""
+    import numpy as np
+    from PIL import Image
+
+    from mocohd_cli.data.decode import decode_image
+    from mocohd_cli.data.storage import open_storage
+
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    Image.fromarray(np.full((8, 8), 30000, dtype=np.uint16)).save(folder / "frame_0.png")
+    assert Image.open(folder / "frame_0.png").mode.startswith("I")
+    pixels = decode_image(open_storage(tmp_path), "clip/frame_0.png")
+    assert pixels.shape == (8, 8, 3) and np.all(pixels == round(30000 / 257))

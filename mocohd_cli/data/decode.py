@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 
@@ -86,9 +87,11 @@ def decode_image(storage, name: str) -> np.ndarray:
 
     from PIL import Image
 
+    from .images import pillow_to_rgb
+
     try:
         with Image.open(io.BytesIO(storage.read(name))) as image:
-            return np.asarray(image.convert("RGB"))
+            return pillow_to_rgb(image, Path(name))
     except Exception as exc:
         raise ValueError(f"{name}: {reason(exc)}") from exc
 

@@ -44,8 +44,10 @@ def _sixteen_bit_grey(image, path: Path, notes: list[str]) -> np.ndarray:
     return np.repeat(np.rint(values / 257.0).astype(np.uint8)[..., None], 3, axis=-1)
 
 
-def _to_rgb(image, path: Path, notes: list[str]) -> np.ndarray:
-    """A Pillow image of any mode -> uint8 [H, W, 3], noting each conversion."""
+def pillow_to_rgb(image, path: Path, notes: list[str] | None = None) -> np.ndarray:
+    """A Pillow image of any mode -> uint8 [H, W, 3], noting each conversion (16-bit grey is scaled,
+    not clipped as Pillow's own conversion does). Dataset frames and input images both come here."""
+    notes = [] if notes is None else notes
     mode = image.mode
     if mode == "F":
         raise MocohdError("32-bit floating-point pixels cannot be read as an image", path=path, fix=_RESAVE)
@@ -82,7 +84,7 @@ def read_image(path: str | Path, size: int) -> InputImage:
             if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
                 notes.append("turned as its EXIF orientation says")
                 image = ImageOps.exif_transpose(image)
-            pixels = _to_rgb(image, path, notes)
+            pixels = pillow_to_rgb(image, path, notes)
     except MocohdError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:

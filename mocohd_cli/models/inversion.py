@@ -49,10 +49,13 @@ _MSE_FLOOR = 10 ** (-PSNR_CAP_DB / 10)
 
 @dataclass
 class LatentStatistics:
-    """Mean latent [D] and the spread of the latent space (root-mean-square deviation per dimension)."""
+    """Mean latent [D], the spread of the latent space (root-mean-square deviation per dimension)
+    and the largest root-mean-square deviation of one sample, in units of the spread (the radius
+    the inversion keeps its latents within)."""
 
     mean: Tensor
     scale: float
+    radius: float = math.inf
 
 
 @torch.no_grad()
@@ -62,7 +65,20 @@ def latent_statistics(backbone: ImageGenerator, n: int = STATS_SAMPLES, seed: in
     latents = torch.cat([backbone.sample_latent(min(1024, n - i), rng=rng).float() for i in range(0, n, 1024)])
     mean = latents.mean(0)
     scale = float((latents - mean).pow(2).mean().sqrt())
-    return LatentStatistics(mean.cpu(), scale if scale > 0 else 1.0)
+    scale = scale if scale > 0 else 1.0
+    radius = float(rms_units(latents, mean, scale).max())
+    return LatentStatistics(mean.cpu(), scale, radius)
+
+
+def rms_units(latents: Tensor, mean: Tensor, scale: float) -> Tensor:
+    """Root-mean-square deviation of each latent [N, D] from the mean, in units of the spread."""
+    return ((latents - mean) / scale).pow(2).mean(-1).sqrt()
+
+
+def keep_within(u: Tensor, radius: float) -> Tensor:
+    """Latents in units of the spread [N, D], each scaled back onto the ball of `radius` if outside."""
+    norm = u.pow(2).mean(-1, keepdim=True).sqrt()
+    return u * (radius / norm.clamp_min(1e-12)).clamp(max=1.0)
 
 
 def psnr(a: Tensor, b: Tensor) -> Tensor:
@@ -170,7 +186,7 @@ def invert(backbone: ImageGenerator, targets: Tensor, *, init: Tensor | None = N
     targets = targets.to(device, torch.float32)
     n = targets.shape[0]
     start = mean.expand(n, -1) if init is None else init.to(device, torch.float32)
-    u = ((start - mean) / scale).detach().clone().requires_grad_(True)
+    u = keep_within((start - mean) / scale, stats.radius).detach().clone().requires_grad_(True)
     optimiser = torch.optim.Adam([u], lr=lr, betas=(0.9, 0.999))
     target_features = None
     if features is not None and feature_weight > 0:
@@ -209,6 +225,10 @@ def invert(backbone: ImageGenerator, targets: Tensor, *, init: Tensor | None = N
         optimiser.zero_grad(set_to_none=True)
         loss.sum().backward()
         optimiser.step()
+        with torch.no_grad():
+            # Off the backbone's distribution an image can be matched better, but such a latent
+            # falls apart as soon as the motion model moves it (docs/animate.md, "Inversion").
+            u.copy_(keep_within(u, stats.radius))
         if progress is not None:
             progress(step + 1, steps)
     with torch.no_grad():
