@@ -10,8 +10,12 @@ One iteration = g_steps (5) motion-generator updates + 1 discriminator update, e
 The naive variant is the same step with `synthesize` called once per frame (the noise maps
 still shared by a video's frames), as a straightforward port of the release would do.
 
+With several --precision values (e.g. fp32,bf16) the batched step is measured in each, one after
+the other in the same run, and the time per iteration is compared with the first; --width gives
+every resolution of the generator that many channels (the 512-channel configuration).
+
 Usage: python benchmarks/train_speed.py [--size 64] [--frames 16] [--batch 2] [--iterations 3]
-       [--device auto] [--precision fp32] [--threads N]
+       [--device auto] [--precision fp32[,bf16]] [--width N] [--no-naive] [--threads N]
 """
 from __future__ import annotations
 
@@ -110,46 +114,61 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--frame-size", type=int, default=64, help="video_frame_size (discriminator input)")
     parser.add_argument("--d-channels", type=int, default=32, help="discriminator width (the release: 64)")
+    parser.add_argument("--width", type=int, default=None,
+                        help="channels of every generator resolution, with a 512-d W (default: a small model)")
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--precision", default="fp32", help="one or more, comma-separated: fp32,bf16")
+    parser.add_argument("--no-naive", action="store_true", help="skip the one-frame-at-a-time variant")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    precisions = args.precision.split(",")
     torch.manual_seed(0)
-    # A small StyleGAN2: 256-d W, widths halving from 256 at 4 px down to 32 (a laptop-sized model).
-    widths = {2 ** i: max(32, 256 >> max(0, i - 3)) for i in range(2, args.size.bit_length())}
-    backbone = StyleGAN2Generator(args.size, style_dim=256, n_mlp=4, channels=widths).freeze().to(device)
+    if args.width:
+        widths, style_dim, n_mlp = {2 ** i: args.width for i in range(2, args.size.bit_length())}, 512, 8
+    else:  # a small StyleGAN2: 256-d W, widths halving from 256 at 4 px down to 32 (a laptop-sized model)
+        widths, style_dim, n_mlp = {2 ** i: max(32, 256 >> max(0, i - 3)) for i in range(2, args.size.bit_length())}, 256, 4
+    backbone = StyleGAN2Generator(args.size, style_dim=style_dim, n_mlp=n_mlp, channels=widths).freeze().to(device)
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "videos"
         make_videos(data, 2, clip_span(args.frames, 2), args.frame_size)
-        config = TrainConfig(data=str(data), out=str(Path(tmp) / "run"), frames=args.frames, time_step=2,
-                             video_frame_size=args.frame_size, batch_size=args.batch, h_dim=128, n_pca=128,
-                             d_channels=args.d_channels,
-                             pca_samples=4096, workers=0, device=str(device), precision=args.precision)
-        trainer = Trainer(config, DistContext(0, 1, 0, device), backbone=backbone, progress=False)
-        real = trainer.dataset[(0, 0)][None].repeat(args.batch, 1, 1, 1, 1).to(device)
-        batched = measure(trainer, real, args.iterations)
-        trainer.backbone.synthesize = per_frame_synthesis(trainer.backbone)
-        naive = measure(trainer, real, args.iterations)
+        for precision in precisions:
+            config = TrainConfig(data=str(data), out=str(Path(tmp) / f"run-{precision}"), frames=args.frames,
+                                 time_step=2, video_frame_size=args.frame_size, batch_size=args.batch, h_dim=128,
+                                 n_pca=128, d_channels=args.d_channels, pca_samples=4096, workers=0,
+                                 device=str(device), precision=precision)
+            trainer = Trainer(config, DistContext(0, 1, 0, device), backbone=backbone, progress=False)
+            real = trainer.dataset[(0, 0)][None].repeat(args.batch, 1, 1, 1, 1).to(device)
+            results[precision] = measure(trainer, real, args.iterations)
+        if not args.no_naive:
+            trainer.backbone.synthesize = per_frame_synthesis(trainer.backbone)
+            try:
+                results[f"per-frame ({precisions[-1]})"] = measure(trainer, real, args.iterations)
+            finally:
+                del trainer.backbone.synthesize
 
-    print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} CPU threads, precision "
-          f"{args.precision}; StyleGAN2 {args.size} px (W 256), widths {widths[4]}..{widths[args.size]}, {args.frames} frames -> {args.frame_size} px, "
-          f"batch {args.batch}, discriminator width {args.d_channels}, {config.g_steps} G steps + 1 D step per iteration, mean of {args.iterations}")
-    rows = [("part", "batched s/it", "share", "per-frame s/it", "share")]
+    print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} CPU threads; StyleGAN2 "
+          f"{args.size} px (W {style_dim}), widths {widths[4]}..{widths[args.size]}, {args.frames} frames -> "
+          f"{args.frame_size} px, batch {args.batch}, discriminator width {args.d_channels}, {config.g_steps} G "
+          f"steps + 1 D step per iteration, mean of {args.iterations}")
+    columns = list(results)
+    rows = [("part", *[f"{name} s/it  share" for name in columns])]
     for part in ("generator forward", "discriminators", "backward + optimiser", "total"):
-        rows.append((part, f"{batched[part]:.3f}", f"{batched[part] / batched['total']:.0%}",
-                     f"{naive[part]:.3f}", f"{naive[part] / naive['total']:.0%}"))
-    rows.append(("iterations/s", f"{1 / batched['total']:.3f}", "", f"{1 / naive['total']:.3f}", ""))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        rows.append((part, *[f"{r[part]:.3f}  {r[part] / r['total']:.0%}" for r in results.values()]))
+    rows.append(("iterations/s", *[f"{1 / r['total']:.3f}" for r in results.values()]))
+    widths_ = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for index, row in enumerate(rows):
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths_)))
         if index == 0:
-            print("  ".join("-" * width for width in widths))
-    print(f"per-frame / batched time per iteration: {naive['total'] / batched['total']:.2f}x "
-          f"(generator forward alone: {naive['generator forward'] / batched['generator forward']:.2f}x)")
+            print("  ".join("-" * width for width in widths_))
+    first = results[precisions[0]]
+    for name in columns[1:]:
+        print(f"{name} / {precisions[0]} time per iteration: {results[name]['total'] / first['total']:.2f} "
+              f"(generator forward alone: {results[name]['generator forward'] / first['generator forward']:.2f})")
 
 
 if __name__ == "__main__":

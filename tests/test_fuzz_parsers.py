@@ -20,8 +20,10 @@ from mocohd_cli.infra.safe_pickle import restricted_load
 from mocohd_cli.models.motion import METADATA_FIELDS, parse_motion_metadata
 from mocohd_cli.training.config import TrainConfig
 
-pytestmark = pytest.mark.timeout(300, method="thread")
-FUZZ = settings(max_examples=150, deadline=3000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+pytestmark = [pytest.mark.timeout(300, method="thread"),
+              pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")]
+FUZZ = settings(max_examples=150, deadline=3000, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                        HealthCheck.too_slow])
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True) | st.text(max_size=20),
@@ -56,6 +58,33 @@ def test_scan_of_arbitrary_bytes(data):
         scan_pickle(io.BytesIO(data))
     except MocohdError:
         pass
+
+
+python_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10) | st.binary(max_size=10),
+    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner) | st.frozensets(st.integers(), max_size=3)
+    | st.dictionaries(st.text(max_size=5), inner, max_size=4), max_leaves=20)
+
+
+@FUZZ
+@given(python_values, st.integers(0, 5), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=3))
+def test_scan_then_restricted_load_of_real_pickles(tmp_path_factory, value, protocol, changes):
+    """Well-formed pickles of every protocol (and small mutations of them) pass the scan and load,
+    or stop with one MocohdError; an unmutated plain value always loads back equal."""
+    data = pickle.dumps(value, protocol=protocol)
+    if not changes:
+        scan_pickle(io.BytesIO(data))  # an honest pickle of any protocol passes the scan
+    path = tmp_path_factory.mktemp("fuzz") / "value.pkl"
+    path.write_bytes(_mutate(data, changes) if changes else data)
+    try:
+        loaded = restricted_load(path)
+    except MocohdError:
+        # protocols 0-2 name Python 2's __builtin__ and pickle bytes through codecs: the restricted
+        # unpickler (made for network pickles, protocol 3+) refuses those globals
+        assert changes or protocol < 3, "an honest pickle of plain data was refused"
+        return
+    if not changes:
+        assert loaded == value or value != value  # NaN inside compares unequal to itself
 
 
 @FUZZ
@@ -96,6 +125,8 @@ def test_motion_metadata_parser(tmp_path_factory, raw):
     except MocohdError:
         return
     assert 1 <= info["n_pca"] <= info["latent_dim"] <= 65_536 and 1 <= info["h_dim"] <= 65_536
+    assert info.get("fps") is None or (isinstance(info["fps"], float) and 1e-3 <= info["fps"] <= 1e3)
+    assert all(info.get(key) is None or isinstance(info[key], str) for key in ("backbone", "backbone_checkpoint"))
 
 
 biggan_keys = st.sampled_from(["output_dim", "z_dim", "class_embed_dim", "channel_width", "num_classes", "layers",
@@ -115,13 +146,20 @@ def test_biggan_config_parser(values):
 
 
 train_keys = st.sampled_from(["frames", "batch_size", "lr", "beta1", "seed", "fps", "classes", "device", "mode",
-                              "h_dim", "w_residual", "truncation", "eval_every", "sample_format", "epochs"])
+                              "h_dim", "w_residual", "truncation", "eval_every", "sample_format", "epochs",
+                              "d_channels", "d_layers", "pca_samples", "num_samples", "queue_size"])
 
 
 @FUZZ
 @given(st.dictionaries(train_keys, json_values, max_size=8))
 def test_training_config_parser(values):
+    from mocohd_cli.training.config import UPPER_BOUNDS
+
     try:
-        TrainConfig.from_dict(values).validate()
+        config = TrainConfig.from_dict(values)
+        config.validate()
     except MocohdError:
-        pass
+        return
+    for name, bound in UPPER_BOUNDS.items():  # what passes is bounded, so what is built is too
+        assert getattr(config, name) is None or 0 < getattr(config, name) <= bound
+    assert all(isinstance(getattr(config, key), float) for key in ("lr", "beta1", "fps", "w_residual"))

@@ -276,7 +276,7 @@ def train_args(tiny_stylegan2_checkpoint, tiny_videos, tmp_path):
     (["--truncation", "nan"], "truncation"),
     (["--lr", "inf"], "lr"),
     (["--frames", "100000"], "--frames"),
-    (["--batch-size", "100000000"], "GiB"),
+    (["--batch-size", "100000", "--frames", "1000"], "GiB"),
     (["--seed", str(10**30)], "seed"),
     (["--seed", "-1"], "--seed"),
     (["--beta1", "5"], "--beta1"),
@@ -393,3 +393,120 @@ def test_sixteen_bit_png_frames_are_scaled_not_clipped(tmp_path):
     assert Image.open(folder / "frame_0.png").mode.startswith("I")
     pixels = decode_image(open_storage(tmp_path), "clip/frame_0.png")
     assert pixels.shape == (8, 8, 3) and np.all(pixels == round(30000 / 257))
+
+
+# -- found by review: evasions of the pre-scan and messages that grow with the input --------------------------
+def stale_memo_pickle(levels: int) -> bytes:
+    """A list memoised while empty and filled afterwards, `levels` times over, each list holding the
+    previous one twice: a scan that trusted the memo's snapshot would count about 2 objects."""
+    import struct
+
+    def put(i):
+        return b"r" + struct.pack("<I", i)  # LONG_BINPUT
+
+    def get(i):
+        return b"j" + struct.pack("<I", i)  # LONG_BINGET
+
+    out = b"\x80\x02]" + put(0)  # PROTO 2, an empty list as memo 0
+    for i in range(1, levels + 1):
+        out += b"]" + put(i) + b"(" + get(i - 1) + get(i - 1) + b"e0"  # EMPTY_LIST, PUT, MARK, 2 GETs, APPENDS, POP
+    return out + b"}" + get(levels) + b"Ns."  # {m[levels]: None}
+
+
+def legacy_torch_file(main_pickle: bytes) -> bytes:
+    """torch.save's legacy format around a given object pickle (magic, protocol, system info, object, keys)."""
+    import pickle
+
+    header = b"".join(pickle.dumps(value, protocol=2) for value in (
+        0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True,
+                                       "type_sizes": {"short": 2, "int": 4, "long": 4}}))
+    return header + main_pickle + pickle.dumps([], protocol=2)
+
+
+def test_a_pickle_filled_after_memoising_is_counted_at_its_real_size(tmp_path):
+    with pytest.raises(MocohdError, match="expand"):
+        scan_pickle(io.BytesIO(stale_memo_pickle(60)))
+    scan_pickle(io.BytesIO(stale_memo_pickle(5)))  # small: fine
+    path = tmp_path / "state.pkl"
+    path.write_bytes(stale_memo_pickle(60))
+    assert_clear_error(run("sample", "--backbone", "stylegan2", "--checkpoint", path, "-n", 1,
+                           "--out", tmp_path / "o"), path, "expand")
+
+
+def test_changing_a_container_after_sharing_it_is_refused():
+    shared_then_grown = b"\x80\x02]q\x00h\x00(K\x01e0."  # [] memoised, fetched again, then appended to
+    with pytest.raises(MocohdError, match="after referring to it elsewhere"):
+        scan_pickle(io.BytesIO(shared_then_grown))
+
+
+def test_a_pickle_with_a_zip_appended_is_refused(tmp_path):
+    """torch.load reads a file as a zip only if it starts with one; zipfile finds one anywhere: the
+    pre-scan must not read the harmless zip while torch loads the pickle in front of it."""
+    harmless = io.BytesIO()
+    torch.save({"a": torch.zeros(1)}, harmless)
+    path = tmp_path / "polyglot.pt"
+    path.write_bytes(legacy_torch_file(nested_tuple_pickle(60)) + harmless.getvalue())
+    for named in (["--backbone", "stylegan2"], []):
+        assert_clear_error(run("sample", *named, "--checkpoint", path, "-n", 1, "--out", tmp_path / "o"),
+                           path, "both a pickle and a zip")
+
+
+def test_honest_long_lists_are_not_mistaken_for_deep_nesting():
+    import pickle
+
+    for protocol in (0, 2):
+        scan_pickle(io.BytesIO(pickle.dumps({"ids": list(range(5000)), "x": [[1, 2], (3, 4)]}, protocol=protocol)))
+
+
+def test_messages_about_huge_values_stay_short(tmp_path):
+    """A 2**20-object tuple (within the scan's limits) as the only key of a network pickle: the
+    error shows a few of its items, not all of them."""
+    path = tmp_path / "odd.pkl"
+    path.write_bytes(nested_tuple_pickle(20))
+    result = run("sample", "--backbone", "stylegan2", "--checkpoint", path, "-n", 1, "--out", tmp_path / "o")
+    assert_clear_error(result, path, "no 'G_ema'", "...")
+    assert len(result.output) < 2000
+
+
+def test_torch_advice_to_drop_weights_only_is_never_shown(tmp_path):
+    path = tmp_path / "odd.pt"
+    path.write_bytes(legacy_torch_file(nested_tuple_pickle(3)))
+    result = run("sample", "--backbone", "stylegan2", "--checkpoint", path, "-n", 1, "--out", tmp_path / "o")
+    assert_clear_error(result, path, "weights-only unpickler refused it")
+    assert "weights_only` set to `False`" not in result.output
+
+
+def test_a_null_fps_in_a_motion_file_means_absent(motion_file, tmp_path):
+    forged = forge_safetensors(motion_file, tmp_path / "null_fps.safetensors", meta={"fps": "null"})
+    result = run("sample", "--motion", forged, "-n", 1, "--frames", 2, "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda s: {**s, "eval": {"best": 10**400}}, None),
+    (lambda s: _with_optimiser_step(s, torch.tensor([2.0, 2.0])), "not a number"),
+    (lambda s: _with_optimiser_step(s, torch.tensor(float("nan"))), "not a number"),
+    (lambda s: {**s, "config": {**s["config"], "frames": (1, 2)}}, "not a plain value"),
+])
+def test_more_damaged_training_states(train_args, tmp_path, edit, needle):
+    assert run(*train_args).exit_code == 0
+    state_path = tmp_path / "run" / "state" / "latest.pt"
+    torch.save(edit(torch.load(state_path, weights_only=True)), state_path)
+    result = run(*train_args, "--resume", "--iterations", "2")
+    if needle is None:  # an unusable best score is dropped, not fatal
+        assert result.exit_code == 0, result.output
+    else:
+        assert_clear_error(result, state_path, needle)
+
+
+def _with_optimiser_step(state: dict, step):
+    first = next(iter(state["opt_d"]["state"]))
+    state["opt_d"]["state"][first]["step"] = step
+    return state
+
+
+@pytest.mark.parametrize("option, value", [("--h-dim", 10**8), ("--d-channels", 10**9), ("--pca-samples", 10**15),
+                                           ("--num-samples", 10**11), ("--d-layers", 60)])
+def test_counts_have_upper_bounds(train_args, tmp_path, option, value):
+    assert_clear_error(run(*train_args, option, value), option, "must be <=")
+    assert not (tmp_path / "run").exists()

@@ -32,9 +32,11 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def autocast(device: torch.device, precision: str = "fp32"):
-    """Autocast context for the precision; fp32 (or an unsupported pair) is a no-op.
+    """Autocast context for the precision; fp32 is a no-op.
 
-    fp16 on the CPU is refused rather than silently run in fp32.
+    Pairs that would not run as asked are refused rather than silently run otherwise: fp16 on the
+    CPU, bf16 on a GPU without bf16 support (before Ampere). What runs in reduced precision inside
+    the backbones is their own choice (docs/precision.md); losses and the gradient penalty stay fp32.
     """
     if precision not in PRECISIONS:
         raise MocohdError(f"unknown precision {precision!r}", fix="use fp32, bf16 or fp16")
@@ -43,4 +45,7 @@ def autocast(device: torch.device, precision: str = "fp32"):
         return contextlib.nullcontext()
     if device.type == "cpu" and dtype is torch.float16:
         raise MocohdError("fp16 autocast is not supported on the CPU", fix="use --precision bf16 or fp32")
+    if device.type == "cuda" and dtype is torch.bfloat16 and not torch.cuda.is_bf16_supported(including_emulation=False):
+        raise MocohdError(f"this GPU ({torch.cuda.get_device_name(device)}) has no bf16 support",
+                          fix="use --precision fp16 (with its gradient scaler) or fp32")
     return torch.autocast(device_type=device.type, dtype=dtype)

@@ -1,7 +1,26 @@
 """User-facing errors: one clear message that names the file and the fix."""
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
+
+# How messages show values that came from files: a few items, a few levels, short strings, so a
+# hostile structure (2**60 shared tuples) costs no more to show than a small one.
+_BRIEF = reprlib.Repr()  # (keyword arguments only from Python 3.12)
+_BRIEF.maxlevel, _BRIEF.maxstring, _BRIEF.maxlong, _BRIEF.maxother = 2, 60, 40, 60
+_BRIEF.maxtuple = _BRIEF.maxlist = _BRIEF.maxdict = _BRIEF.maxset = _BRIEF.maxfrozenset = 4
+
+
+def brief(value: object) -> str:
+    """A short repr of a value from a file, for error messages."""
+    return _BRIEF.repr(value)
+
+
+def brief_keys(mapping: object, count: int = 8) -> str:
+    """The first few keys of a mapping (as text), for messages such as "its keys: a, b, c, ..."."""
+    keys = [brief(key) if not isinstance(key, str) else key[:60] for _, key in zip(range(count), mapping)]
+    more = ", ..." if len(mapping) > count else ""
+    return (", ".join(keys) + more) or "none"
 
 
 class MocohdError(Exception):

@@ -147,6 +147,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def _torch_load_reason(exc: Exception) -> str:
+    """What torch's loader objected to, without its advice to retry with weights_only=False
+    (which would run the file's code)."""
+    text = str(exc).strip()
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+        return "the weights-only unpickler refused it: " + " ".join(text.split())[:200]
+    return (text.splitlines() or [type(exc).__name__])[0][:200]
+
+
 def torch_load_safely(path: str | Path, what: str = "checkpoint") -> object:
     """torch.load with weights_only=True (no pickled code ever runs) after a bounded pre-scan of
     its pickle (no pickled work blows up either: infra/pickle_scan.py)."""
@@ -157,7 +167,7 @@ def torch_load_safely(path: str | Path, what: str = "checkpoint") -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for bad files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = _torch_load_reason(exc)
         raise MocohdError(
             f"cannot read this {what} as a PyTorch file of tensors ({reason})",
             path=path,

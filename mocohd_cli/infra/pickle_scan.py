@@ -74,6 +74,24 @@ def _malformed(reason: str, path: Path | None, what: str, kind: str) -> MocohdEr
                        fix="the file is damaged, truncated or of another format; get it again from its source")
 
 
+class _Value:
+    """One value of the simulated pickle machine: the objects it expands to (shared references
+    counted each time) and how deeply it nests. The stack and the memo hold the same record, so
+    a container filled after it was memoised is seen at its real size wherever it is fetched."""
+
+    __slots__ = ("objects", "depth", "shared")
+
+    def __init__(self, objects: int, depth: int):
+        self.objects, self.depth, self.shared = objects, depth, False
+
+
+# Opcodes that add to the container below their operands (the first entry of stack_before)
+# instead of making a new value.
+_MUTATORS = {"APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "BUILD"}
+_GETS = {"GET", "BINGET", "LONG_BINGET"}
+_PUTS = {"PUT", "BINPUT", "LONG_BINPUT"}
+
+
 def scan_pickle(stream: BinaryIO, *, path: Path | None = None, what: str = "pickle",
                 limits: PickleLimits = LIMITS, size: int | None = None, kind: str = "pickle") -> None:
     """Scan one pickle from the stream's position to its STOP opcode (the stream is left just
@@ -85,49 +103,70 @@ def scan_pickle(stream: BinaryIO, *, path: Path | None = None, what: str = "pick
     reader = _Bounded(stream, size)
     stack: list = []
     memo: dict = {}
-    cap_objects, cap_depth = limits.expanded_objects, limits.depth
     opcodes = 0
+
+    def pop_operands(opcode) -> tuple[list[_Value], int]:
+        """The values the opcode consumes (deepest last) and how many came from above a MARK."""
+        layout = opcode.stack_before
+        below = len(layout)
+        popped: list[_Value] = []
+        if pickletools.markobject in layout:
+            below = layout.index(pickletools.markobject)
+            while stack and stack[-1] is not _MARK:
+                popped.append(stack.pop())
+            if not stack:
+                raise _malformed("a MARK is missing", path, what, kind)
+            stack.pop()
+        marked = len(popped)
+        for _ in range(below):
+            if not stack or stack[-1] is _MARK:
+                raise _malformed("its stack underflows", path, what, kind)
+            popped.append(stack.pop())
+        return popped, marked
+
+    def check(value: _Value, items: int) -> None:
+        if items > limits.container_items:
+            raise _refuse(f"a container of {items:,} items", path, what)
+        if value.objects > limits.expanded_objects:
+            raise _refuse(f"its objects expand to more than {limits.expanded_objects:,} (shared references "
+                          "nested to blow up hashing or memory)", path, what)
+        if value.depth > limits.depth:
+            raise _refuse(f"it nests more than {limits.depth} levels deep", path, what)
+
     try:
         for opcode, arg, _pos in pickletools.genops(reader):
             opcodes += 1
             if opcodes > limits.opcodes:
                 raise _refuse(f"more than {limits.opcodes:,} pickle opcodes", path, what)
             name = opcode.name
-            if name in ("PUT", "BINPUT", "LONG_BINPUT"):
-                memo[arg] = stack[-1]
+            if name in _PUTS or name == "MEMOIZE":
+                if not stack or stack[-1] is _MARK:
+                    raise _malformed("it memoises an empty stack", path, what, kind)
+                memo[arg if name in _PUTS else len(memo)] = stack[-1]
                 continue
-            if name == "MEMOIZE":
-                memo[len(memo)] = stack[-1]
-                continue
-            if name in ("GET", "BINGET", "LONG_BINGET"):
-                if arg not in memo:
+            if name in _GETS or name == "DUP":
+                if name == "DUP" and (not stack or stack[-1] is _MARK):
+                    raise _malformed("its stack underflows", path, what, kind)
+                if name != "DUP" and arg not in memo:
                     raise _malformed(f"memo entry {arg} is used before it is defined", path, what, kind)
-                stack.append(memo[arg])
+                value = stack[-1] if name == "DUP" else memo[arg]
+                value.shared = True  # referred to twice: from now on it must not change
+                stack.append(value)
                 continue
-            # Pop what the opcode consumes, as pickletools documents it, and push its result
-            # with the popped values' sizes summed and their depths maxed.
-            objects, depth, items = 1, 0, 0
-            for slot in reversed(opcode.stack_before):
-                if slot is pickletools.stackslice:
-                    while stack and stack[-1] is not _MARK:
-                        o, d = stack.pop()
-                        objects, depth, items = objects + o, max(depth, d), items + 1
-                elif slot is pickletools.markobject:
-                    if not stack or stack.pop() is not _MARK:
-                        raise _malformed("a MARK is missing", path, what, kind)
-                else:
-                    if not stack or stack[-1] is _MARK:
-                        raise _malformed("its stack underflows", path, what, kind)
-                    o, d = stack.pop()
-                    objects, depth = objects + o, max(depth, d)
-            if items > limits.container_items:
-                raise _refuse(f"a container of {items:,} items", path, what)
-            value = (min(objects, cap_objects + 1), depth + 1)
-            if value[0] > cap_objects:
-                raise _refuse(f"its objects expand to more than {cap_objects:,} (shared references nested "
-                              "to blow up hashing or memory)", path, what)
-            if value[1] > cap_depth:
-                raise _refuse(f"it nests more than {cap_depth} levels deep", path, what)
+            popped, marked = pop_operands(opcode)
+            if name in _MUTATORS:
+                container, items = popped[-1], popped[:-1]
+                if container.shared:  # the pickler never does this; a stale size would hide a bomb
+                    raise _refuse(f"it changes a container ({name}) after referring to it elsewhere", path, what)
+                container.objects = min(container.objects + sum(v.objects for v in items),
+                                        limits.expanded_objects + 1)
+                container.depth = max([container.depth] + [v.depth + 1 for v in items])
+                check(container, marked)
+                stack.append(container)
+                continue
+            value = _Value(min(1 + sum(v.objects for v in popped), limits.expanded_objects + 1),
+                           1 + max((v.depth for v in popped), default=0))
+            check(value, marked)
             for slot in opcode.stack_after:
                 stack.append(_MARK if slot is pickletools.markobject else value)
             if name == "STOP":
@@ -135,7 +174,7 @@ def scan_pickle(stream: BinaryIO, *, path: Path | None = None, what: str = "pick
     except MocohdError:
         raise
     except Exception as exc:  # genops raises ValueError for truncated or malformed pickles
-        raise _malformed(str(exc), path, what, kind) from exc
+        raise _malformed(str(exc)[:200], path, what, kind) from exc
     raise _malformed("it ends without a STOP opcode: truncated?", path, what, kind)
 
 
@@ -152,7 +191,12 @@ def scan_torch_file(path: Path, *, what: str = "checkpoint", limits: PickleLimit
     """Pre-scan a torch.save file: the zip format's data.pkl (members must be stored uncompressed,
     as torch writes them, so nothing in it can expand past the file's own size), or the legacy
     format's five leading pickles."""
-    if zipfile.is_zipfile(path):
+    with open(path, "rb") as handle:
+        starts_as_zip = handle.read(4) == b"PK\x03\x04"  # how torch.load tells its two formats apart
+    if starts_as_zip != zipfile.is_zipfile(path):  # zipfile looks at the end: a pickle with a zip appended
+        raise _refuse("it is both a pickle and a zip archive (torch would load the part this check did not "
+                      "see)", path, what)
+    if starts_as_zip:
         try:
             with zipfile.ZipFile(path) as archive:
                 members = archive.infolist()

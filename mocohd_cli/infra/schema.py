@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import MocohdError
+from .errors import MocohdError, brief
 
 MAX_TEXT = 4096  # characters of a string value (paths, names)
 MAX_METADATA_VALUE = 1 << 20  # characters of one metadata entry before it is decoded
@@ -41,15 +41,10 @@ class Field:
         return self.default is _MISSING
 
 
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def check_value(field: Field, value: Any, *, source: Path | str | None, what: str) -> Any:
     """`value` converted to the field's type, or a MocohdError naming the file and the key."""
     def bad(expected: str) -> MocohdError:
-        return MocohdError(f"{what}: {field.key!r} must be {expected}, got {_show(value)}", path=source,
+        return MocohdError(f"{what}: {field.key!r} must be {expected}, got {brief(value)}", path=source,
                            fix="the file is damaged or was edited by hand; re-create it, or correct this value")
 
     kind = field.kind

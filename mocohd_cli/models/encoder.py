@@ -16,7 +16,6 @@ trained for (`check_encoder_match`).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -25,6 +24,7 @@ from torch import Tensor, nn
 
 from ..infra.errors import MocohdError
 from ..infra.files import read_safetensors, safetensors_metadata, sha256_of, write_safetensors
+from ..infra.schema import Field, decode_metadata, read_fields
 
 FORMAT_TAG = "mocohd-encoder"
 FORMAT_VERSION = 1
@@ -127,22 +127,27 @@ class LatentEncoder(nn.Module):
         return write_safetensors(path, self.state_dict(), meta)
 
 
-def _decode(value: str):
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        return value
+# What an encoder file's metadata may hold, typed and bounded (mocohd_cli/infra/schema.py).
+METADATA_FIELDS = (
+    Field("format", str, choices=(FORMAT_TAG,)), Field("format_version", int, lo=1, hi=FORMAT_VERSION),
+    Field("arch", str, hi=200), Field("latent_dim", int, lo=1, hi=65_536), Field("image_size", int, lo=8, hi=4096),
+    Field("backbone", str, hi=1000, default=None), Field("backbone_sha256", str, hi=64, default=None),
+    Field("backbone_checkpoint", str, default=None),
+)
 
 
 def read_encoder_info(path: str | Path) -> dict:
-    from ..infra.files import require_exists
+    from ..infra.files import require_regular_file
 
-    path = require_exists(path, "encoder", fix="check the path given to --encoder")
+    path = require_regular_file(path, "encoder", fix="check the path given to --encoder")
     meta = safetensors_metadata(path)
     if meta is None or meta.get("format") != FORMAT_TAG:
         raise MocohdError("not a mocohd encoder (no 'format: mocohd-encoder' metadata)", path=path,
                           fix="pass a file written by `mocohd train-encoder`")
-    return {k: _decode(v) for k, v in meta.items()}
+    info = decode_metadata(meta, source=path, what="encoder metadata")
+    info["format"] = meta["format"]
+    checked = read_fields(info, METADATA_FIELDS, source=path, what="encoder metadata")
+    return {**info, **{k: v for k, v in checked.items() if v is not None}}
 
 
 def check_encoder_match(info: dict, backbone, path: Path) -> None:

@@ -18,11 +18,11 @@ ScaleOutputs = list[list[Tensor]]
 
 
 def _relativistic(outputs: ScaleOutputs, others: ScaleOutputs, target: float) -> Tensor:
-    """sum over scales of MSE(D(x) - mean D(y), target)."""
+    """sum over scales of MSE(D(x) - mean D(y), target), in fp32 whatever the discriminators ran in."""
     total = 0.0
     for mine, theirs in zip(outputs, others):
-        pred = mine[-1]
-        total = total + F.mse_loss(pred - theirs[-1].mean(), torch.full_like(pred, target))
+        pred = mine[-1].float()
+        total = total + F.mse_loss(pred - theirs[-1].float().mean(), torch.full_like(pred, target))
     return total
 
 

@@ -181,7 +181,11 @@ def parse_motion_metadata(raw: dict[str, str], path: Path) -> dict:
     info = decode_metadata(raw, source=path, what="motion model metadata")
     info["format"] = raw["format"]  # a string, whatever JSON makes of it
     checked = read_fields(info, METADATA_FIELDS, source=path, what="motion model metadata")
-    info.update({key: value for key, value in checked.items() if value is not None})
+    for key, value in checked.items():  # a JSON null counts as absent: readers use their defaults
+        if value is None:
+            info.pop(key, None)
+        else:
+            info[key] = value
     if info["n_pca"] > info["latent_dim"]:
         raise MocohdError(f"motion model metadata: n_pca ({info['n_pca']}) exceeds latent_dim ({info['latent_dim']})",
                           path=path, fix="the file is damaged or was edited; re-export it")

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from ..infra.errors import MocohdError
+from ..infra.errors import MocohdError, brief
 from ..infra.runs import DEFAULT_RUNS_ROOT, RunDir, RunLock, new_run_path, read_toml
 from .config import RESUME_KEYS, TrainConfig
 
@@ -94,8 +94,13 @@ def set_torch_rng(state: Any) -> None:
 def check_compatible(saved: dict, config: TrainConfig, state_path: Path) -> None:
     """A resumed run keeps the settings that shape its models and its data stream."""
     for key in RESUME_KEYS:
-        if key in saved and saved[key] != getattr(config, key):
-            raise MocohdError(f"--resume: {key} was {saved[key]!r} in this run but is now "
+        if key not in saved:
+            continue
+        if not isinstance(saved[key], (str, int, float, bool, type(None))):  # no deep comparison of file data
+            raise MocohdError(f"--resume: the state's {key} is not a plain value ({brief(saved[key])})",
+                              path=state_path, fix="the state is damaged or edited; start a new run")
+        if saved[key] != getattr(config, key):
+            raise MocohdError(f"--resume: {key} was {brief(saved[key])} in this run but is now "
                               f"{getattr(config, key)!r}", path=state_path,
                               fix=f"resume with the run's own settings (drop the {key} option)")
 

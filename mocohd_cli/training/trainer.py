@@ -84,6 +84,11 @@ class Trainer:
             raise MocohdError("no dataset given", fix="pass --data DIR (a folder or .zip of videos)")
         self.backbone = backbone.to(self.device) if backbone is not None else self._load_backbone()
         self.backbone.truncation = config.truncation  # the one way truncation reaches a backbone
+        if config.checkpointing:
+            if not callable(getattr(self.backbone, "set_checkpointing", None)):
+                raise MocohdError(f"the {self.backbone.name} backbone cannot checkpoint its synthesis",
+                                  fix="train without --checkpointing")
+            self.backbone.set_checkpointing(True)
         self.config = config = fit_to_world(fit_to_backbone(config, self.backbone), self.ctx.world_size)
         # rank 0 indexes the videos (which decodes every video file once) and shares the index
         self.dataset = self.ctx.broadcast(
@@ -191,13 +196,23 @@ class Trainer:
         self.step = state["step"]
         self._check_step_matches_optimisers(path)
         best = state["eval"].get("best")
-        self.best_score = float(best) if isinstance(best, (int, float)) and math.isfinite(best) else None
+        self.best_score = float(best) if isinstance(best, float) and math.isfinite(best) else None
 
     def _check_step_matches_optimisers(self, path: Path) -> None:
         """Adam counts its own steps: g_steps per iteration for the motion model, one for the
         discriminators. A `step` that disagrees was edited, and would be believed everywhere."""
         for name, optimiser, per_iteration in (("opt_g", self.opt_g, self.config.g_steps), ("opt_d", self.opt_d, 1)):
-            counts = {int(entry["step"]) for entry in optimiser.state.values() if "step" in entry}
+            counts = set()
+            for entry in optimiser.state.values():
+                step = entry.get("step")
+                if step is None:
+                    continue
+                if isinstance(step, Tensor):
+                    step = step.item() if step.numel() == 1 else None
+                if not isinstance(step, (int, float)) or not math.isfinite(step):
+                    raise MocohdError(f"the training state's optimiser {name} has a step count that is not a number",
+                                      path=path, fix="the state was edited or is damaged; start a new run")
+                counts.add(int(step))
             if counts and counts != {self.step * per_iteration}:
                 raise MocohdError(f"the training state says step {self.step}, but its optimiser {name} has taken "
                                   f"{sorted(counts)[0]} steps (expected {self.step * per_iteration})", path=path,

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from mocohd_cli.infra.errors import MocohdError
+from mocohd_cli.infra.errors import MocohdError, brief_keys
 from mocohd_cli.infra.files import read_safetensors, safetensors_metadata, torch_load_safely, write_safetensors
 from mocohd_cli.infra.pickle_scan import UnboundedPickleError, scan_torch_file
 
@@ -95,7 +95,7 @@ def _read_rosinality(path: Path) -> tuple[dict[str, Tensor], Tensor | None]:
     elif all(key in _strip_module_prefix(obj) for key in SIGNATURE_KEYS):
         state, latent_avg = obj, None  # a bare generator state dict
     else:
-        keys = ", ".join(sorted(map(str, obj))[:8]) or "none"
+        keys = brief_keys(obj)
         raise MocohdError(f"no 'g_ema' generator in this checkpoint (its keys: {keys})", path=path,
                           fix=NOT_STYLEGAN2_FIX)
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.utils import checkpoint as activation_checkpoint
 
 from mocohd_cli.models.backbone import ImageGenerator
 from mocohd_cli.infra.errors import MocohdError
@@ -24,6 +25,14 @@ from .modulated import ConstantInput, StyledConv, ToRGB
 BLUR_KERNEL = (1, 3, 3, 1)
 MEAN_LATENT_SAMPLES = 4096
 MEAN_LATENT_SEED = 0
+# Under autocast, the convolutions from this output resolution up run in bf16/fp16; the rest stays
+# fp32. A rounding in a low-resolution layer is up-sampled into a smooth error and carried through
+# every later layer, so those layers (10% of the arithmetic at 256 px) cost as much accuracy as
+# all the larger ones together; measured in docs/precision.md.
+LOW_PRECISION_MIN_RESOLUTION = 64
+# ... and only where both sides have this many channels: narrower convolutions gain little or
+# nothing in bf16 on a CPU (16 channels: slower) and their rounding shows more in the frames.
+LOW_PRECISION_MIN_CHANNELS = 128
 
 
 def default_channels(size: int, channel_multiplier: int = 2) -> dict[int, int]:
@@ -49,7 +58,8 @@ class StyleGAN2Generator(ImageGenerator):
 
     def __init__(self, size: int, style_dim: int = 512, n_mlp: int = 8, channel_multiplier: int = 2,
                  channels: Mapping[int | str, int] | None = None, *, lr_mlp: float = 0.01,
-                 blur_kernel: Sequence[float] = BLUR_KERNEL, channels_last: bool = True):
+                 blur_kernel: Sequence[float] = BLUR_KERNEL, channels_last: bool = True,
+                 low_precision_from: int = LOW_PRECISION_MIN_RESOLUTION):
         super().__init__()
         if size < 4 or size & (size - 1):
             raise MocohdError(f"StyleGAN2 size must be a power of two >= 4, got {size}")
@@ -93,6 +103,23 @@ class StyleGAN2Generator(ImageGenerator):
         # Not part of the state dict, so rosinality's g_ema loads strictly.
         self.register_buffer("latent_avg", None, persistent=False)
         self.latent_avg_source: str | None = None
+        self.set_low_precision(low_precision_from)
+        self.checkpointing = False
+
+    def set_low_precision(self, min_resolution: int = LOW_PRECISION_MIN_RESOLUTION,
+                          min_channels: int = LOW_PRECISION_MIN_CHANNELS) -> None:
+        """Under autocast, run in the autocast dtype the convolutions whose output resolution is
+        at least `min_resolution` and whose input and output both have at least `min_channels`
+        channels; every other part stays fp32 (min_resolution above `size`: all of it). Without
+        autocast this changes nothing."""
+        self.low_precision_policy = {"min_resolution": min_resolution, "min_channels": min_channels}
+        for res, layer in self.styled_convs():
+            conv = layer.conv
+            conv.low_precision = res >= min_resolution and min(conv.in_channel, conv.out_channel) >= min_channels
+
+    def styled_convs(self) -> list[tuple[int, StyledConv]]:
+        """(output resolution, layer) of every modulated 3x3 convolution, in order."""
+        return [(4, self.conv1)] + [(2 ** (3 + i // 2), conv) for i, conv in enumerate(self.convs)]
 
     # ----------------------------------------------------------------- configuration and files
     def export_config(self) -> dict:
@@ -180,11 +207,27 @@ class StyleGAN2Generator(ImageGenerator):
         x = self.input.input.repeat(n, 1, 1, 1).contiguous(memory_format=memory_format)  # a copy: may be overwritten
         x = self.conv1(x, w, noise[0], inplace=inplace)
         skip = self.to_rgb1(x, w, input_gain=LRELU_GAIN)
-        for i, to_rgb in enumerate(self.to_rgbs):
-            x = self.convs[2 * i](x, w, noise[2 * i + 1], input_gain=LRELU_GAIN, inplace=inplace)
-            x = self.convs[2 * i + 1](x, w, noise[2 * i + 2], input_gain=LRELU_GAIN, inplace=inplace)
-            skip = to_rgb(x, w, skip, input_gain=LRELU_GAIN)
+        # Checkpointed, autograd keeps only each resolution's input (x and the RGB skip) and
+        # recomputes the block in the backward pass: the same gradients for about a third more work.
+        checkpointed = self.checkpointing and not inplace and torch.is_grad_enabled()
+        for i in range(len(self.to_rgbs)):
+            if checkpointed:
+                x, skip = activation_checkpoint.checkpoint(self._block, i, x, skip, w, noise, use_reentrant=False)
+            else:
+                x, skip = self._block(i, x, skip, w, noise, inplace=inplace)
         return skip.float().contiguous()
+
+    def _block(self, i: int, x: Tensor, skip: Tensor, w: Tensor, noise: Sequence[Tensor | None], *,
+               inplace: bool = False) -> tuple[Tensor, Tensor]:
+        """Resolution 2^(i + 3): the up-sampling conv, the conv and the toRGB added to the skip."""
+        x = self.convs[2 * i](x, w, noise[2 * i + 1], input_gain=LRELU_GAIN, inplace=inplace)
+        x = self.convs[2 * i + 1](x, w, noise[2 * i + 2], input_gain=LRELU_GAIN, inplace=inplace)
+        return x, self.to_rgbs[i](x, w, skip, input_gain=LRELU_GAIN)
+
+    def set_checkpointing(self, enabled: bool = True) -> None:
+        """Gradient checkpointing of the synthesis (training through the frozen generator at high
+        resolution): activations are kept per resolution instead of per operation."""
+        self.checkpointing = enabled
 
     def forward(self, z: Tensor, *, noise: str = "random",
                 rng: torch.Generator | None = None) -> Tensor:

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mocohd_cli.infra.errors import MocohdError
+from mocohd_cli.infra.errors import MocohdError, brief_keys
 from mocohd_cli.infra.safe_pickle import (PersistentRecord, RestrictedUnpickler, UnsafePickleError,
                                           looks_like_persistence_pickle, restricted_load)
 
@@ -93,8 +93,7 @@ def _generator_record(obj: object, path: Path | None) -> PersistentRecord:
         for key in ("G_ema", "G"):
             if isinstance(obj.get(key), PersistentRecord):
                 return obj[key]
-        keys = ", ".join(map(str, obj)) or "none"
-        raise MocohdError(f"no 'G_ema' generator in this pickle (its keys: {keys})", path=path, fix=NOT_NVIDIA_FIX)
+        raise MocohdError(f"no 'G_ema' generator in this pickle (its keys: {brief_keys(obj)})", path=path, fix=NOT_NVIDIA_FIX)
     raise MocohdError(f"this pickle holds a {type(obj).__name__}, not an NVIDIA network snapshot",
                       path=path, fix=NOT_NVIDIA_FIX)
 
