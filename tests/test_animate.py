@@ -195,3 +195,71 @@ def test_animate_with_an_encoder_and_bad_inputs(motion_file, own_image, tiny_sty
     bad = run("animate", own_image, junk, "--motion", motion_file, "--out", tmp_path / "j")
     assert bad.exit_code == 2 and "junk.png" in bad.output and "fix:" in bad.output
     assert not (tmp_path / "j" / "face.mp4").exists()  # every image is read before any work
+
+
+# -- review fixes ----------------------------------------------------------------------------------
+def test_images_never_share_output_stems(motion_file, own_image, tmp_path):
+    from mocohd_cli.workflows.animate import _unique_stems
+
+    assert _unique_stems([tmp_path / "a.png", tmp_path / "d" / "a.png", tmp_path / "a_2.png"]) == ["a", "a_2", "a_2_2"]
+    assert _unique_stems([tmp_path / "a_2.png", tmp_path / "a.png", tmp_path / "d" / "a.png"]) == ["a_2", "a", "a_3"]
+    (tmp_path / "d").mkdir()
+    images = [tmp_path / "a.png", tmp_path / "d" / "a.png", tmp_path / "a_2.png"]
+    for value, path in zip((0, 128, 255), images):
+        Image.fromarray(np.full((32, 32, 3), value, np.uint8)).save(path)
+    result = run("animate", *images, "--motion", motion_file, "--frames", 2, "--steps", 0, "--candidates", 0,
+                 "--format", "gif", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    compares = [iio.imread(tmp_path / "o" / f"{stem}_compare.png") for stem in ("a", "a_2", "a_2_2")]
+    for value, compare in zip((0, 128, 255), compares):  # each image's own files: its input on the left
+        assert compare[2:34, 2:34].min() == compare[2:34, 2:34].max() == value
+
+
+def test_any_integer_seed_works(motion_file, own_image, tiny_stylegan2_checkpoint, tmp_path):
+    """Seeds are hashed (models/generation.py stream_seed), never handed to torch as they are."""
+    for seed in (10 ** 30, -(10 ** 30)):
+        result = run("animate", own_image, "--motion", motion_file, "--frames", 2, "--steps", 1, "--candidates", 3,
+                     "--seed", seed, "--format", "gif", "--out", tmp_path / "a")
+        assert result.exit_code == 0, result.output
+    trained = run("train-encoder", "--checkpoint", tiny_stylegan2_checkpoint, "--out", tmp_path / "e.safetensors",
+                  "--arch", "resnet10t", "--steps", 1, "--batch-size", 2, "--seed", 10 ** 30)
+    assert trained.exit_code == 0, trained.output
+    made = run("sample", "--motion", motion_file, "-n", 1, "--frames", 2, "--format", "png", "--out", tmp_path / "real")
+    assert made.exit_code == 0, made.output
+    scored = run("eval", "--metric", "prediction", "--real", tmp_path / "real", "--motion", motion_file, "--frames", 2,
+                 "--num-videos", 1, "--inversion-steps", 0, "--seed", 10 ** 30)
+    assert scored.exit_code == 0, scored.output
+
+
+def test_class_on_an_unconditional_backbone_is_refused(motion_file, own_image, tmp_path):
+    result = run("animate", own_image, "--motion", motion_file, "--class", 3, "--out", tmp_path / "o")
+    assert result.exit_code == 2, result.output
+    assert "unconditional" in result.output and "--class" in result.output
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_candidates_are_bounded_and_drawn_in_chunks(tiny_stylegan2, own_image, motion_file, tmp_path, monkeypatch):
+    from mocohd_cli.data.images import read_image
+    from mocohd_cli.models.generation import stream_generator
+    from mocohd_cli.models.inversion import MAX_CANDIDATES, latent_statistics, render_fixed_noise, search_start
+
+    refused = run("animate", own_image, "--motion", motion_file, "--candidates", MAX_CANDIDATES + 1,
+                  "--out", tmp_path / "o")
+    assert refused.exit_code == 2 and "--candidates" in refused.output and "Traceback" not in refused.output
+    targets = torch.stack([read_image(own_image, 32).pixels, -read_image(own_image, 32).pixels])
+    stats = latent_statistics(tiny_stylegan2)
+    drawn, sample_latent = [], type(tiny_stylegan2).sample_latent
+
+    def counted(self, n, *, rng=None):
+        drawn.append(n)
+        return sample_latent(self, n, rng=rng)
+
+    monkeypatch.setattr(type(tiny_stylegan2), "sample_latent", counted)
+    best = search_start(tiny_stylegan2, targets, stats=stats, candidates=50, seed=4, batch_size=16)
+    assert drawn == [16, 16, 16, 2]  # never the whole pool at once
+    # the same choice as comparing the whole pool at once
+    rng = stream_generator(4, 0, "candidates")
+    pool = torch.cat([stats.mean[None]] + [sample_latent(tiny_stylegan2, n, rng=rng) for n in (16, 16, 16, 2)])
+    with torch.no_grad():
+        images = render_fixed_noise(tiny_stylegan2, pool[:, None], condition=None, noise="const")[:, 0]
+    assert torch.equal(best, pool[torch.cdist(targets.flatten(1), images.flatten(1)).argmin(1)])

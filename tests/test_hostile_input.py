@@ -510,3 +510,13 @@ def _with_optimiser_step(state: dict, step):
 def test_counts_have_upper_bounds(train_args, tmp_path, option, value):
     assert_clear_error(run(*train_args, option, value), option, "must be <=")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("seed", [-1, 10**30])
+def test_eval_seeds_are_checked(motion_file, tmp_path, seed):
+    result = run("eval", "--motion", motion_file, "--metric", "fvd16", "--real", tmp_path, "--seed", seed)
+    assert_clear_error(result, "--seed")
+
+
+def test_huge_training_seeds_within_64_bits_work(train_args):
+    assert run(*train_args, "--seed", 2**63 - 1).exit_code == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -26,6 +27,7 @@ class FakeHub:
         self.repos: dict[str, dict[str, dict[str, bytes]]] = {}  # repo -> commit -> file -> bytes
         self.refs: dict[str, dict[str, str]] = {}  # repo -> branch/tag -> commit
         self.private: set[str] = set()
+        self.failing: dict[str, int] = {}  # repo -> the HTTP status it answers with, whoever asks
         self.requests: list[tuple[str, str, str | None]] = []
         hub = self
 
@@ -45,6 +47,8 @@ class FakeHub:
                 if len(parts) < 5 or parts[2] != "resolve":
                     return self.error(404, "RepoNotFound")
                 repo, revision, filename = "/".join(parts[:2]), parts[3], "/".join(parts[4:])
+                if repo in hub.failing:
+                    return self.error(hub.failing[repo], "")
                 if repo not in hub.repos:
                     return self.error(404, "RepoNotFound")
                 if repo in hub.private and self.headers.get("authorization") != f"Bearer {TOKEN}":
@@ -66,7 +70,8 @@ class FakeHub:
 
             def error(self, status: int, code: str, commit: str | None = None):
                 self.send_response(status)
-                self.send_header("X-Error-Code", code)
+                if code:
+                    self.send_header("X-Error-Code", code)
                 if commit:
                     self.send_header("X-Repo-Commit", commit)
                 self.send_header("Content-Length", "0")
@@ -118,6 +123,10 @@ def test_references_parse(text, expected):
     ("hf://org/repo", "names no file"), ("hf://org/repo/", "empty"), ("hf://org/repo/a/../b.pt", "'..'"),
     ("hf://-bad/repo/g.pt", "not a valid owner"), ("hf://org/repo/g.pt@", "nothing follows"),
     ("hf://org/repo@v1/g.pt@v2", "two revisions"),
+    ("hf://org/repo/g.pt@../../etc", "revision"), ("hf://org/repo/g.pt@v1..v2", "revision"),
+    ("hf://org/repo/g.pt@refs//pr", "revision"), ("hf://org/repo/g.pt@refs/pr/", "revision"),
+    ("hf://org/repo/g.pt@main?x=1", "revision"), ("hf://org/repo/g.pt@%2e%2e", "revision"),
+    ("hf://org/repo/g.pt@/main", "revision"), ("hf://org/repo/g.pt@ma in", "revision"),
 ])
 def test_malformed_references_are_one_clear_error(text, why):
     with pytest.raises(MocohdError) as error:
@@ -184,6 +193,22 @@ def test_private_repositories_use_the_token_and_never_show_it(hub, monkeypatch):
     assert any(auth == f"Bearer {TOKEN}" for _, _, auth in hub.requests)
     result = CliRunner().invoke(app, ["sample", "--motion", "hf://me/private/nothing.safetensors"])
     assert result.exit_code == 2 and TOKEN not in result.output
+    # nor in a traceback (--debug), with the token sent and an HTTP error back from the server
+    hub.failing["me/broken"] = 403
+    requests = len(hub.requests)
+    for args in (["sample", "--motion", "hf://me/private/nothing.safetensors"],
+                 ["sample", "--motion", "hf://me/broken/motion.safetensors"]):
+        debug = CliRunner().invoke(app, ["--debug", *args])
+        assert isinstance(debug.exception, MocohdError), debug.output  # raised as it is: the traceback is shown
+        shown = debug.output + "".join(traceback.format_exception(debug.exception))
+        assert "Traceback" in shown and TOKEN not in shown
+        chain, exc = [], debug.exception
+        while exc is not None:  # every message of the chain, as any handler might print them
+            chain += [str(exc), repr(exc), str(getattr(exc, "fix", ""))]
+            exc = exc.__cause__ or exc.__context__
+        assert TOKEN not in " ".join(chain)
+    assert "HTTP 403" in str(debug.exception) and "not authorised" in str(debug.exception)
+    assert all(auth == f"Bearer {TOKEN}" for _, _, auth in hub.requests[requests:])  # the token was sent
 
 
 # -- where references are used ---------------------------------------------------------------------------
@@ -208,3 +233,27 @@ def test_detector_files_can_be_hub_references(hub):
     hub.add("org/detectors", COMMIT_MAIN, {"i3d.pt": b"torchscript bytes"}, "main")
     paths = parse_detector_options(["i3d=hf://org/detectors/i3d.pt"])
     assert paths["i3d"].read_bytes() == b"torchscript bytes"
+
+
+def test_encoders_weights_and_latents_files_can_be_hub_references(hub, tiny_stylegan2_checkpoint, tmp_path):
+    """--encoder, --encoder-weights and --latents resolve as --motion does (commands/options.py)."""
+    from mocohd_cli import MotionGenerator
+    from mocohd_cli.commands.options import given_values
+
+    hub.add("org/files", COMMIT_MAIN, {"enc.safetensors": b"encoder", "w.safetensors": b"weights"}, "main")
+    given = given_values({"encoder": "hf://org/files/enc.safetensors", "encoder_weights": "hf://org/files/w.safetensors",
+                          "out": "hf://not/resolved/here"})
+    assert Path(given["encoder"]).read_bytes() == b"encoder" and Path(given["encoder_weights"]).read_bytes() == b"weights"
+    assert given["out"] == "hf://not/resolved/here"
+    # a latents file on the Hub replays the same bytes
+    motion = MotionGenerator(32, h_dim=8, n_pca=8).save(tmp_path / "m.safetensors", backbone="stylegan2",
+                                                        backbone_checkpoint=str(tiny_stylegan2_checkpoint))
+    common = ["--motion", str(motion), "--format", "gif"]
+    made = CliRunner().invoke(app, ["sample", *common, "-n", "1", "--frames", "2", "--out", str(tmp_path / "a"),
+                                    "--save-latents", str(tmp_path / "l.npz")])
+    assert made.exit_code == 0, made.output
+    hub.add("org/latents", COMMIT_MAIN, {"l.npz": (tmp_path / "l.npz").read_bytes()}, "main")
+    replay = CliRunner().invoke(app, ["sample", *common, "--latents", "hf://org/latents/l.npz",
+                                      "--out", str(tmp_path / "b")])
+    assert replay.exit_code == 0, replay.output
+    assert (tmp_path / "a" / "video_0000.gif").read_bytes() == (tmp_path / "b" / "video_0000.gif").read_bytes()

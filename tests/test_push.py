@@ -1,6 +1,8 @@
 """`mocohd push`, tested at the huggingface_hub API boundary: what would be uploaded, and the card."""
 from __future__ import annotations
 
+import tomllib
+
 import numpy as np
 import pytest
 import yaml
@@ -13,6 +15,7 @@ from mocohd_cli.infra.files import read_safetensors
 from mocohd_cli.infra.hub import resolve
 from mocohd_cli.infra.provenance import append_provenance
 from mocohd_cli.infra.runs import dumps_flat_toml
+from mocohd_cli.models.motion import read_motion_info
 
 
 @pytest.fixture
@@ -36,20 +39,32 @@ def run_folder(tmp_path):
 
 
 @pytest.fixture
-def hub_api(monkeypatch):
-    """HfApi.create_repo / create_commit recorded instead of sent."""
+def existing_repos():
+    """Repository -> private, for the repositories on the stand-in Hub."""
+    return {}
+
+
+@pytest.fixture
+def hub_api(monkeypatch, existing_repos):
+    """HfApi.create_repo / repo_info / create_commit recorded instead of sent. As on the Hub,
+    create_repo(exist_ok=True) leaves an existing repository's visibility as it is."""
     from huggingface_hub import HfApi
 
     calls = {}
 
     def create_repo(self, repo_id, **kwargs):
         calls["create_repo"] = (repo_id, kwargs)
+        existing_repos.setdefault(repo_id, bool(kwargs.get("private")))
+
+    def repo_info(self, repo_id, **kwargs):
+        return type("ModelInfo", (), {"private": existing_repos[repo_id]})()
 
     def create_commit(self, repo_id, operations, **kwargs):
         calls["commit"] = (repo_id, {op.path_in_repo: op for op in operations}, kwargs)
         return type("Commit", (), {"commit_url": f"https://hub.example/{repo_id}/commit/1"})()
 
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "repo_info", repo_info)
     monkeypatch.setattr(HfApi, "create_commit", create_commit)
     for name in ("HF_HUB_OFFLINE", "MOCOHD_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
@@ -63,8 +78,22 @@ def test_push_uploads_the_model_config_sample_and_card(run_folder, hub_api):
     assert hub_api["create_repo"] == ("me/faces-motion", {"private": True, "exist_ok": True, "repo_type": "model"})
     repo, ops, _ = hub_api["commit"]
     assert repo == "me/faces-motion"
-    assert set(ops) == {"motion.safetensors", "config.toml", "provenance.toml", "sample.gif", "README.md"}
+    assert set(ops) == {"motion.safetensors", "config.toml", "sample.gif", "README.md"}  # provenance: opt-in
     assert "hf://me/faces-motion/motion.safetensors" in result.output and "/commit/1" in result.output
+    assert "(private)" in result.output
+    with_provenance = CliRunner().invoke(app, ["push", str(run_folder), "--repo", "me/other", "--provenance"])
+    assert with_provenance.exit_code == 0, with_provenance.output
+    assert "provenance.toml" in hub_api["commit"][1] and "(public)" in with_provenance.output
+
+
+def test_private_is_refused_for_an_existing_public_repository(run_folder, hub_api, existing_repos):
+    existing_repos["me/faces-motion"] = False
+    result = CliRunner().invoke(app, ["push", str(run_folder), "--repo", "me/faces-motion", "--private"])
+    assert result.exit_code == 2, result.output
+    assert "already exists and is public" in " ".join(result.output.split()) and "commit" not in hub_api
+    existing_repos["me/secret"] = True  # an existing private repository stays private, and says so
+    result = CliRunner().invoke(app, ["push", str(run_folder), "--repo", "me/secret"])
+    assert result.exit_code == 0 and "(private)" in result.output
 
 
 def test_the_card_and_the_uploaded_motion_file(run_folder, hub_api, monkeypatch, tmp_path):
@@ -75,7 +104,7 @@ def test_the_card_and_the_uploaded_motion_file(run_folder, hub_api, monkeypatch,
         captured.update({op.path_in_repo: open(op.path_or_fileobj, "rb").read() for op in operations})
 
     monkeypatch.setattr(HfApi, "create_commit", create_commit)
-    result = CliRunner().invoke(app, ["push", str(run_folder), "--repo", "me/faces-motion"])
+    result = CliRunner().invoke(app, ["push", str(run_folder), "--repo", "me/faces-motion", "--provenance"])
     assert result.exit_code == 0, result.output
     card = captured["README.md"].decode()
     meta = yaml.safe_load(card.split("---")[1])
@@ -100,6 +129,70 @@ def test_dry_run_uploads_nothing(run_folder, hub_api):
     result = CliRunner().invoke(app, ["push", str(run_folder), "--repo", "me/faces-motion", "--dry-run"])
     assert result.exit_code == 0, result.output
     assert not hub_api and "would upload motion.safetensors" in result.output and "library_name: mocohd" in result.output
+    flat = " ".join(result.output.split())
+    assert "would not upload provenance.toml" in flat and "--provenance" in flat and "visibility: public" in flat
+    private = CliRunner().invoke(app, ["push", str(run_folder), "--repo", "me/x", "--dry-run", "--private",
+                                       "--provenance"])
+    assert "would upload provenance.toml" in private.output and "visibility: private" in private.output
+
+
+def test_no_local_path_is_uploaded(tmp_path, hub_api, monkeypatch):
+    """Paths in the motion file's metadata and in config.toml leave as references or file names."""
+    from huggingface_hub import HfApi
+
+    home = tmp_path / "home" / "alice"
+    run = tmp_path / "run"
+    run.mkdir()
+    MotionGenerator(32, h_dim=8, n_pca=8).save(run / "motion.safetensors", backbone=f"{home}/mygen.py:Gen",
+                                               backbone_name="mygen", backbone_checkpoint=str(home / "g.pt"),
+                                               backbone_sha256="cd" * 32)
+    (run / "config.toml").write_text(dumps_flat_toml({
+        "mode": "in-domain", "data": f"{home}/secret-project/videos/", "checkpoint": str(home / "g.pt"),
+        "out": str(run), "backbone": f"{home}/mygen.py:Gen", "eval_detectors": [f"i3d={home}/det/i3d.pt"],
+        "preset": "hf://org/x/y.pt", "iterations": 80}))
+    append_provenance(run, device="cpu", step=0, argv=["mocohd", "train", "--data", str(home)])
+    captured = {}
+
+    def create_commit(self, repo_id, operations, **kwargs):
+        captured.update({op.path_in_repo: open(op.path_or_fileobj, "rb").read() for op in operations})
+
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    result = CliRunner().invoke(app, ["push", str(run), "--repo", "me/faces-motion"])
+    assert result.exit_code == 0, result.output
+    assert set(captured) == {"motion.safetensors", "config.toml", "README.md"}
+    for name, data in captured.items():
+        assert str(tmp_path).encode() not in data and b"alice" not in data and b"secret-project" not in data, name
+    uploaded = tmp_path / "uploaded.safetensors"
+    uploaded.write_bytes(captured["motion.safetensors"])
+    metadata = read_motion_info(uploaded)  # still a valid motion file
+    assert metadata["backbone_checkpoint"] == "g.pt" and metadata["backbone"] == "mygen.py:Gen"
+    config = tomllib.loads(captured["config.toml"].decode())
+    assert config["data"] == "videos" and config["checkpoint"] == "g.pt" and config["out"] == "run"
+    assert config["eval_detectors"] == ["i3d=i3d.pt"] and config["preset"] == "hf://org/x/y.pt"
+    assert config["iterations"] == 80 and config["mode"] == "in-domain"
+    assert "local file (g.pt" in captured["README.md"].decode()
+
+
+@pytest.mark.parametrize("ref, expected", [
+    ("/abs/g.pt", "not a reference"), ("g.pt", "not a reference"), ("zoo:no-such-entry", "no zoo entry"),
+    ("example:no-such-domain", "no-such-domain"), ("hf://org/repo", "names no file"),
+    ("hf://org/repo/g.pt@../../x", "revision"),
+])
+def test_backbone_ref_is_checked(run_folder, hub_api, ref, expected):
+    result = CliRunner().invoke(app, ["push", str(run_folder), "--repo", "me/x", "--backbone-ref", ref, "--dry-run"])
+    assert result.exit_code == 2, result.output
+    assert expected in " ".join(result.output.split()) and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("ref, base", [
+    ("hf://org/gan/g.pt", "org/gan"), ("hf://org/gan@v1/sub/g.pt", "org/gan"), ("hf://org/gan/g.pt@refs/pr/2", "org/gan"),
+    ("hf://datasets/org/stats/g.pt", None), ("zoo:biggan-deep-128", None), ("example:faces", None),
+])
+def test_the_cards_base_model(run_folder, hub_api, ref, base):
+    result = CliRunner().invoke(app, ["push", str(run_folder), "--repo", "me/x", "--backbone-ref", ref, "--dry-run"])
+    assert result.exit_code == 0, result.output
+    meta = yaml.safe_load(result.output.split("---")[1])
+    assert meta.get("base_model") == base and meta["mocohd"]["backbone"]["checkpoint"] == ref
 
 
 def test_push_errors(run_folder, hub_api, monkeypatch, tmp_path):

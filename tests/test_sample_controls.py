@@ -177,7 +177,7 @@ def _good_latents(tmp_path, motion_file):
     ("text", "not a readable .npz"), ("npy", "not an .npz"), ("missing", "'trajectories'"),
     ("dtype", "'content'"), ("dim", "'trajectories'"), ("nan", "'motion_noise'"), ("pickle", "'content'"),
     ("unknown", "'extra'"), ("classes", "'classes'"), ("start", "'trajectories'"), ("shape", "'motion_noise'"),
-    ("noise_mode", "'noise'"),
+    ("noise_mode", "'noise'"), ("fps", "'fps'"),
 ])
 def test_malformed_latents_files_give_one_clear_error(case, expected, motion_file, tmp_path):
     arrays = _good_latents(tmp_path, motion_file)
@@ -208,6 +208,8 @@ def test_malformed_latents_files_give_one_clear_error(case, expected, motion_fil
             arrays["motion_noise"] = arrays["motion_noise"][:, :1].copy()
         elif case == "noise_mode":
             arrays["noise"] = np.str_("loud")
+        elif case == "fps":
+            arrays["fps"] = np.float64(-4)
         np.savez(bad, **arrays)
     result = run("sample", "--motion", motion_file, "--latents", bad, "--out", tmp_path / "o")
     assert result.exit_code == 2, result.output
@@ -260,7 +262,7 @@ def test_what_cannot_stream_is_capped_with_a_clear_error(args, option, motion_fi
     (["--truncation", "nan"], "--truncation"), (["--truncation", "inf"], "--truncation"),
     (["--same-content", "--same-motion"], "--same-motion"), (["--decomposition", 2, 2, "-n", 3], "--num-videos"),
     (["--decomposition", 0, 2], "--decomposition"), (["--latents", "x.npz", "--frames", 3], "--frames"),
-    (["--noise", "loud"], "--noise"),
+    (["--noise", "loud"], "--noise"), (["--latents", "x.npz", "--seed", 0], "--seed"),
 ])
 def test_bad_options_are_refused_before_any_work(args, option, motion_file, tmp_path):
     result = run("sample", "--motion", motion_file, "--out", tmp_path / "o", *args)
@@ -337,3 +339,34 @@ def test_a_folder_in_the_way_of_a_video_is_one_clear_error(motion_file, tmp_path
     assert result.exit_code == 2, result.output
     assert "video_0000.gif" in result.output and "Traceback" not in result.output
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["video_0000.gif"]
+
+
+# -- replays: what a latents file records, what does not apply ------------------------------------
+def test_a_replay_keeps_the_frame_rate_unless_given(motion_file, tmp_path):
+    sample(motion_file, tmp_path / "a", "-n", 1, "--frames", 3, "--fps", 12, "--save-latents", tmp_path / "l.npz")
+    assert float(latents(tmp_path / "l.npz")["fps"]) == 12.0
+    sample(motion_file, tmp_path / "b", "--latents", tmp_path / "l.npz")  # the motion model says 5
+    assert (tmp_path / "a" / "video_0000.mp4").read_bytes() == (tmp_path / "b" / "video_0000.mp4").read_bytes()
+    sample(motion_file, tmp_path / "c", "--latents", tmp_path / "l.npz", "--fps", 3)  # a given --fps wins
+    assert iio.immeta(tmp_path / "c" / "video_0000.mp4", plugin="pyav")["fps"] == 3
+
+
+def test_a_replay_saved_again_records_the_files_truncation(motion_file, tmp_path):
+    sample(motion_file, tmp_path / "a", "-n", 2, "--frames", 3, "--truncation", 0.5, "--format", "png",
+           "--save-latents", tmp_path / "a.npz")
+    result = sample(motion_file, tmp_path / "b", "--latents", tmp_path / "a.npz", "--truncation", 0.9,
+                    "--format", "png", "--save-latents", tmp_path / "b.npz")
+    assert "changes nothing in a replay" in " ".join(result.output.split())
+    first, second = latents(tmp_path / "a.npz"), latents(tmp_path / "b.npz")
+    assert float(second["truncation"]) == 0.5  # StyleGAN2: the trajectories are fixed, 0.9 changed nothing
+    assert all(np.array_equal(first[key], second[key]) for key in first)
+    assert np.array_equal(png_video(tmp_path / "a" / "video_0001"), png_video(tmp_path / "b" / "video_0001"))
+
+
+def test_an_unwritable_latents_file_is_refused_before_any_video(motion_file, tmp_path):
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    result = run("sample", "--motion", motion_file, "--out", tmp_path / "o", "-n", 2, "--frames", 2,
+                 "--format", "gif", "--save-latents", tmp_path / "blocker" / "l.npz")
+    assert result.exit_code == 2, result.output
+    assert "--save-latents" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())

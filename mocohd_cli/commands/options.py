@@ -64,9 +64,10 @@ def labels_option() -> inspect.Parameter:
                                                                "JSON) for --class names."))
 
 
-# Settings fields resolved here when they hold a reference (hf://, zoo:, example:; mocohd_cli/infra/hub.py).
+# Settings fields resolved here when they hold a reference (hf://, zoo:, example:; mocohd_cli/infra/hub.py):
+# the motion model, the inversion encoder (animate, eval), train-encoder's starting weights, a latents file.
 # Checkpoints are resolved where they are loaded (load_backbone), so a run's config.toml keeps the reference.
-REFERENCE_FIELDS = ("motion",)
+REFERENCE_FIELDS = ("motion", "encoder", "encoder_weights", "latents")
 
 
 def given_values(values: dict) -> dict:

@@ -41,6 +41,9 @@ def sample_command(values: dict) -> None:
     if motion is not None and not info:
         console.print("[yellow]note: no --motion given: using a freshly initialised, UNTRAINED motion model "
                       "(random motion). Train one with `mocohd train`.[/yellow]")
+    if latents is not None and "truncation" in settings.given and not backbone.truncation_in_synthesis:
+        console.print(f"[yellow]note: --truncation changes nothing in a replay with backbone {backbone.name!r} (the "
+                      "file's trajectories are fixed); --save-latents records the file's truncation[/yellow]")
     settings.classes = resolve_classes(names, labels, num_classes=backbone.condition_dim or None)
     fps = settings.fps if settings.fps is not None else float(info.get("fps", DEFAULT_FPS))
     with progress() as bar:

@@ -209,7 +209,7 @@ class ClipBatchSampler(Sampler):
         self.rank, self.world_size, self.start_batch = rank, world_size, start_batch
 
     def permutation(self, epoch: int) -> Tensor:
-        rng = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        rng = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63)  # any --seed fits
         return torch.randperm(self.n_videos, generator=rng)
 
     def batch(self, b: int, cache: dict | None = None) -> list[tuple[int, int]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ..infra.errors import MocohdError
-from ..infra.settings import require_positive, setting
+from ..infra.settings import check_setting_types, require_positive, setting
 from ..models.backbone import BACKBONE_HELP
 from ..models.inversion import DEFAULT_CANDIDATES, DEFAULT_STEPS
 from .metrics import GROUND_TRUTH, METRICS, EvalResult, FeatureKind, get_metric
@@ -54,7 +54,10 @@ class EvalSettings:
     inversion_steps: int = setting(DEFAULT_STEPS, "prediction: optimisation steps of each first frame's inversion.")
 
     def validate(self) -> None:
+        check_setting_types(self)
         require_positive(self, ("num_videos", "frames", "batch_size"))
+        if not 0 <= self.seed < 2**62:  # offsets are added to it (GROUND_TRUTH_REAL_SEED) before numpy/torch see it
+            raise MocohdError(f"--seed must be in [0, 2**62), got {self.seed}", fix="use a non-negative seed")
         if self.fake and self.motion:
             raise MocohdError("--fake and --motion both given", fix="evaluate a folder (--fake) or a model (--motion)")
         if not self.fake and not self.motion:

@@ -147,6 +147,22 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def check_writable_file(path: str | Path, what: str, fix: str) -> Path:
+    """`path` if `atomic_path` will be able to write it later, else one MocohdError now, before the
+    work whose result it holds: a folder of that name, a parent that cannot be made (a file in the
+    way, a read-only place) or is not writable. The parent folder is made if missing."""
+    path = Path(path)
+    if path.is_dir():
+        raise MocohdError(f"{what} names a folder", path=path, fix=fix)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MocohdError(f"cannot make the folder of {what}: {exc.strerror or exc}", path=path, fix=fix) from exc
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise MocohdError(f"the folder of {what} is not writable", path=path, fix=fix)
+    return path
+
+
 def _torch_load_reason(exc: Exception) -> str:
     """What torch's loader objected to, without its advice to retry with weights_only=False
     (which would run the file's code)."""

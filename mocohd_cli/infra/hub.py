@@ -30,6 +30,9 @@ HF_SCHEME = "hf"
 REPO_TYPES = {"datasets": "dataset", "spaces": "space"}  # hf://datasets/OWNER/REPO/... (models need no prefix)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
+# A revision: "/"-separated parts of these characters (branches, tags, commits, refs/pr/N). Checked
+# here as well as by huggingface_hub: a revision goes into the URL path and the cache's folder names.
+_REVISION_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]*$")
 HF_FORMAT = "hf://OWNER/REPO/PATH[@REVISION]"
 LOGIN_FIX = "log in with `hf auth login`, or set HF_TOKEN"
 
@@ -42,17 +45,20 @@ class Scheme:
     resolve: Callable[[str], Path]  # the part after "NAME:" -> a local path
     reference_for: Callable[[Path], str | None] | None  # a local path this scheme made -> its reference
     help: str
+    check: Callable[[str], object] | None = None  # raises MocohdError if REST names nothing (no download)
 
 
 _SCHEMES: dict[str, Scheme] = {}
 
 
 def register_scheme(name: str, resolve: Callable[[str], Path], *,
-                    reference_for: Callable[[Path], str | None] | None = None, help: str = "") -> None:
-    """Make `NAME:REST` a reference that `resolve(REST)` turns into a local path."""
+                    reference_for: Callable[[Path], str | None] | None = None, help: str = "",
+                    check: Callable[[str], object] | None = None) -> None:
+    """Make `NAME:REST` a reference that `resolve(REST)` turns into a local path; `check(REST)`
+    raises MocohdError when REST is malformed or names nothing the scheme knows, without fetching."""
     if len(name) < 2:  # one letter would shadow Windows drive letters
         raise ValueError(f"scheme names need at least two characters, got {name!r}")
-    _SCHEMES[name] = Scheme(name, resolve, reference_for, help)
+    _SCHEMES[name] = Scheme(name, resolve, reference_for, help, check)
 
 
 def schemes() -> dict[str, Scheme]:
@@ -72,6 +78,19 @@ def split_reference(value: object) -> tuple[str, str] | None:
 
 def is_reference(value: object) -> bool:
     return split_reference(value) is not None
+
+
+def check_reference(value: str, option: str) -> str:
+    """`value` if it is a well-formed reference to something its scheme knows (nothing is fetched),
+    else one MocohdError naming `option`."""
+    parts = split_reference(value)
+    if parts is None:
+        raise MocohdError(f"{option} {str(value)[:200]!r} is not a reference",
+                          fix="write one of: " + "; ".join(s.help or f"{s.name}:..." for s in _SCHEMES.values()))
+    scheme, rest = parts
+    if _SCHEMES[scheme].check is not None:
+        _SCHEMES[scheme].check(rest)
+    return os.fspath(value)
 
 
 def resolve(value: T) -> T:
@@ -144,6 +163,10 @@ def parse_hf(value: str) -> HubFile:
         raise _malformed(text, "its file path has an empty, '.' or '..' part")
     if revision is not None and not revision:
         raise _malformed(text, "nothing follows '@'")
+    if revision is not None and (".." in revision
+                                 or not all(_REVISION_PART.match(part) for part in revision.split("/"))):
+        raise _malformed(text, f"revision {revision[:60]!r} is not a branch, tag or commit (letters, digits, "
+                               "'.', '_', '-', '+', single '/' between parts; no '..')")
     return HubFile(f"{owner}/{repo}", "/".join(path_parts), revision, repo_type)
 
 
@@ -189,6 +212,8 @@ def hub_download(file: HubFile) -> Path:
                               f"({' / '.join(OFFLINE_ENVS)} is set)",
                               fix="resolve it once online (e.g. `mocohd zoo get` or any command given this "
                                   "reference), or unset the variable") from exc
+        if isinstance(exc.__cause__, HfHubHTTPError):  # the Hub answered (403, 5xx): huggingface_hub tried the cache
+            raise hub_http_error(exc.__cause__, ref, f"read {file.repo_id}") from exc
         raise MocohdError(f"could not reach the Hub ({hub_endpoint() or 'huggingface.co'}) for {ref}, and it is not "
                           "in the cache", fix="check the network (and HF_ENDPOINT if set), then try again") from exc
     except GatedRepoError as exc:
@@ -246,4 +271,5 @@ def _hub_reference_for(path: Path) -> str | None:
 
 
 register_scheme(HF_SCHEME, lambda rest: hub_download(parse_hf(f"{HF_SCHEME}:{rest}")),
-                reference_for=_hub_reference_for, help=f"{HF_FORMAT}: a file on the Hugging Face Hub")
+                reference_for=_hub_reference_for, help=f"{HF_FORMAT}: a file on the Hugging Face Hub",
+                check=lambda rest: parse_hf(f"{HF_SCHEME}:{rest}"))

@@ -43,6 +43,9 @@ class ImageGenerator(nn.Module):
     # Truncation of the content codes, set once by load_backbone(truncation=...) and applied by
     # `mapping` (StyleGAN2: towards the mean w; BigGAN: scales z and picks its batch-norm statistics).
     truncation: float = 1.0
+    # True when `synthesize` depends on the truncation too (BigGAN), so that a replayed latents file
+    # (`mocohd sample --latents`) renders differently under another --truncation.
+    truncation_in_synthesis: bool = False
     # How content codes are interpolated (`mocohd sample --lerp`): "linear" suits a learned space
     # such as StyleGAN2's W (not centred on 0); "slerp" suits a Gaussian z space such as BigGAN's,
     # where a straight line between two codes passes near the origin (norm ~1/sqrt(2) of theirs

@@ -44,7 +44,7 @@ def seeded_content(backbone: ImageGenerator, num: int, *, seed: int, classes: li
     """(rng, content codes [n, D], conditions) batch by batch, for images (`mocohd backbone-grid`).
     One CPU random generator seeded by `seed` makes every draw, in a fixed order (the caller draws
     with the same rng between batches), so the same seed gives the same samples on any device."""
-    rng = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed % 2**63)  # any integer --seed (small ones unchanged)
     condition_all = backbone.sample_condition(num, classes, rng=rng)
     for start in range(0, num, batch_size):
         n = min(batch_size, num - start)
@@ -54,14 +54,16 @@ def seeded_content(backbone: ImageGenerator, num: int, *, seed: int, classes: li
 
 # -- seeded streams ------------------------------------------------------------------------------
 def stream_seed(seed: int, index: int, stream: str) -> int:
-    """The seed of random stream `stream` ("content", "motion" or "synthesis") of video `index`
-    under `seed`. A hash rather than seed + index, so that nearby seeds and indices give unrelated
-    streams."""
+    """The seed of random stream `stream` ("content", "motion" or "synthesis" of video `index`;
+    other names for other uses: "candidates", "encoder-init", ...) under `seed`. A hash rather than
+    seed + index, so that nearby seeds and indices give unrelated streams, and so that any integer
+    --seed (negative, or past torch's 64 bits) gives a valid one: every user seed goes through here."""
     digest = hashlib.sha256(f"mocohd/{seed}/{index}/{stream}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1  # 63 bits: fits an int64 (saved latents)
 
 
-def _stream(seed: int, index: int, stream: str) -> torch.Generator:
+def stream_generator(seed: int, index: int, stream: str) -> torch.Generator:
+    """A CPU generator of stream `stream_seed(seed, index, stream)`."""
     # CPU generators draw the same numbers on any machine; the draws move to the model's device.
     return torch.Generator().manual_seed(stream_seed(seed, index, stream))
 
@@ -96,7 +98,7 @@ class Content:
 def draw_content(backbone: ImageGenerator, source: Source, classes: list[int] | None = None) -> Content:
     """The content of stream `source` = (seed, index); given `classes` cycle over the index."""
     seed, index = source
-    rng = _stream(seed, index, "content")
+    rng = stream_generator(seed, index, "content")
     given = [classes[index % len(classes)]] if classes else None
     condition = backbone.sample_condition(1, given, rng=rng)  # unconditional + classes: a clear error
     code = backbone.sample_latent(1, rng=rng)[0]
@@ -164,7 +166,7 @@ def draw_latents(backbone: ImageGenerator, motion: MotionGenerator, specs: Itera
             contents[source] = draw_content(backbone, source, classes)
         first = [contents[spec.content] for spec in batch]
         w0 = torch.stack([c.code for c in first]).to(device)
-        noise = torch.cat([motion.draw_noise(1, n_frames, _stream(*spec.motion, "motion")) for spec in batch])
+        noise = torch.cat([motion.draw_noise(1, n_frames, stream_generator(*spec.motion, "motion")) for spec in batch])
         trajectories = motion(w0, n_frames, noise)
         moving = [i for i, spec in enumerate(batch) if spec.content_to is not None]
         if moving:
@@ -246,7 +248,7 @@ def latents_from_content(motion: MotionGenerator, content: Tensor, *, n_frames: 
     images, for example): video i's motion noise and synthesis seed are streams i of `seed`, as
     `default_specs` gives them, so `render` makes the frames and `--latents` replays them."""
     index = range(start, start + content.shape[0])
-    noise = torch.cat([motion.draw_noise(1, n_frames, _stream(seed, i, "motion")) for i in index])
+    noise = torch.cat([motion.draw_noise(1, n_frames, stream_generator(seed, i, "motion")) for i in index])
     w0 = content.to(motion.w.device)
     return LatentBatch(start, w0.float().cpu(), noise.float().cpu(), motion(w0, n_frames, noise).float().cpu(),
                        torch.tensor(synthesis_seeds(seed, index)),

@@ -34,6 +34,9 @@ DEFAULT_LR = 0.1
 # samples: from the mean alone, half the faces backbone's own images end in a local minimum
 # (docs/animate.md, "Measurements").
 DEFAULT_CANDIDATES = 256
+# At most this many (they are drawn and rendered a batch at a time, so memory does not grow with
+# the number; time does, linearly).
+MAX_CANDIDATES = 1_000_000
 # Candidates are compared with the targets at this side at most (average-pooled): cheap, and enough
 # to pick the right region of the latent space.
 SEARCH_SIZE = 64
@@ -107,34 +110,50 @@ def learning_rate(step: int, steps: int, base: float) -> float:
     return base * ramp * min(1.0, t / LR_RAMPUP if LR_RAMPUP > 0 else 1.0)
 
 
+def check_candidates(candidates: int) -> int:
+    if not 0 <= candidates <= MAX_CANDIDATES:
+        raise MocohdError(f"--candidates must be from 0 to {MAX_CANDIDATES:,}, got {candidates}",
+                          fix=f"use 0 (start from the mean latent) or more; {DEFAULT_CANDIDATES} usually suffice")
+    return candidates
+
+
 @torch.no_grad()
 def search_start(backbone: ImageGenerator, targets: Tensor, *, stats: LatentStatistics, candidates: int,
                  condition: Tensor | None = None, noise: str = "const", seed: int = 0,
                  batch_size: int = 64) -> Tensor:
     """For each target [N, 3, H, W], the latent [D] among the mean latent and `candidates` samples
-    (drawn with `seed`) whose rendering is closest in pixels (mean squared error at SEARCH_SIZE).
-    With a condition, each target is compared with renderings of its own class. Candidates are
-    rendered with the stored noise when `noise` is "random" (the search only picks a region)."""
+    (drawn with `seed`'s "candidates" stream) whose rendering is closest in pixels (mean squared
+    error at SEARCH_SIZE). With a condition, each target is compared with renderings of its own
+    class. Candidates are rendered with the stored noise when `noise` is "random" (the search only
+    picks a region). The candidates are drawn `batch_size` at a time and only the best so far is
+    kept: memory does not grow with their number."""
+    from .generation import stream_generator
+
+    check_candidates(candidates)
     noise = "const" if noise == "random" else noise
     device = backbone.device
-    rng = torch.Generator().manual_seed(seed)
-    pool = torch.cat([stats.mean[None].to(device)] + [backbone.sample_latent(min(batch_size, candidates - i), rng=rng)
-                                                      for i in range(0, candidates, batch_size)])
+    rng = stream_generator(seed, 0, "candidates")
     size = min(SEARCH_SIZE, backbone.resolution)
     small_targets = F.adaptive_avg_pool2d(targets.to(device, torch.float32), size).flatten(1)
     groups = [(None, torch.arange(len(targets), device=device))]
     if condition is not None:
         rows, which = torch.unique(condition, dim=0, return_inverse=True)
         groups = [(rows[g:g + 1], (which == g).nonzero()[:, 0]) for g in range(len(rows))]
-    best = torch.empty(len(targets), pool.shape[1], device=device)
-    for row, members in groups:
-        distance = []
-        for chunk in pool.split(batch_size):
+    mean = stats.mean[None].to(device)
+    best = mean.expand(len(targets), -1).clone()
+    best_distance = torch.full((len(targets),), math.inf, device=device)
+    # chunk 0 is the mean latent alone; then the samples, batch_size at a time
+    chunks = [min(batch_size, candidates - i) for i in range(0, candidates, batch_size)]
+    for k, n in enumerate([0] + chunks):
+        chunk = mean if k == 0 else backbone.sample_latent(n, rng=rng)
+        for row, members in groups:
             cond = None if row is None else row.expand(len(chunk), -1)
             images = render_fixed_noise(backbone, chunk[:, None], condition=cond, noise=noise)[:, 0]
             small = F.adaptive_avg_pool2d(images.float(), size).flatten(1)
-            distance.append(torch.cdist(small_targets[members], small))
-        best[members] = pool[torch.cat(distance, dim=1).argmin(1)]
+            distance, index = torch.cdist(small_targets[members], small).min(1)
+            better = distance < best_distance[members]  # strictly: the earliest of equals wins
+            best_distance[members] = torch.where(better, distance, best_distance[members])
+            best[members[better]] = chunk[index[better]].to(best.dtype)
     return best
 
 
@@ -246,8 +265,7 @@ def invert_images(backbone: ImageGenerator, targets: Tensor, *, encoder=None, ca
     feature term) when there is an encoder, else the best of the mean latent and `candidates`
     samples drawn with `seed` (`search_start`; 0 candidates: the mean latent), pixels only."""
     stats = stats or latent_statistics(backbone)
-    if candidates < 0:
-        raise MocohdError(f"--candidates must be >= 0, got {candidates}", fix="use 0 (start from the mean latent) or more")
+    check_candidates(candidates)
     if encoder is not None:
         with torch.no_grad():
             init = encoder(targets.to(backbone.device)).float()

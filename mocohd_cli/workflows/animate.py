@@ -18,7 +18,7 @@ from ..data.video import FORMATS, check_fps
 from ..infra.errors import MocohdError
 from ..infra.settings import require_positive, setting
 from ..models.backbone import BACKBONE_HELP, NOISE_MODES
-from ..models.inversion import DEFAULT_CANDIDATES, DEFAULT_FEATURE_WEIGHT, DEFAULT_LR, DEFAULT_STEPS
+from ..models.inversion import DEFAULT_CANDIDATES, DEFAULT_FEATURE_WEIGHT, DEFAULT_LR, DEFAULT_STEPS, check_candidates
 
 LATENTS_FILE = "latents.npz"
 
@@ -57,8 +57,9 @@ class AnimateSettings:
 
     def validate(self) -> None:
         require_positive(self, ("frames", "batch_size"))
-        if self.steps < 0 or self.candidates < 0:
-            raise MocohdError("--steps and --candidates must be >= 0", fix="use 0 or more")
+        if self.steps < 0:
+            raise MocohdError("--steps must be >= 0", fix="use 0 (the starting guess) or more steps")
+        check_candidates(self.candidates)
         if self.format not in FORMATS:
             raise MocohdError(f"unknown --format {self.format!r}", fix=f"use one of {', '.join(FORMATS)}")
         if self.noise not in NOISE_MODES:
@@ -87,13 +88,18 @@ class AnimateResult:
 
 
 def _unique_stems(paths: list[Path]) -> list[str]:
-    """File stems, with _2, _3, ... added where two images share one."""
-    seen: dict[str, int] = {}
+    """File stems, with _2, _3, ... added where an image's stem is taken (by an earlier image's stem,
+    or by a stem made so: a.png, d/a.png, a_2.png -> a, a_2, a_2_2), so no image's files overwrite
+    another's."""
+    used: set[str] = set()
     stems = []
     for path in paths:
-        count = seen.get(path.stem, 0) + 1
-        seen[path.stem] = count
-        stems.append(path.stem if count == 1 else f"{path.stem}_{count}")
+        stem, count = path.stem, 1
+        while stem in used:
+            count += 1
+            stem = f"{path.stem}_{count}"
+        used.add(stem)
+        stems.append(stem)
     return stems
 
 
@@ -105,13 +111,15 @@ def animate(settings: AnimateSettings, images: list[str | Path], *, backbone, mo
     from ..models.encoder import load_encoder
     from ..models.generation import latents_from_content, render, synthesis_seeds
     from ..models.inversion import invert_images, latent_statistics
-    from .sampling import LatentsWriter, SampleSettings
+    from .sampling import LatentsWriter
 
     settings.validate()
     fps = check_fps(fps, settings.format)
     if backbone.condition_dim and not classes:
         raise MocohdError(f"backbone {backbone.name!r} is class-conditional: the images are inverted with a fixed "
                           "class", fix="pass --class N (repeat for one class per image)")
+    if classes:
+        backbone.sample_condition(len(classes), classes)  # sample's error: unconditional, or a class out of range
     inputs = read_images(images, backbone.resolution)
     out = check_out_dir(settings.out)
     encoder = load_encoder(settings.encoder, backbone, device=backbone.device) if settings.encoder else None
@@ -119,7 +127,7 @@ def animate(settings: AnimateSettings, images: list[str | Path], *, backbone, mo
     stems = _unique_stems([image.path for image in inputs])
     saver = None
     if settings.save_latents:
-        replay = SampleSettings(truncation=settings.truncation, noise=settings.noise, interpolate=False)
+        replay = {"truncation": settings.truncation, "noise": settings.noise, "interpolate": False, "fps": fps}
         saver = LatentsWriter(out / LATENTS_FILE, replay, num_videos=len(inputs), n_frames=settings.frames,
                               latent_dim=backbone.latent_dim)
     animations: list[Animation] = []

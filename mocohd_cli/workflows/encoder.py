@@ -95,13 +95,14 @@ def train_encoder(settings: EncoderSettings, *, log=None, progress=None) -> Enco
     from ..infra.device import resolve_device
     from ..models.backbone import load_backbone
     from ..models.encoder import LatentEncoder, backbone_record, load_pretrained
+    from ..models.generation import stream_seed
     from ..models.inversion import latent_statistics
 
     settings.validate()
     device = resolve_device(settings.device)
     backbone = load_backbone(settings.backbone, settings.checkpoint, device=device, truncation=settings.truncation)
     stats = latent_statistics(backbone)
-    torch.manual_seed(settings.seed)  # the encoder's initial weights
+    torch.manual_seed(stream_seed(settings.seed, 0, "encoder-init"))  # the encoder's initial weights
     encoder = LatentEncoder(settings.arch, backbone.latent_dim, backbone.resolution, latent_mean=stats.mean,
                             latent_scale=stats.scale)
     if settings.encoder_weights:
@@ -112,7 +113,7 @@ def train_encoder(settings: EncoderSettings, *, log=None, progress=None) -> Enco
     rng = torch.Generator().manual_seed(0)
     history, running, started = [], {}, time.perf_counter()
     for step in range(settings.steps):
-        rng.manual_seed((settings.seed * 1_000_003 + step) % 2**63)
+        rng.manual_seed(stream_seed(settings.seed, step, "encoder-batch"))
         for group in optimiser.param_groups:
             group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * step / settings.steps))
         losses = encoder_loss(encoder, backbone, settings, rng, mean=mean, scale=scale)

@@ -1,11 +1,14 @@
 """`mocohd push` as a library: a run folder -> a Hugging Face Hub model repository.
 
-What is uploaded (`stage`): motion.safetensors, the run's config.toml (and provenance.toml when
-there is one), sample.gif (the run's latest sample) and README.md, a model card whose metadata holds
-the backbone's name and sha256, the dataset, the schedule and the run's eval metrics. A motion file
-records where its backbone checkpoint is; the uploaded copy records a reference another machine can
-resolve (hf://, zoo:, example:; given with --backbone-ref or found from the local path), so
-`mocohd sample --motion hf://OWNER/NAME/motion.safetensors` needs nothing else.
+What is uploaded (`stage`): motion.safetensors, the run's config.toml, sample.gif (the run's
+latest sample), README.md, a model card whose metadata holds the backbone's name and sha256, the
+dataset, the schedule and the run's eval metrics, and provenance.toml only when asked for (it holds
+the command line, the platform and the git commit). A motion file records where its backbone
+checkpoint is; the uploaded copy records a reference another machine can resolve (hf://, zoo:,
+example:; given with --backbone-ref or found from the local path), so `mocohd sample --motion
+hf://OWNER/NAME/motion.safetensors` needs nothing else. No local path leaves the machine: in the
+uploaded copies of the motion file's metadata and of config.toml every path becomes the reference
+to the same file when there is one, else its last component (`portable_value`).
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ SCHEDULE_KEYS = ("mode", "preset", "iterations", "frames", "time_step", "video_f
                  "global_batch", "lr", "g_steps", "h_dim", "n_pca", "w_residual", "seed", "precision")
 _EVAL = re.compile(r"eval at step (\d+): (\S+)=(\S+)")
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SEPARATORS = re.compile(r"[\\/]")  # POSIX and Windows paths alike
+_NAMED = re.compile(r"^(\w+=)(.*)$", re.S)  # NAME=PATH settings (--eval-detector)
 
 
 @dataclass
@@ -29,6 +34,28 @@ class Staged:
     files: dict[str, Path]  # path in the repository -> local file
     card: str
     backbone_ref: str | None
+    left_out: dict[str, str]  # files of the run that are not uploaded -> why
+
+
+def portable_value(value):
+    """A setting or metadata value as it can be published (lists and tables item by item): a
+    reference stays; a local path becomes the reference to the same file when there is one (a file
+    of the Hub cache, the zoo or the examples), else its last component (NAME=PATH keeps NAME=);
+    other values stay."""
+    from ..infra.hub import is_reference, portable_reference
+
+    if isinstance(value, list):
+        return [portable_value(item) for item in value]
+    if isinstance(value, dict):
+        return {key: portable_value(item) for key, item in value.items()}
+    if not isinstance(value, str) or is_reference(value):
+        return value
+    named = _NAMED.match(value)
+    if named:
+        return named.group(1) + portable_value(named.group(2))
+    if not _SEPARATORS.search(value):
+        return value
+    return portable_reference(value) or _SEPARATORS.split(value.rstrip("/\\"))[-1]
 
 
 def eval_metrics(run: RunDir) -> dict[str, dict]:
@@ -74,6 +101,17 @@ def check_repo_id(repo_id: str) -> str:
     return repo_id
 
 
+def base_model(backbone_ref: str | None) -> str | None:
+    """The Hub model repository the backbone comes from (the card's `base_model`), or None."""
+    from ..infra.hub import HF_SCHEME, parse_hf, split_reference
+
+    parts = split_reference(backbone_ref)
+    if parts is None or parts[0] != HF_SCHEME:
+        return None
+    file = parse_hf(backbone_ref)
+    return file.repo_id if file.repo_type == "model" else None
+
+
 def model_card(repo_id: str, info: dict, config: dict, metrics: dict, *, backbone_ref: str | None,
                license: str, provenance: list[dict], has_sample: bool) -> str:
     """README.md: YAML metadata (huggingface_hub's ModelCardData) and the text."""
@@ -85,11 +123,10 @@ def model_card(repo_id: str, info: dict, config: dict, metrics: dict, *, backbon
     backbone = {"name": info.get("backbone_name") or info.get("backbone"), "spec": info.get("backbone"),
                 "sha256": info.get("backbone_sha256"), "checkpoint": backbone_ref}
     schedule = {key: config[key] for key in SCHEDULE_KEYS if config.get(key) is not None}
-    base = backbone_ref.split("/")[2:4] if backbone_ref and backbone_ref.startswith("hf://") else None
     meta = ModelCardData(
         library_name="mocohd", license=license,
         tags=["mocohd", "mocogan-hd", "video-generation", str(backbone["name"] or "backbone")],
-        base_model="/".join(base) if base else None,
+        base_model=base_model(backbone_ref),
         mocohd={"version": info.get("version") or __version__, "backbone": backbone, "dataset": dataset,
                 "schedule": schedule, "eval": metrics, "format": info.get("format")},
     )
@@ -125,11 +162,14 @@ def model_card(repo_id: str, info: dict, config: dict, metrics: dict, *, backbon
 
 
 def stage(run_path: str | Path, staging: Path, repo_id: str, *, backbone_ref: str | None = None,
-          license: str = "other") -> Staged:
-    """Write what `push` uploads into `staging` (the run folder is left as it is)."""
+          license: str = "other", provenance: bool = False) -> Staged:
+    """Write what `push` uploads into `staging` (the run folder is left as it is); provenance.toml
+    only with `provenance`."""
     from ..infra.files import read_safetensors, write_safetensors
-    from ..infra.hub import portable_reference
+    from ..infra.hub import check_reference, portable_reference
     from ..infra.provenance import PROVENANCE_FILE, read_provenance
+    from ..infra.runs import dumps_flat_toml
+    from ..infra.schema import decode_metadata
     from ..models.motion import read_motion_info
 
     run = RunDir(run_path)
@@ -138,27 +178,51 @@ def stage(run_path: str | Path, staging: Path, repo_id: str, *, backbone_ref: st
                           fix="push a finished run (see `mocohd train`), or wait for it to finish")
     if not run.config.is_file():
         raise MocohdError("this run has no config.toml", path=run.path, fix="push a run folder written by mocohd")
+    if backbone_ref is not None:
+        check_reference(backbone_ref, "--backbone-ref")
     info = read_motion_info(run.motion)
     ref = backbone_ref or portable_reference(info.get("backbone_checkpoint"))
-    tensors, meta = read_safetensors(run.motion, what="motion model")
-    if ref:  # the uploaded copy says where the backbone comes from; the local file is unchanged
+    tensors, raw = read_safetensors(run.motion, what="motion model")
+    # The uploaded copy says where the backbone comes from (else only the file's name); the local file is unchanged.
+    meta = portable_value(decode_metadata(raw, source=run.motion, what="motion model metadata"))
+    if ref:
         meta["backbone_checkpoint"] = ref
+    config = portable_value(read_toml(run.config))
+    try:
+        config_text = dumps_flat_toml(config)
+    except (TypeError, ValueError) as exc:
+        raise MocohdError(f"config.toml holds a value push cannot rewrite ({exc})", path=run.config,
+                          fix="push a run folder written by mocohd (a flat config.toml)") from exc
+    (staging / "config.toml").write_text(config_text, encoding="utf-8")
     files = {"motion.safetensors": write_safetensors(staging / "motion.safetensors", tensors, meta),
-             "config.toml": run.config}
+             "config.toml": staging / "config.toml"}
+    left_out = {}
     if (run.path / PROVENANCE_FILE).is_file():
-        files[PROVENANCE_FILE] = run.path / PROVENANCE_FILE
+        if provenance:
+            files[PROVENANCE_FILE] = run.path / PROVENANCE_FILE
+        else:
+            left_out[PROVENANCE_FILE] = "it holds the command line, the platform and the git commit: --provenance"
     sample = latest_sample(run)
     if sample is not None:
         files[SAMPLE] = _as_gif(sample, staging / SAMPLE)
-    card = model_card(check_repo_id(repo_id), info, read_toml(run.config), eval_metrics(run), backbone_ref=ref,
-                      license=license, provenance=read_provenance(run.path), has_sample=sample is not None)
+    card = model_card(check_repo_id(repo_id), portable_value(info), config, eval_metrics(run), backbone_ref=ref,
+                      license=license, provenance=read_provenance(run.path) if provenance else [],
+                      has_sample=sample is not None)
     (staging / CARD).write_text(card, encoding="utf-8")
     files[CARD] = staging / CARD
-    return Staged(files, card, ref)
+    return Staged(files, card, ref, left_out)
 
 
-def upload(staged: Staged, repo_id: str, *, private: bool, message: str) -> str:
-    """Create the repository (if needed) and upload the staged files in one commit; returns its URL."""
+@dataclass
+class Pushed:
+    url: str
+    private: bool  # the repository's visibility, as the Hub reports it
+
+
+def upload(staged: Staged, repo_id: str, *, private: bool, message: str) -> Pushed:
+    """Create the repository (if needed) and upload the staged files in one commit. An existing
+    repository keeps its visibility (huggingface_hub's create_repo leaves it): asked for a private
+    one, a public repository is refused before anything is uploaded."""
     from huggingface_hub import CommitOperationAdd, HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
@@ -171,6 +235,11 @@ def upload(staged: Staged, repo_id: str, *, private: bool, message: str) -> str:
     api = HfApi(endpoint=hub_endpoint())
     try:
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        is_private = bool(api.repo_info(repo_id, repo_type="model").private)
+        if private and not is_private:
+            raise MocohdError(f"--private was asked for, but {repo_id} already exists and is public: nothing was "
+                              "uploaded", fix="make the repository private on its settings page, push to another "
+                                              "--repo, or drop --private to publish it")
         operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path))
                       for name, path in staged.files.items()]
         commit = api.create_commit(repo_id, operations=operations, commit_message=message, repo_type="model")
@@ -179,4 +248,4 @@ def upload(staged: Staged, repo_id: str, *, private: bool, message: str) -> str:
     except OSError as exc:  # connection errors
         raise MocohdError(f"could not reach the Hub to push {repo_id} ({type(exc).__name__})",
                           fix="check the network (and HF_ENDPOINT if set)") from exc
-    return getattr(commit, "commit_url", None) or f"{repo_id}"
+    return Pushed(getattr(commit, "commit_url", None) or f"{repo_id}", is_private)

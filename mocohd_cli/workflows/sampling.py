@@ -25,8 +25,9 @@ from ..models.motion import MotionGenerator
 # PCA samples of the untrained motion model `mocohd sample` uses without --motion (a preview,
 # so fewer than training's; cached like training's).
 PREVIEW_PCA_SAMPLES = 20_000
-# Defaults of the options a --latents file may set instead (None in SampleSettings: not given).
-DEFAULTS = {"num_videos": 4, "frames": 16, "truncation": 1.0, "noise": "random", "interpolate": False}
+# Defaults of the options whose being given matters (None in SampleSettings: not given): a --latents
+# file sets some of them instead, and others do not apply to a replay.
+DEFAULTS = {"num_videos": 4, "frames": 16, "seed": 0, "truncation": 1.0, "noise": "random", "interpolate": False}
 DEFAULT_FPS = 8.0
 # Frames held in memory at once, float32: a batch of videos (the batch shrinks to fit), or the
 # one grid of --grid / --decomposition. Beyond it the videos stream, or the grid is refused.
@@ -52,8 +53,10 @@ class SampleSettings:
                                      flag=("--num-videos", "-n"), default_text=_default_text("num_videos"))
     frames: int | None = setting(None, "Frames per video (the LSTM unrolls past its training length).",
                                  default_text=_default_text("frames"))
-    fps: float | None = setting(None, "Frames per second.", default_text=f"the motion model's, else {DEFAULT_FPS:g}")
-    seed: int = setting(0, "Random seed: the same seed gives the same videos.")
+    fps: float | None = setting(None, "Frames per second.",
+                                default_text=f"the --latents file's, else the motion model's, else {DEFAULT_FPS:g}")
+    seed: int | None = setting(None, "Random seed: the same seed gives the same videos (not with --latents).",
+                               default_text=_default_text("seed"))
     truncation: float | None = setting(None, "Truncation of the content codes.",
                                        default_text=_default_text("truncation"))
     noise: str | None = setting(None, f"Per-layer noise: {', '.join(NOISE_MODES)} (random: one draw per video).",
@@ -82,7 +85,7 @@ class SampleSettings:
 
     def __post_init__(self) -> None:
         # What the person gave (a latents file fills in the rest); then the remaining defaults.
-        self.given = self.given or {name for name in DEFAULTS if getattr(self, name) is not None}
+        self.given = self.given or {name for name in (*DEFAULTS, "fps") if getattr(self, name) is not None}
         for name, value in DEFAULTS.items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
@@ -115,7 +118,7 @@ class SampleSettings:
         if self.lerp is not None and len(self.lerp) != 2:
             raise MocohdError(f"--lerp takes two seeds, got {self.lerp}", fix="e.g. --lerp 3 7")
         if self.latents is not None:
-            fixed = [f"--{name.replace('_', '-')}" for name in ("num_videos", "frames") if name in self.given]
+            fixed = [f"--{name.replace('_', '-')}" for name in ("num_videos", "frames", "seed") if name in self.given]
             fixed += [f"--{name.replace('_', '-')}" for name in ("same_content", "same_motion", "lerp")
                       if getattr(self, name)]
             fixed += ["--class"] if self.classes else []
@@ -156,8 +159,11 @@ LATENT_KEYS = {
     "truncation": (np.float64, "[] --truncation"),
     "noise": (np.str_, "[] --noise"),
     "interpolate": (np.bool_, "[] --interpolate"),
+    "fps": (np.float64, "[] frames per second"),
 }
-OPTIONAL_KEYS = ("classes", "truncation", "noise", "interpolate")
+# The options a file records: a replay uses them unless given (docs/sampling.md).
+SETTING_KEYS = ("truncation", "noise", "interpolate", "fps")
+OPTIONAL_KEYS = ("classes", *SETTING_KEYS)
 
 
 def latents_bytes(num_videos: int, n_frames: int, latent_dim: int) -> int:
@@ -223,7 +229,7 @@ class LatentsFile:
             raise self._error(f"has shape {traj.shape}, expected {LATENT_KEYS['trajectories'][1]}", "trajectories")
         n, t, d = traj.shape
         expected = {"content": (n, d), "motion_noise": (n, t - 1, d), "synthesis_seeds": (n,), "classes": (n,),
-                    "truncation": (), "noise": (), "interpolate": ()}
+                    **{key: () for key in SETTING_KEYS}}
         for key, shape in expected.items():
             if key in a and a[key].shape != shape:
                 raise self._error(f"has shape {a[key].shape}, expected {shape} for trajectories of shape "
@@ -233,11 +239,16 @@ class LatentsFile:
                               "trajectories")
         if "noise" in a and str(a["noise"]) not in NOISE_MODES:
             raise self._error(f"{str(a['noise'])[:40]!r} is not a noise mode ({', '.join(NOISE_MODES)})", "noise")
+        if "fps" in a:
+            try:
+                check_fps(float(a["fps"]))
+            except MocohdError as exc:
+                raise self._error(exc.message.replace("--fps", "the frame rate"), "fps") from exc
         self.count, self.frames, self.latent_dim = n, t, d
 
     def settings_values(self) -> dict:
-        """The sampling options the file was written with (truncation, noise, interpolate)."""
-        return {key: self.arrays[key].item() for key in ("truncation", "noise", "interpolate") if key in self.arrays}
+        """The sampling options the file was written with (SETTING_KEYS it records)."""
+        return {key: self.arrays[key].item() for key in SETTING_KEYS if key in self.arrays}
 
     def check(self, backbone: ImageGenerator, motion: MotionGenerator | None) -> None:
         """The file belongs to this backbone (and motion model): latent size, classes."""
@@ -267,17 +278,22 @@ class LatentsFile:
 
 
 class LatentsWriter:
-    """Collects the latents of the videos as they are made and writes them as one .npz."""
+    """Collects the latents of the videos as they are made and writes them as one .npz, with the
+    `options` (SETTING_KEYS; None: not recorded) a replay needs. Made before any video, it checks
+    that the file can be written then."""
 
-    def __init__(self, path: str | Path, settings: SampleSettings, *, num_videos: int, n_frames: int, latent_dim: int):
-        self.path, self.settings, self.batches = Path(path), settings, []
+    def __init__(self, path: str | Path, options: dict, *, num_videos: int, n_frames: int, latent_dim: int):
+        from ..infra.files import check_writable_file
+
+        self.path, self.batches = Path(path), []
+        self.options = {key: value for key, value in options.items() if value is not None}
         size = latents_bytes(num_videos, n_frames, latent_dim)
         if size > MAX_LATENTS_BYTES:
             raise MocohdError(f"--save-latents would hold {size / 2 ** 30:.1f} GiB of latents (at most "
                               f"{MAX_LATENTS_BYTES / 2 ** 30:g} GiB)", path=self.path,
                               fix="sample fewer videos or frames per call")
-        if self.path.is_dir():
-            raise MocohdError("--save-latents names a folder", path=self.path, fix="pass a file name such as latents.npz")
+        check_writable_file(self.path, "the latents file (--save-latents)",
+                            fix="pass a file name such as latents.npz in a folder you can write to")
 
     def add(self, batch: LatentBatch) -> None:
         self.batches.append(batch)
@@ -289,8 +305,8 @@ class LatentsWriter:
             return torch.cat([getattr(b, key) for b in self.batches]).numpy()
 
         arrays = {"content": cat("content"), "motion_noise": cat("motion_noise"), "trajectories": cat("trajectories"),
-                  "synthesis_seeds": cat("synthesis_seeds"), "truncation": np.float64(self.settings.truncation),
-                  "noise": np.str_(self.settings.noise), "interpolate": np.bool_(self.settings.interpolate)}
+                  "synthesis_seeds": cat("synthesis_seeds")}
+        arrays.update({key: np.array(value, dtype=LATENT_KEYS[key][0]) for key, value in self.options.items()})
         if self.batches[0].labels is not None:
             arrays["classes"] = cat("labels")
         with atomic_path(self.path) as tmp, open(tmp, "wb") as handle:  # a handle: savez would append .npz
@@ -393,8 +409,13 @@ def sample_videos(settings: SampleSettings, backbone: ImageGenerator, motion: Mo
     batch_size = max(1, min(settings.batch_size, MAX_HELD_BYTES // video_bytes))
     saver = None
     if settings.save_latents is not None:
-        saver = LatentsWriter(settings.save_latents, settings, num_videos=count, n_frames=settings.frames,
-                              latent_dim=backbone.latent_dim)
+        truncation = settings.truncation
+        if latents is not None and not backbone.truncation_in_synthesis:
+            # the file's trajectories are fixed: --truncation changed nothing, the file's value stands
+            truncation = latents.settings_values().get("truncation")
+        saver = LatentsWriter(settings.save_latents, {"truncation": truncation, "noise": settings.noise,
+                                                      "interpolate": settings.interpolate, "fps": fps},
+                              num_videos=count, n_frames=settings.frames, latent_dim=backbone.latent_dim)
     out = check_out_dir(settings.out)
     if latents is not None:
         batches = latents.batches(batch_size)

@@ -347,7 +347,8 @@ def _example_reference_for(path: Path) -> str | None:
                 None)
 
 
-register_scheme("zoo", resolve_zoo, reference_for=_zoo_reference_for,
+register_scheme("zoo", resolve_zoo, reference_for=_zoo_reference_for, check=get_entry,
                 help="zoo:NAME: a known public checkpoint (`mocohd zoo list`)")
-register_scheme("example", _resolve_example, reference_for=_example_reference_for,
+# resolving an example is a look-up in the package: it is its own check
+register_scheme("example", _resolve_example, reference_for=_example_reference_for, check=_resolve_example,
                 help="example:NAME: an example backbone shipped with mocohd (faces, robots)")

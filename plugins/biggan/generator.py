@@ -173,6 +173,7 @@ class BigGANGenerator(ImageGenerator):
 
     # -- the contract ----------------------------------------------------------------------
     content_interpolation = "slerp"  # content codes are (scaled) Gaussian z: see ImageGenerator
+    truncation_in_synthesis = True  # the truncation picks the batch-norm statistics
 
     def mapping(self, z: Tensor) -> Tensor:
         """Content codes are z scaled by the truncation (BigGAN has no mapping network); the same
