@@ -76,5 +76,60 @@ def test_generator_side_shows_the_same_pairs(objective):
     noise = torch.randn(2, T - 1, 4)
     objective.g_loss(real, fake, Rollout(latents=None, noise=noise, noise_pred=noise.clone()),
                      rng=torch.Generator().manual_seed(2))
-    assert torch.all(frame_numbers(objective.video_d.inputs[0][2:], 2)[:, :C] == 0)
-    assert torch.all(frame_numbers(objective.image_d.inputs[0][2:], 2)[:, :C] == 0)
+    # the last pass of each discriminator is the generated batch's (the real side is judged apart)
+    assert objective.video_d.inputs[-1].shape == (2, 2 * C, T - 1, 4, 4)
+    assert torch.all(frame_numbers(objective.video_d.inputs[-1], 2)[:, :C] == 0)
+    assert torch.all(frame_numbers(objective.image_d.inputs[-1], 2)[:, :C] == 0)
+
+
+def reference_g_losses(objective, real, fake, rng):
+    """The adversarial generator terms as they were computed before the real side was shared:
+    one pass over real and fake together, every step."""
+    from mocohd_cli.models.losses import ra_lsgan_g_loss
+
+    losses = {"video": ra_lsgan_g_loss(*objective._video_outputs(real, fake, rng))}
+    if isinstance(objective, InDomainObjective):
+        losses["image"] = ra_lsgan_g_loss(*objective._image_outputs(real, fake, rng))
+    return losses
+
+
+@pytest.mark.parametrize("mode", ["in-domain", "cross-domain"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_real_side_computed_once_per_iteration_gives_the_same_losses(mode, precision):
+    from mocohd_cli.models.motion import Rollout
+    from mocohd_cli.training.objectives import objective_for
+
+    torch.manual_seed(0)
+    frames, size = 6, 32
+    config = TrainConfig(frames=frames, d_channels=4, image_d_channels=4, video_frame_size=size, queue_size=8,
+                         mode=mode)
+    objective = objective_for(mode)(config, None)
+    optimiser = torch.optim.Adam(objective.parameters(), lr=0.05)
+    noise = torch.randn(2, frames - 1, 4)
+    rollout = Rollout(latents=None, noise=noise, noise_pred=noise.clone())
+    real_batches = []
+    objective.video_d.register_forward_pre_hook(lambda _module, args: real_batches.append(args[0].shape[0]))
+    real = torch.rand(2, frames, C, size, size) * 2 - 1
+    for iteration in range(3):
+        if iteration == 2:
+            real = real.clone()  # a new batch (even with the same values) is judged anew
+        for step in range(3):
+            fake = (torch.rand(2, frames, C, size, size) * 2 - 1).requires_grad_(True)
+            seed = 10 * iteration + step
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                real_batches.clear()
+                shared = objective.g_loss(real, fake, rollout, rng=torch.Generator().manual_seed(seed))
+                passes = list(real_batches)
+                reference = reference_g_losses(objective, real, fake, torch.Generator().manual_seed(seed))
+            # the real clips in both time orders on the first step of an iteration, then only the fakes
+            assert passes == ([4, 2] if step == 0 else [2])
+            for name, value in reference.items():
+                assert torch.equal(shared[name], value), name
+                (g_shared,) = torch.autograd.grad(shared[name], fake, retain_graph=True)
+                (g_reference,) = torch.autograd.grad(value, fake)
+                assert torch.equal(g_shared, g_reference), name
+        # the discriminator update: the next iteration's real side must be computed again
+        losses = objective.d_loss(real, fake.detach(), rng=torch.Generator().manual_seed(iteration))
+        optimiser.zero_grad()
+        sum(losses.values()).backward()
+        optimiser.step()

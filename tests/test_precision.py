@@ -11,7 +11,8 @@ from mocohd_cli.infra.device import autocast
 from mocohd_cli.infra.errors import MocohdError
 from mocohd_cli.models.losses import ra_lsgan_d_loss, ra_lsgan_g_loss
 from mocohd_plugins.stylegan2 import StyleGAN2Generator
-from mocohd_plugins.stylegan2.generator import LOW_PRECISION_MIN_CHANNELS, LOW_PRECISION_MIN_RESOLUTION
+from mocohd_plugins.stylegan2.generator import (LOW_PRECISION_MIN_CHANNELS, LOW_PRECISION_MIN_RESOLUTION,
+                                              PRECISION_POLICIES)
 from mocohd_plugins.stylegan2.modulated import StyledConv, ToRGB
 
 # 64 px, 128 channels everywhere: wide enough for the default policy to use bf16 at 64 px
@@ -142,3 +143,55 @@ def test_unsupported_precision_pairs_are_refused():
         autocast(torch.device("cpu"), "fp8")
     with autocast(torch.device("cpu"), "bf16"):
         assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
+def test_training_policy_puts_every_wide_convolution_in_bf16_and_is_restored():
+    channels = {4: 256, 8: 256, 16: 64, 32: 32, 64: 16}
+    with torch.device("meta"):
+        model = StyleGAN2Generator(64, style_dim=32, n_mlp=1, channels=channels)
+    sampling = [layer.conv.low_precision for _, layer in model.styled_convs()]
+    with model.precision_policy("training"):
+        assert model.low_precision_policy == PRECISION_POLICIES["training"]
+        training = [(res, layer.conv.low_precision) for res, layer in model.styled_convs()]
+    # from 8 px (4 px is slower in bf16), every conv with 32 channels or more on both sides
+    assert training == [(4, False), (8, True), (8, True), (16, True), (16, True), (32, True), (32, True),
+                        (64, False), (64, False)]
+    assert [layer.conv.low_precision for _, layer in model.styled_convs()] == sampling == [False] * 9
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_trainer_steps_under_the_training_policy(tiny_stylegan2_checkpoint, tiny_videos, tmp_path, precision):
+    from mocohd_cli.infra.distributed import init_distributed
+    from mocohd_cli.training import TrainConfig
+    from mocohd_cli.training.trainer import Trainer
+
+    config = TrainConfig(backbone="stylegan2", checkpoint=str(tiny_stylegan2_checkpoint), data=str(tiny_videos),
+                         out=str(tmp_path / "run"), frames=4, time_step=2, video_frame_size=16, batch_size=1, h_dim=8,
+                         n_pca=8, d_channels=4, pca_samples=256, workers=0, g_steps=2, precision=precision)
+    trainer = Trainer(config, init_distributed("cpu"), progress=False)
+    backbone, seen = trainer.backbone, []
+    synthesize = backbone.synthesize
+
+    def recording(*args, **kwargs):
+        seen.append(dict(backbone.low_precision_policy))
+        return synthesize(*args, **kwargs)
+
+    backbone.synthesize = recording
+    before = dict(backbone.low_precision_policy)
+    trainer.iteration(trainer.dataset[(0, 0)][None])
+    # fp32 runs nothing in low precision whatever the policy: it is left alone
+    expected = PRECISION_POLICIES["training"] if precision == "bf16" else before
+    assert seen == [expected] * 3 and backbone.low_precision_policy == before
+
+
+def test_video_discriminator_stays_fp32_under_cpu_autocast():
+    """bf16 3-D convolutions gave non-finite weight gradients on the CPU (bf16 training diverged):
+    the video discriminator runs in fp32 there, the image discriminator under autocast."""
+    from mocohd_cli.models.discriminators import image_discriminator, video_discriminator
+
+    video, image = video_discriminator(6, 3, ndf=4), image_discriminator(6, ndf=4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        video_out = video(torch.randn(1, 6, 3, 16, 16, dtype=torch.bfloat16))
+        image_out = image(torch.randn(1, 6, 16, 16))
+    assert {o.dtype for scale in video_out for o in scale} == {torch.float32}
+    assert image_out[0][-1].dtype == torch.bfloat16

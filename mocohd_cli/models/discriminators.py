@@ -7,6 +7,7 @@ output; scales see the input average-pooled once more each.
 """
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 _CONV = {2: nn.Conv2d, 3: nn.Conv3d}
@@ -65,6 +66,14 @@ class MultiScaleDiscriminator(nn.Module):
         self.apply(init_weights)
 
     def forward(self, x: Tensor) -> list[list[Tensor]]:
+        if self.dims == 3 and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # On the CPU, bf16 3-D convolutions gave non-finite weight gradients for some inputs
+            # (bf16 training diverged at its second iteration; docs/precision.md): fp32 there.
+            with torch.autocast("cpu", enabled=False):
+                return self._forward(x.float())
+        return self._forward(x)
+
+    def _forward(self, x: Tensor) -> list[list[Tensor]]:
         results = []
         for index, scale in enumerate(self.scales):
             if index:

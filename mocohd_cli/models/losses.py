@@ -56,10 +56,14 @@ def gradient_penalty(discriminator: Callable[[Tensor], ScaleOutputs], real: Tens
     return weight * penalty / len(outputs)
 
 
+def time_reverse_coin(device: torch.device, rng: torch.Generator | None = None) -> Tensor:
+    """The coin of `random_time_reverse`: a boolean scalar on `device`, true with probability 1/2."""
+    return torch.rand((), generator=rng, device=device) < 0.5
+
+
 def random_time_reverse(clips: Tensor, time_dim: int, rng: torch.Generator | None = None) -> Tensor:
     """Reverse the whole batch in time with probability 1/2 (one coin for the batch, no host sync)."""
-    flip = torch.rand((), generator=rng, device=clips.device) < 0.5
-    return torch.where(flip, clips.flip(time_dim), clips)
+    return torch.where(time_reverse_coin(clips.device, rng), clips.flip(time_dim), clips)
 
 
 # -- image-generator training (StyleGAN2) ---------------------------------------------------------

@@ -11,6 +11,7 @@ objective's after-D hook.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -261,11 +262,22 @@ class Trainer:
         self.objective.after_d_step()
         return losses
 
+    # Which of the backbone's layers leave fp32 under --precision bf16/fp16: the backbone's policy for
+    # this use (plugins/stylegan2/generator.py PRECISION_POLICIES; docs/precision.md, "Training").
+    precision_use = "training"
+
+    def _precision_policy(self):
+        policy = getattr(self.backbone, "precision_policy", None)
+        if self.config.precision == "fp32" or not callable(policy):
+            return contextlib.nullcontext()
+        return policy(self.precision_use)
+
     def iteration(self, real: Tensor) -> dict[str, Tensor]:
         self._seed_step()
-        for _ in range(self.config.g_steps):
-            g_losses = self.g_step(real)
-        d_losses = self.d_step(real)
+        with self._precision_policy():
+            for _ in range(self.config.g_steps):
+                g_losses = self.g_step(real)
+            d_losses = self.d_step(real)
         self.step += 1
         logged = {f"g/{k}": v.detach() for k, v in g_losses.items()}
         logged.update({f"d/{k}": v.detach() for k, v in d_losses.items()})

@@ -7,8 +7,9 @@ for every layer: no style mixing).
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -33,6 +34,15 @@ LOW_PRECISION_MIN_RESOLUTION = 64
 # ... and only where both sides have this many channels: narrower convolutions gain little or
 # nothing in bf16 on a CPU (16 channels: slower) and their rounding shows more in the frames.
 LOW_PRECISION_MIN_CHANNELS = 128
+# The one table of which convolutions leave fp32 under autocast, per use (set_low_precision's
+# arguments; docs/precision.md). Sampling keeps frames within 1e-2 of fp32. Training needs no
+# per-pixel accuracy (the discriminators see pooled frames; what is learnt is the motion model's
+# gradient), so every convolution that runs faster in bf16 does: from 8 px (a 4 px one is slower)
+# and 32 channels (16: slower).
+PRECISION_POLICIES = {
+    "sampling": {"min_resolution": LOW_PRECISION_MIN_RESOLUTION, "min_channels": LOW_PRECISION_MIN_CHANNELS},
+    "training": {"min_resolution": 8, "min_channels": 32},
+}
 
 
 def default_channels(size: int, channel_multiplier: int = 2) -> dict[int, int]:
@@ -116,6 +126,17 @@ class StyleGAN2Generator(ImageGenerator):
         for res, layer in self.styled_convs():
             conv = layer.conv
             conv.low_precision = res >= min_resolution and min(conv.in_channel, conv.out_channel) >= min_channels
+
+    @contextlib.contextmanager
+    def precision_policy(self, use: str) -> Iterator[None]:
+        """Within the context, the convolutions of PRECISION_POLICIES[use] ("sampling" or
+        "training") run in the autocast dtype; the model's own policy is restored after."""
+        before = dict(self.low_precision_policy)
+        self.set_low_precision(**PRECISION_POLICIES[use])
+        try:
+            yield
+        finally:
+            self.set_low_precision(**before)
 
     def styled_convs(self) -> list[tuple[int, StyledConv]]:
         """(output resolution, layer) of every modulated 3x3 convolution, in order."""

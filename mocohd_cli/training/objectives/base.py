@@ -3,10 +3,12 @@ helpers both modes use to feed their discriminators (docs/method.md, "In-domain 
 "Cross-domain training")."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor, nn
 
-from ...models.losses import random_time_reverse
+from ...models.losses import random_time_reverse, time_reverse_coin
 from ...models.motion import Rollout
 from ..config import TrainConfig
 
@@ -80,4 +82,41 @@ def judge(discriminator: nn.Module, real: Tensor, fake: Tensor, *, rng: torch.Ge
     outputs = discriminator(torch.cat([real, fake]))
     return [[o[:n] for o in scale] for scale in outputs], [[o[n:] for o in scale] for scale in outputs]
 
+
+class RealSide:
+    """A discriminator's outputs on the real clips for the generator steps, computed once per iteration.
+
+    The generator loss takes them as constants, and neither the real clips nor the discriminator
+    change over an iteration's g_steps; so they are computed without autograd, in both time orders
+    at once, and reused until the clips, the discriminator's parameters (an optimiser step bumps
+    their version counters), its train/eval mode or the autocast setting change. The same coin as
+    `random_time_reverse`'s is drawn from `rng` each time, so the random stream stays the same.
+    Per sample the outputs equal those of one pass over real and fake together (instance norm keeps
+    samples independent; bit-identical on the CPU, tests/test_objectives.py). Only each scale's
+    last output is kept: the losses read nothing else.
+    """
+
+    def __init__(self, prepare: Callable[[Tensor], Tensor], time_dim: int):
+        self.prepare, self.time_dim = prepare, time_dim
+        self._cached: tuple | None = None
+
+    def outputs(self, discriminator: nn.Module, real: Tensor, rng: torch.Generator) -> list[list[Tensor]]:
+        """[[last output]] per scale on `prepare(real)`, time-reversed with probability 1/2."""
+        flip = time_reverse_coin(real.device, rng)
+        forward, backward = self._both(discriminator, real)
+        return [[torch.where(flip, b, f)] for f, b in zip(forward, backward)]
+
+    def _both(self, discriminator: nn.Module, real: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        kind = real.device.type
+        autocast = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
+        key = (real._version, discriminator.training, autocast, tuple(p._version for p in discriminator.parameters()))
+        cached = self._cached
+        if cached is None or cached[0] is not real or cached[1] != key:
+            x = self.prepare(real)
+            with torch.no_grad():
+                last = [scale[-1] for scale in discriminator(torch.cat([x, x.flip(self.time_dim)]))]
+            n = x.shape[0]
+            # holding `real` keeps its memory from being reused by another batch while cached
+            cached = self._cached = (real, key, ([o[:n] for o in last], [o[n:] for o in last]))
+        return cached[2]
 

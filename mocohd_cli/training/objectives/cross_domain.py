@@ -22,10 +22,10 @@ from ...models.backbone import ImageGenerator
 from ...models.contrastive import (ADAM_BETAS, ADAM_EPS, ContrastiveImageDiscriminator, discriminator_loss,
                                    generator_loss)
 from ...models.discriminators import video_discriminator
-from ...models.losses import gradient_penalty, ra_lsgan_d_loss, ra_lsgan_g_loss
+from ...models.losses import gradient_penalty, ra_lsgan_d_loss, ra_lsgan_g_loss, random_time_reverse
 from ...models.motion import Rollout, mutual_information_loss
 from ..config import TrainConfig
-from .base import Losses, Objective, frame_at, judge, random_later_frame, trainable_group
+from .base import Losses, Objective, RealSide, frame_at, judge, random_later_frame, trainable_group
 
 
 def as_video_input(clips: Tensor) -> Tensor:
@@ -46,6 +46,7 @@ class CrossDomainObjective(Objective):
         self.gp_weight = config.gp_weight
         self.w_match = config.w_match
         self.w_contrastive = config.w_contrastive
+        self.real_video = RealSide(as_video_input, time_dim=2)
 
     def _video_outputs(self, real: Tensor, fake: Tensor, rng: torch.Generator):
         """Whole real and fake clips, each batch randomly time-reversed, through the video D."""
@@ -69,7 +70,9 @@ class CrossDomainObjective(Objective):
                 "image_contrastive": self.w_contrastive * (image["contrastive_real"] + image["contrastive_fake"])}
 
     def g_loss(self, real: Tensor, fake: Tensor, rollout: Rollout, *, rng: torch.Generator) -> Losses:
-        video = ra_lsgan_g_loss(*self._video_outputs(real, fake, rng))
+        # the real side once per iteration, without autograd (RealSide); same draws as _video_outputs
+        video = ra_lsgan_g_loss(self.real_video.outputs(self.video_d, real, rng),
+                                self.video_d(random_time_reverse(as_video_input(fake), 2, rng)))
         frame0, frame_t = self._first_and_random_frame(fake, rng)
         image = generator_loss(self.image_d, frame0, frame_t, rng=rng, w_match=self.w_match)
         return {"video": video, "image_hinge": image["hinge"], "image_match": self.w_match * image["match"],

@@ -6,10 +6,10 @@ from torch import Tensor
 
 from ...models.backbone import ImageGenerator
 from ...models.discriminators import image_discriminator, video_discriminator
-from ...models.losses import gradient_penalty, ra_lsgan_d_loss, ra_lsgan_g_loss
+from ...models.losses import gradient_penalty, ra_lsgan_d_loss, ra_lsgan_g_loss, random_time_reverse
 from ...models.motion import Rollout, mutual_information_loss
 from ..config import TrainConfig
-from .base import Losses, Objective, first_frame_pairs, judge, random_later_frame, with_first_frame
+from .base import Losses, Objective, RealSide, first_frame_pairs, judge, random_later_frame, with_first_frame
 
 class InDomainObjective(Objective):
     """Video PatchGAN on (frame t, frame 0) clips + image PatchGAN on (frame 0, frame t) pairs,
@@ -21,6 +21,7 @@ class InDomainObjective(Objective):
         self.video_d = video_discriminator(6, config.frames - 1, **widths)
         self.image_d = image_discriminator(6, **widths)
         self.gp_weight = config.gp_weight
+        self.real_video = RealSide(with_first_frame, time_dim=2)
 
     def _video_outputs(self, real: Tensor, fake: Tensor, rng: torch.Generator):
         return judge(self.video_d, with_first_frame(real), with_first_frame(fake), rng=rng,
@@ -39,8 +40,15 @@ class InDomainObjective(Objective):
         return {"video": video, "video_gp": penalty, "image": image}
 
     def g_loss(self, real: Tensor, fake: Tensor, rollout: Rollout, *, rng: torch.Generator) -> Losses:
-        video = ra_lsgan_g_loss(*self._video_outputs(real, fake, rng))
-        image = ra_lsgan_g_loss(*self._image_outputs(real, fake, rng))
+        # The real side is a constant here: the video D's outputs on it come once per iteration
+        # (RealSide); the image pairs change with t, so they are judged apart, without autograd.
+        # Either way no backward pass runs through the real half. Same draws as _video_outputs.
+        video = ra_lsgan_g_loss(self.real_video.outputs(self.video_d, real, rng),
+                                self.video_d(random_time_reverse(with_first_frame(fake), 2, rng)))
+        t = random_later_frame(real, rng)
+        with torch.no_grad():
+            real_pairs = self.image_d(first_frame_pairs(real, t))
+        image = ra_lsgan_g_loss(real_pairs, self.image_d(first_frame_pairs(fake, t)))
         return {"video": video, "image": image, "mi": mutual_information_loss(rollout.noise, rollout.noise_pred)}
 
 
