@@ -20,6 +20,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..infra.errors import MocohdError
+from ..infra.settings import torch_seed
 from .decode import VideoInfo, as_rgb, decode_image, read_frames
 from .decode import reason as _reason
 from .index import scan
@@ -209,7 +210,7 @@ class ClipBatchSampler(Sampler):
         self.rank, self.world_size, self.start_batch = rank, world_size, start_batch
 
     def permutation(self, epoch: int) -> Tensor:
-        rng = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63)  # any --seed fits
+        rng = torch.Generator().manual_seed(torch_seed(self.seed * 1_000_003 + epoch))
         return torch.randperm(self.n_videos, generator=rng)
 
     def batch(self, b: int, cache: dict | None = None) -> list[tuple[int, int]]:

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ..infra.errors import MocohdError
-from ..infra.files import atomic_path
+from ..infra.files import atomic_path, write_error
 
 FORMATS = ("mp4", "gif", "png")
 # Frame rates outside this range are typos rather than videos, and at the extremes ffmpeg writes
@@ -101,11 +101,6 @@ def image_grid(images: Tensor, nrow: int | None = None, padding: int = 2) -> Ten
     return video_grid(images[:, None], nrow=nrow, padding=padding)[0]
 
 
-def _write_error(path: Path, exc: OSError) -> MocohdError:
-    return MocohdError(f"cannot write this file ({exc.strerror or exc})", path=path,
-                       fix="check the output folder (--out): free space, permissions, no folder of that name")
-
-
 @contextmanager
 def _writing_folder(folder: Path) -> Iterator[Path]:
     """A temporary folder beside `folder` that replaces it once complete (stale frames of an
@@ -114,7 +109,7 @@ def _writing_folder(folder: Path) -> Iterator[Path]:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     except OSError as exc:
-        raise _write_error(folder, exc) from exc
+        raise write_error(folder, exc) from exc
     old = None
     try:
         yield tmp
@@ -128,7 +123,7 @@ def _writing_folder(folder: Path) -> Iterator[Path]:
     except OSError as exc:
         if old is not None and not folder.exists():
             os.replace(old / folder.name, folder)
-        raise _write_error(folder, exc) from exc
+        raise write_error(folder, exc) from exc
     finally:
         for leftover in (tmp, old):
             if leftover is not None and leftover.exists():
@@ -180,7 +175,7 @@ def save_video(frames: Tensor, path: str | Path, fps: float = 8) -> Path:
                 try:
                     iio.imwrite(tmp / f"frame_{t:04d}.png", frame, extension=".png")
                 except OSError as exc:
-                    raise _write_error(folder / f"frame_{t:04d}.png", exc) from exc
+                    raise write_error(folder / f"frame_{t:04d}.png", exc) from exc
         return folder
     return path
 

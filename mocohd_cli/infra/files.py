@@ -115,6 +115,13 @@ def _write_failure(exc: BaseException) -> str | None:
     return None
 
 
+def write_error(path: Path, exc: OSError | RuntimeError) -> MocohdError:
+    """The one error for a write the file system refused (see `_write_failure`); the previous
+    version of `path` is left as it was by every writer that uses it."""
+    return MocohdError(f"cannot write this file ({_write_failure(exc) or exc}); the previous version, if any, "
+                       "is unchanged", path=path, fix="free disk space, or choose a writable output folder")
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it over `path`.
@@ -137,11 +144,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
     except (OSError, RuntimeError) as exc:
-        reason = _write_failure(exc)
-        if reason is None:
+        if _write_failure(exc) is None:
             raise
-        raise MocohdError(f"cannot write this file ({reason}); the previous version, if any, is unchanged",
-                          path=path, fix="free disk space, or choose a writable output folder") from exc
+        raise write_error(path, exc) from exc
     finally:
         if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()

@@ -16,6 +16,11 @@ from typing import Any
 MAX_INT = 2**63 - 1  # what torch's seeds and counters hold
 
 
+def torch_seed(value: int) -> int:
+    """A seed torch accepts, from any integer derived from --seed (small ones unchanged)."""
+    return value % 2**63
+
+
 def setting(default: Any, help: str, *, flag: str | None = None, default_text: str | None = None,
             cli: bool = True, cli_type: Any = None, **extra) -> Any:
     """A dataclass field with its command-line description.

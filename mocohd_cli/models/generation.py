@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..infra.errors import MocohdError
+from ..infra.settings import torch_seed
 from .backbone import ImageGenerator
 from .motion import MotionGenerator
 
@@ -44,7 +45,7 @@ def seeded_content(backbone: ImageGenerator, num: int, *, seed: int, classes: li
     """(rng, content codes [n, D], conditions) batch by batch, for images (`mocohd backbone-grid`).
     One CPU random generator seeded by `seed` makes every draw, in a fixed order (the caller draws
     with the same rng between batches), so the same seed gives the same samples on any device."""
-    rng = torch.Generator().manual_seed(seed % 2**63)  # any integer --seed (small ones unchanged)
+    rng = torch.Generator().manual_seed(torch_seed(seed))
     condition_all = backbone.sample_condition(num, classes, rng=rng)
     for start in range(0, num, batch_size):
         n = min(batch_size, num - start)

@@ -31,6 +31,7 @@ from ..infra.schema import Field, read_fields
 from ..infra.provenance import append_provenance
 from ..infra.tensorboard import log_hparams, log_video
 from ..infra.runs import RunDir, dumps_flat_toml
+from ..infra.settings import torch_seed
 from ..models.backbone import ImageGenerator, load_backbone
 from ..models.generation import pool_frames
 from ..models.motion import MotionGenerator, Rollout
@@ -223,7 +224,7 @@ class Trainer:
     def _seed_step(self) -> None:
         """Every random draw of step s comes from generators seeded by (seed, rank, s), so a
         resumed run draws exactly what an uninterrupted one would."""
-        seed = ((self.config.seed * 1_000_003 + self.ctx.rank) * 1_000_003 + self.step) % 2**63  # any --seed fits
+        seed = torch_seed((self.config.seed * 1_000_003 + self.ctx.rank) * 1_000_003 + self.step)
         self.rng.manual_seed(seed)
         self.cpu_rng.manual_seed(seed)
 
