@@ -112,3 +112,40 @@ def test_train_command_with_only_one_input_names_the_other(cache, monkeypatch):
     result = CliRunner().invoke(app, ["train", "--checkpoint", str(cache / "g.safetensors")])
     assert result.exit_code == 2
     assert "--data" in result.output
+
+
+def test_shipped_motion_models_record_portable_backbones():
+    from mocohd_cli.models.motion import load_motion_and_backbone, read_motion_info
+
+    shipped = builtin.shipped_example_motions()
+    assert "faces" in shipped, "the trained faces example must ship in mocohd_cli/assets"
+    for name, path in shipped.items():
+        info = read_motion_info(path)
+        assert info["backbone_checkpoint"].startswith("example:")  # found on any machine, not a local path
+        backbone, motion, _ = load_motion_and_backbone(path)
+        assert backbone.checkpoint_sha256 == info["backbone_sha256"] and path.stat().st_size < 8 * 2 ** 20
+    with pytest.raises(MocohdError, match="unknown example"):
+        builtin.example_motion("dragons")
+
+
+def test_sample_example_and_bare_sample(tmp_path, monkeypatch):
+    """`mocohd sample --example faces` needs no training; bare `mocohd sample` falls back to it when
+    there is no run; --example with a motion model of one's own is refused."""
+    from typer.testing import CliRunner
+
+    from mocohd_cli.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    args = ["-n", "2", "--frames", "3", "--format", "png"]
+    result = runner.invoke(app, ["sample", "--example", "faces", "--out", "a", *args])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["sample", "--out", "b", *args])
+    assert result.exit_code == 0 and "faces example" in result.output, result.output
+    for out in ("a", "b"):
+        assert sorted(p.name for p in (tmp_path / out).iterdir()) == ["video_0000", "video_0001"]
+        assert len(list((tmp_path / out / "video_0000").glob("*.png"))) == 3
+    assert (tmp_path / "a" / "video_0001" / "img_0002.png").read_bytes() == \
+        (tmp_path / "b" / "video_0001" / "img_0002.png").read_bytes()
+    result = runner.invoke(app, ["sample", "--example", "faces", "--motion", "m.safetensors", *args])
+    assert result.exit_code == 2 and "--example" in result.output and "--motion" in result.output

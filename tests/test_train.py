@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from mocohd_cli.cli import app
 from mocohd_cli.infra.distributed import init_distributed
+from mocohd_cli.infra.errors import MocohdError
 from mocohd_cli.infra.files import read_safetensors, sha256_of
 from mocohd_cli.models.motion import load_motion, read_motion_info
 from mocohd_cli.infra.runs import dumps_flat_toml, latest_run
@@ -92,6 +93,26 @@ def test_training_moves_the_motion_model_only(tiny_stylegan2_checkpoint, videos,
     assert not torch.equal(trainer.objective.state_dict()["video_d.scales.0.blocks.0.0.weight"],
                            d_before["video_d.scales.0.blocks.0.0.weight"])
     assert not any(p.requires_grad for p in trainer.backbone.parameters())
+
+
+def test_shared_drift_penalty_unrolls_latents_past_the_clip(tiny_stylegan2_checkpoint, videos, tmp_path):
+    cfg = config(tiny_stylegan2_checkpoint, videos, tmp_path / "run", iterations=1, g_steps=1, w_drift=10.0,
+                 drift_horizon=9)
+    trainer = Trainer(cfg, init_distributed("cpu"), progress=False)
+    fake, rollout = trainer.generate(trainer.rollout_local, 2, cfg.drift_horizon)
+    assert rollout.latents.shape[1] == 9 and fake.shape[1] == cfg.frames  # only the clip is synthesised
+    result = trainer.fit()
+    assert "g/drift" in result.losses and np.isfinite(result.losses["g/drift"])
+    with pytest.raises(MocohdError, match="--drift-horizon"):
+        config(tiny_stylegan2_checkpoint, videos, tmp_path / "bad", drift_horizon=2).validate()
+
+
+def test_ablation_knobs_drop_the_mi_loss_and_the_pca_basis(tiny_stylegan2_checkpoint, videos, tmp_path):
+    cfg = config(tiny_stylegan2_checkpoint, videos, tmp_path / "run", iterations=1, g_steps=1, w_mi=0.0, pca=False)
+    trainer = Trainer(cfg, init_distributed("cpu"), progress=False)
+    assert torch.equal(trainer.motion.pca_components, torch.eye(trainer.backbone.latent_dim)[:cfg.n_pca])
+    assert torch.equal(trainer.motion.pca_stdev, torch.ones(cfg.n_pca))
+    assert trainer.fit().losses["g/mi"] == 0.0
 
 
 def test_train_command_end_to_end(tiny_stylegan2_checkpoint, videos, tmp_path, monkeypatch):

@@ -11,14 +11,20 @@ from ..workflows.sampling import SampleSettings
 from .options import config_command, given_values, labels_option, options_from
 
 
-def _latest_motion() -> Path:
+def _default_motion() -> Path:
+    """No --motion, --checkpoint or --backbone: the latest run's motion model, else the faces example."""
     from ..infra.runs import latest_run
+    from ..workflows.builtin import example_motion, shipped_example_motions
 
     run = latest_run()
-    if run is None:
-        raise MocohdError("no --motion given and no finished training run found under ./mocohd-runs",
-                          fix="run `mocohd train` first, or pass --backbone/--checkpoint/--motion")
-    return run / "motion.safetensors"
+    if run is not None:
+        console.print(f"using the latest run's motion model: {run / 'motion.safetensors'}")
+        return run / "motion.safetensors"
+    if "faces" not in shipped_example_motions():
+        raise MocohdError("no --motion given, no finished training run under ./mocohd-runs and no example motion "
+                          "model in this installation", fix="run `mocohd train` first, or pass --motion")
+    console.print("no training run under ./mocohd-runs: sampling the trained faces example (--example faces)")
+    return example_motion("faces")
 
 
 @config_command(app, "sample", options_from(SampleSettings) + [labels_option()], help="Sample videos.",
@@ -31,9 +37,12 @@ def sample_command(values: dict) -> None:
     settings = SampleSettings(**given_values(values), classes=names or None)
     settings.validate()  # before anything is loaded; the --latents file may fill in more
     latents = open_latents(settings)
-    if settings.motion is None and settings.checkpoint is None and settings.backbone is None:
-        settings.motion = str(_latest_motion())
-        console.print(f"using the latest run's motion model: {settings.motion}")
+    if settings.example is not None:
+        from ..workflows.builtin import example_motion
+
+        settings.motion = str(example_motion(settings.example))
+    elif settings.motion is None and settings.checkpoint is None and settings.backbone is None:
+        settings.motion = str(_default_motion())
     with progress() as bar:
         task = bar.add_task("motion-space PCA", total=None, visible=settings.motion is None and latents is None)
         backbone, motion, info = prepare_sampling(

@@ -66,6 +66,30 @@ def random_time_reverse(clips: Tensor, time_dim: int, rng: torch.Generator | Non
     return torch.where(time_reverse_coin(clips.device, rng), clips.flip(time_dim), clips)
 
 
+
+def shared_drift_loss(latents: Tensor, basis: Tensor) -> Tensor:
+    """How far the videos of a batch drift the same way: mean over t >= 1 of relu(U_t) / n, where
+    U_t = mean over pairs i != j of <z_i,t, z_j,t> is the unbiased estimate of ||E z_t||^2 and
+    z_b,t = (w_b,t - w_b,0) diag(1/s) P^T are the displacements from frame 0 in PCA units (n of them).
+
+    Real videos are stationary: frame t has the distribution of frame 0, so the displacements average
+    to zero over videos. A motion model that walks every video the same way (towards whatever the
+    discriminators favour this step) breaks that, and its walk grows with the video's length. Only the
+    pairwise products between different videos enter, so a video's own motion is not penalised, and
+    the relu leaves no reward for anti-correlated motion. Needs two videos or more (else 0).
+    latents [B, T, D], basis diag(s) P [n, D]; fp32 whatever the rollout ran in.
+    """
+    batch, n = latents.shape[0], basis.shape[0]
+    if batch < 2 or latents.shape[1] < 2:
+        return latents.new_zeros((), dtype=torch.float32)
+    basis = basis.float()
+    scales = basis.norm(dim=1).clamp_min(1e-12)  # s (P's rows are unit vectors)
+    displacement = (latents[:, 1:] - latents[:, :1]).float()
+    z = (displacement @ basis.T) / scales**2  # [B, T-1, n]: <d, s_k p_k> / s_k^2 = <d, p_k> / s_k
+    total = z.sum(0)
+    pairs = (total.square().sum(-1) - z.square().sum(-1).sum(0)) / (batch * (batch - 1))
+    return F.relu(pairs).mean() / n
+
 # -- image-generator training (StyleGAN2) ---------------------------------------------------------
 def d_logistic_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
     """Discriminator: softplus(D(fake)) + softplus(-D(real)), each averaged over the batch."""

@@ -29,12 +29,12 @@ DEFAULT_VIDEO_FRAME_SIZE = 128
 DEFAULT_EPOCHS = 100
 # Upper bounds of the counts, far past the release's settings (h_dim 384, d_channels 64, 16 frames,
 # 1e6 PCA samples) and short of what no machine holds or no run finishes: larger values are typos.
-UPPER_BOUNDS = {"frames": 1024, "time_step": 1000, "h_dim": 8192, "n_pca": 65_536, "d_scales": 8, "d_layers": 8,
+UPPER_BOUNDS = {"frames": 1024, "drift_horizon": 4096, "time_step": 1000, "h_dim": 8192, "n_pca": 65_536, "d_scales": 8, "d_layers": 8,
                 "d_channels": 1024, "image_d_channels": 1024, "proj_dim": 8192, "queue_size": 1_000_000,
                 "pca_samples": 100_000_000, "num_samples": 1024, "eval_videos": 100_000, "g_steps": 100,
                 "workers": 64, "batch_size": 1_000_000, "global_batch": 1_000_000, "iterations": 10**9}
 # Settings a resumed run must share with the run it continues (they shape the models or the data stream).
-RESUME_KEYS = ("mode", "frames", "time_step", "video_frame_size", "h_dim", "n_pca", "w_residual", "d_scales",
+RESUME_KEYS = ("mode", "frames", "time_step", "video_frame_size", "h_dim", "n_pca", "pca", "w_residual", "d_scales",
                "d_channels", "d_layers", "batch_size", "g_steps", "seed")
 
 
@@ -74,6 +74,8 @@ class TrainConfig:
                              default_text=f"{DEFAULT_N_PCA}, or the latent size if smaller")
     w_residual: float = knob(DEFAULT_W_RESIDUAL, "Step size lambda of the latent residual (the authors advise <= 0.5).")
     pca_samples: int = knob(1_000_000, "Latents sampled for the motion-space PCA (cached per checkpoint).")
+    pca: bool = knob(True, "Move along the principal directions of the latent space, scaled by their spread; "
+                     "--no-pca moves along the first n_pca latent axes with unit scale (an ablation).")
     truncation: float = knob(1.0, "Truncation of the content codes.")
     classes: list[int] | None = knob(None, "Conditional backbones: a class (index, or name with --labels) the "
                                      "videos cycle over; repeat for several.", flag="--class", cli_type=list[str],
@@ -83,6 +85,13 @@ class TrainConfig:
     d_channels: int = knob(64, "Width of the PatchGAN discriminators' first layer.")
     d_layers: int = knob(3, "Strided layers per PatchGAN scale.")
     gp_weight: float = knob(10.0, "Weight of the video discriminator's gradient penalty.")
+    w_mi: float = knob(1.0, "Weight of the mutual-information loss (0: an ablation).")
+    # not in the release (docs/method.md, "Additions"): 0 keeps the release's objective
+    w_drift: float = knob(0.0, "Weight of the shared-drift penalty: videos of a batch must not all walk the same "
+                          "way in the latent space (real videos are stationary).")
+    drift_horizon: int | None = knob(None, "Frames the latents are unrolled for the shared-drift penalty (latents "
+                                     "only, nothing is synthesised past --frames): longer keeps long videos on "
+                                     "the domain.", default_text="--frames")
     # cross-domain objective only (docs/method.md, "Cross-domain training")
     image_d_channels: int = knob(96, "Base width of the contrastive image discriminator.", modes=CROSS)
     proj_dim: int = knob(256, "Size of its projection head's features.", modes=CROSS)
@@ -154,6 +163,10 @@ class TrainConfig:
              f"--beta1 and --beta2 must be in [0, 1), got {self.beta1} and {self.beta2}", "the authors use 0.5 and 0.999")
         need(self.w_residual >= 0 and self.gp_weight >= 0, "--w-residual and --gp-weight must be >= 0",
              "the authors use 0.2 and 10")
+        need(self.w_drift >= 0 and self.w_mi >= 0, "--w-drift and --w-mi must be >= 0", "0 turns a term off")
+        need(self.drift_horizon is None or self.drift_horizon >= self.frames,
+             f"--drift-horizon must be at least --frames ({self.frames}), got {self.drift_horizon}",
+             "leave it out (it defaults to --frames) or make it longer")
         # the video discriminator's pooling between scales is 3 frames deep and, in-domain, it sees T-1 frames
         need(self.frames >= 4, f"--frames must be >= 4, got {self.frames}",
              "the video discriminator needs clips of at least 4 frames: use --frames 4 or more")

@@ -27,6 +27,7 @@ from ..infra.device import autocast
 from ..infra.distributed import DistContext, init_distributed, shutdown
 from ..infra.errors import MocohdError
 from ..infra.files import atomic_path, torch_load_safely
+from ..infra.hub import portable_reference
 from ..infra.schema import Field, read_fields
 from ..infra.provenance import append_provenance
 from ..infra.tensorboard import log_hparams, log_video
@@ -34,6 +35,7 @@ from ..infra.runs import RunDir, dumps_flat_toml
 from ..infra.settings import torch_seed
 from ..models.backbone import ImageGenerator, load_backbone
 from ..models.generation import pool_frames
+from ..models.losses import shared_drift_loss
 from ..models.motion import MotionGenerator, Rollout
 from .config import DEFAULT_EPOCHS, TrainConfig, fit_to_backbone, fit_to_world
 from .objectives import Losses, ObjectiveFactory, objective_for
@@ -142,7 +144,7 @@ class Trainer:
 
         config, latent_dim = self.config, self.backbone.latent_dim
         pca = None
-        if self.ctx.is_main and not config.resume:
+        if self.ctx.is_main and not config.resume and config.pca:
             from ..infra.console import progress
 
             with progress() as bar:
@@ -228,20 +230,26 @@ class Trainer:
         self.rng.manual_seed(seed)
         self.cpu_rng.manual_seed(seed)
 
-    def generate(self, rollout_fn: Callable, batch: int) -> tuple[Tensor, Rollout]:
-        """Fake clips [B, T, 3, S, S] (pooled to the real clips' size) and their rollout."""
+    def generate(self, rollout_fn: Callable, batch: int, horizon: int | None = None) -> tuple[Tensor, Rollout]:
+        """Fake clips [B, T, 3, S, S] (pooled to the real clips' size) and their rollout, which runs
+        for `horizon` frames (default T); only the first T are synthesised."""
         w0 = self.backbone.sample_latent(batch, rng=self.rng)
-        rollout = rollout_fn(w0, self.config.frames, self.rng)
+        rollout = rollout_fn(w0, max(horizon or 0, self.config.frames), self.rng)
         condition_gen = self.rng if self.rng.device.type == "cpu" else self.cpu_rng
         condition = self.backbone.sample_condition(batch, self.config.classes, rng=condition_gen)
-        frames = self.backbone.synthesize(rollout.latents, condition=condition, noise="random",
-                                          rng=self.rng)
+        frames = self.backbone.synthesize(rollout.latents[:, :self.config.frames], condition=condition,
+                                          noise="random", rng=self.rng)
         return pool_frames(frames, self.config.video_frame_size), rollout
 
     def g_step(self, real: Tensor) -> Losses:
+        drift_weight = self.config.w_drift
         with self.autocast():
-            fake, rollout = self.generate(self.rollout_net, real.shape[0])
+            fake, rollout = self.generate(self.rollout_net, real.shape[0], self.config.drift_horizon)
             losses = self.objective.g_loss(real, fake, rollout, rng=self.rng)
+        if self.config.w_mi != 1.0 and "mi" in losses:
+            losses["mi"] = self.config.w_mi * losses["mi"]
+        if drift_weight:
+            losses["drift"] = drift_weight * shared_drift_loss(rollout.latents, self.motion.basis)
         total = sum(losses.values())
         self.opt_g.zero_grad(set_to_none=True)
         # Gradients for the motion generator only: the discriminators are not updated here.
@@ -289,7 +297,9 @@ class Trainer:
         from .. import __version__
 
         backbone = self.backbone
-        checkpoint = str(Path(backbone.checkpoint_path).resolve()) if backbone.checkpoint_path else None
+        checkpoint = None
+        if backbone.checkpoint_path:  # `example:faces`, `zoo:...`, `hf://...` where there is one: any machine finds it
+            checkpoint = portable_reference(backbone.checkpoint_path) or str(Path(backbone.checkpoint_path).resolve())
         return {"backbone": getattr(backbone, "spec", None) or backbone.name, "backbone_name": backbone.name,
                 "backbone_checkpoint": checkpoint, "backbone_sha256": backbone.checkpoint_sha256,
                 "n_frames": self.config.frames, "fps": self.config.fps, "time_step": self.config.time_step,

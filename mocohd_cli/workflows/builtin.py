@@ -50,6 +50,35 @@ def default_backbone(name: str = "faces") -> Path:
     return path
 
 
+# Trained example motion models shipped with the package (docs/examples.md, "Shipped motion
+# models"): the name `mocohd sample --example NAME` takes -> what it animates.
+EXAMPLE_MOTIONS = {
+    "faces": "cartoon faces that talk, blink and turn (in-domain: faces backbone, face videos)",
+    "robots": "robot heads moved like the talking faces (cross-domain: robots backbone, face videos)",
+}
+
+
+def motion_file(name: str) -> str:
+    return f"motion_{name}_{EXAMPLE_SIZE}.safetensors"
+
+
+def shipped_example_motions() -> dict[str, Path]:
+    """Every trained example motion model in this installation, by name."""
+    return {name: ASSETS / motion_file(name) for name in EXAMPLE_MOTIONS if (ASSETS / motion_file(name)).is_file()}
+
+
+def example_motion(name: str) -> Path:
+    """Path of the shipped, trained example motion model `name` (faces, robots)."""
+    shipped = shipped_example_motions()
+    if name not in shipped:
+        listed = ", ".join(shipped) or "none"
+        if name not in EXAMPLE_MOTIONS:
+            raise MocohdError(f"unknown example {name!r}", fix=f"use one of: {listed}")
+        raise MocohdError(f"no trained {name!r} example motion model in this installation (shipped: {listed})",
+                          path=ASSETS / motion_file(name), fix="train one: `mocohd train` (see docs/examples.md)")
+    return shipped[name]
+
+
 def default_dataset(name: str = "faces", *, videos: int = EXAMPLE_VIDEOS, frames: int = EXAMPLE_FRAMES,
                     size: int = EXAMPLE_SIZE, seed: int = 0) -> Path:
     """A procedural video dataset in the user cache, rendered on first use and reused afterwards.
@@ -81,6 +110,8 @@ QUICK_SCHEDULE = dict(
     frames=8, time_step=2, video_frame_size=EXAMPLE_SIZE,
     h_dim=128, n_pca=128, pca_samples=20_000,
     d_channels=32, batch_size=4, iterations=80, lr=5e-4,  # 5x the authors' lr: motion shows within 80 iterations
+    # without it every video walks the same way and the faces dissolve (docs/examples.md, "Ablation")
+    w_drift=100.0, drift_horizon=32,
     log_every=10, sample_every=80, checkpoint_every=20, num_samples=4, sample_format="mp4",
     workers=0, fps=8.0,
 )

@@ -48,7 +48,10 @@ class SampleSettings:
     checkpoint: str | None = setting(None, "Image-generator checkpoint.",
                                      default_text="the one the motion model records")
     motion: str | None = setting(None, "Motion model (.safetensors). Without it, --checkpoint and --backbone: "
-                                 "the latest run under ./mocohd-runs; without it: an untrained one.")
+                                 "the latest run under ./mocohd-runs, else the faces example; without it: an "
+                                 "untrained one.")
+    example: str | None = setting(None, "Sample a trained example shipped with mocohd: faces (talking cartoon "
+                                  "faces) or robots (robot heads moved like the faces); nothing to train.")
     num_videos: int | None = setting(None, "How many videos (any number: they are written batch by batch).",
                                      flag=("--num-videos", "-n"), default_text=_default_text("num_videos"))
     frames: int | None = setting(None, "Frames per video (the LSTM unrolls past its training length).",
@@ -104,6 +107,11 @@ class SampleSettings:
                               fix="pass e.g. --truncation 0.7 (1 = no truncation)")
         if self.noise not in NOISE_MODES:
             raise MocohdError(f"unknown --noise {self.noise!r}", fix=f"use one of {', '.join(NOISE_MODES)}")
+        if self.example is not None:
+            clashing = [f"--{name}" for name in ("motion", "checkpoint", "backbone") if getattr(self, name) is not None]
+            if clashing:
+                raise MocohdError(f"--example brings its own motion model and backbone: {', '.join(clashing)} does "
+                                  "not apply", fix=f"drop {', '.join(clashing)}, or drop --example")
         controls = [name for name in ("same_content", "same_motion", "decomposition", "lerp") if getattr(self, name)]
         if len(controls) > 1:
             raise MocohdError(f"--{controls[0].replace('_', '-')} and --{controls[1].replace('_', '-')} cannot be "

@@ -1,0 +1,120 @@
+"""Ablation of the built-in in-domain example (`mocohd train` with no arguments), measured with the
+ground-truth metrics against freshly rendered face videos (docs/examples.md, "Ablation").
+
+Each variant is the example's schedule with a few settings changed; each is trained into
+OUT/<variant>/ and evaluated on --videos generated videos of 16 frames (motion, content, frames)
+and of --long-frames frames (content: does a long video stay on the domain?). Results are kept in
+OUT/<variant>/metrics.json, so a second run only does what is missing. Prints a Markdown table.
+
+    python benchmarks/example_ablation.py --out ablation/          # every variant (about 5 min each on 2 cores)
+    python benchmarks/example_ablation.py --out ablation/ --variants default release
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+# name -> (settings changed from the example's schedule, what it tests)
+VARIANTS = {
+    "untrained": (None, "a freshly initialised motion model (the reference of ffd)"),
+    "default": ({}, "the example's schedule as shipped"),
+    "release": ({"w_drift": 0.0, "drift_horizon": None}, "the release's objective: no shared-drift penalty"),
+    "drift_clip_only": ({"drift_horizon": None}, "penalty over the 8 trained frames only"),
+    "no_mi": ({"w_mi": 0.0}, "no mutual-information loss"),
+    "no_pca": ({"pca": False}, "identity basis, unit scale, instead of the PCA basis"),
+    "w_residual_0.1": ({"w_residual": 0.1}, "half the step size"),
+    "w_residual_0.4": ({"w_residual": 0.4}, "twice the step size"),
+    "lr_1e-4": ({"lr": 1e-4}, "the authors' learning rate (the example uses 5e-4)"),
+    "frames_16": ({"frames": 16}, "16-frame training clips (the release's length; about 2x the time)"),
+    "iterations_240": ({"iterations": 240}, "3x the iterations"),
+}
+
+
+def train_variant(name: str, overrides: dict, folder: Path, iterations: int | None) -> Path:
+    from mocohd_cli.training import train
+    from mocohd_cli.workflows.builtin import default_train_config
+
+    motion = folder / "motion.safetensors"
+    if motion.is_file():
+        return motion
+    values = dict(overrides)
+    if iterations is not None and "iterations" not in values:
+        values["iterations"] = iterations
+    config = default_train_config(out=str(folder), num_samples=0, **values)
+    train(config, progress=False)
+    return motion
+
+
+def untrained_variant(folder: Path) -> Path:
+    """The example's motion model before training (its sizes, its PCA, seed 0), saved like a run's."""
+    import torch
+
+    from mocohd_cli.models.backbone import load_backbone
+    from mocohd_cli.models.motion import MotionGenerator
+    from mocohd_cli.models.pca import motion_pca
+    from mocohd_cli.workflows.builtin import QUICK_SCHEDULE
+
+    motion = folder / "motion.safetensors"
+    backbone = load_backbone("stylegan2", "example:faces")
+    n_pca = QUICK_SCHEDULE["n_pca"]
+    components, stdev = motion_pca(backbone, n_pca=n_pca, n_samples=QUICK_SCHEDULE["pca_samples"])
+    torch.manual_seed(0)
+    model = MotionGenerator(backbone.latent_dim, h_dim=QUICK_SCHEDULE["h_dim"], n_pca=n_pca,
+                            pca_components=components, pca_stdev=stdev)
+    model.save(motion, backbone="stylegan2", backbone_checkpoint="example:faces", fps=QUICK_SCHEDULE["fps"])
+    return motion
+
+
+def evaluate(motion: Path | None, videos: int, frames: int, metrics: list[str]) -> dict:
+    from mocohd_cli.evaluation.run import EvalSettings, run_evaluation
+
+    settings = EvalSettings(metrics=metrics, domain="faces", num_videos=videos, frames=frames, motion=str(motion))
+    return run_evaluation(settings).to_json()
+
+
+def measure(name: str, overrides: dict | None, out: Path, args) -> dict:
+    folder = out / name
+    result_file = folder / "metrics.json"
+    if result_file.is_file():
+        return json.loads(result_file.read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    motion = untrained_variant(folder) if overrides is None else train_variant(name, overrides, folder, args.iterations)
+    train_s = time.perf_counter() - start
+    short = evaluate(motion, args.videos, 16, ["motion", "content", "frames"])
+    long = evaluate(motion, args.videos, args.long_frames, ["content"])
+    m = short["details"]["motion"]
+    result = {"ffd": short["motion"], "amplitude": m["amplitude_ratio"], "speed": m["speed_ratio"],
+              "mouth": m.get("amplitude_ratio/mouth_open"), "identity_drift": short["content"],
+              "identity_drift_long": long["content"], "frames": short["frames"], "train_s": train_s,
+              "settings": overrides}
+    result_file.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="folder of the runs and their metrics")
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--videos", type=int, default=64, help="generated (and real) videos per metric")
+    parser.add_argument("--long-frames", type=int, default=64, help="length of the long videos")
+    parser.add_argument("--iterations", type=int, default=None, help="override the example's 80 iterations")
+    args = parser.parse_args()
+    rows = []
+    for name in args.variants:
+        overrides, what = VARIANTS[name]
+        r = measure(name, overrides, args.out, args)
+        rows.append(f"| {name} | {r['ffd']:.1f} | {r['amplitude']:.2f} | {r['speed']:.2f} | {r['mouth']:.2f} | "
+                    f"{r['identity_drift']:.2f} | {r['identity_drift_long']:.2f} | {r['frames']:.1f} | {what} |")
+        print(rows[-1], flush=True)
+    print(f"\n{args.videos} videos per side; ratios are generated / real; identity drift is relative to the "
+          f"real videos' (16 frames, and {args.long_frames} frames)\n")
+    print("| variant | ffd | amplitude | speed | mouth amplitude | identity drift | drift, long | frames FD | what |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
