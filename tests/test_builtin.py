@@ -145,7 +145,7 @@ def test_sample_example_and_bare_sample(tmp_path, monkeypatch):
     for out in ("a", "b"):
         assert sorted(p.name for p in (tmp_path / out).iterdir()) == ["video_0000", "video_0001"]
         assert len(list((tmp_path / out / "video_0000").glob("*.png"))) == 3
-    assert (tmp_path / "a" / "video_0001" / "img_0002.png").read_bytes() == \
-        (tmp_path / "b" / "video_0001" / "img_0002.png").read_bytes()
+    assert (tmp_path / "a" / "video_0001" / "frame_0002.png").read_bytes() == \
+        (tmp_path / "b" / "video_0001" / "frame_0002.png").read_bytes()
     result = runner.invoke(app, ["sample", "--example", "faces", "--motion", "m.safetensors", *args])
     assert result.exit_code == 2 and "--example" in result.output and "--motion" in result.output

@@ -355,14 +355,18 @@ def test_ground_truth_metrics_through_the_command(tmp_path):
         for t in range(16):
             shutil.copy(video / "img_0000.png", static / video.name / f"img_{t:04d}.png")
 
-    def run(fake):
-        out = tmp_path / f"{fake.name}.json"
+    def run(fake, *extra):
+        out = tmp_path / f"{fake.name}{len(extra)}.json"
         result = runner.invoke(app, ["eval", "--real", str(real), "--fake", str(fake), "--metric", "motion",
-                                     "--metric", "content", "--num-videos", "12", "--json", str(out)])
+                                     "--metric", "content", "--num-videos", "12", "--json", str(out), *extra])
         assert result.exit_code == 0, result.output
         return json.loads(out.read_text())
 
     moving, frozen = run(real), run(static)
+    # videos stepped one rendered frame at a time, judged as if each step spanned two: half the speed
+    paced = run(real, "--time-step", "2")
+    assert paced["protocol"]["ground_truth"]["time_step"] == 2 and moving["protocol"]["ground_truth"]["time_step"] == 1
+    assert paced["details"]["motion"]["speed_ratio"] < 0.75 * moving["details"]["motion"]["speed_ratio"]
     assert moving["protocol"]["ground_truth"]["domain"] == "faces"  # found in the dataset's dataset.json
     assert 0.6 < moving["details"]["motion"]["amplitude_ratio"] < 1.6
     assert frozen["details"]["motion"]["amplitude_ratio"] < 0.05 and frozen["motion"] > 3 * moving["motion"]

@@ -43,6 +43,15 @@ def test_rollout_follows_the_update_rule():
     assert torch.equal(out.noise, noise)
 
 
+
+def test_displacements_are_the_walk_in_pca_units():
+    """Rollout.displacements = (w_t - w_0) P^T / s, kept in fp32 (the shared-drift penalty reads them)."""
+    model = make_model()
+    out = model.rollout(torch.randn(3, 12), 6, torch.randn(3, 5, 12))
+    whitened = (out.latents[:, 1:] - out.latents[:, :1]) @ model.pca_components.T / model.pca_stdev
+    torch.testing.assert_close(out.displacements, whitened, atol=1e-5, rtol=1e-5)
+    assert out.displacements.dtype == torch.float32 and model.rollout(torch.randn(2, 12), 1).displacements.shape == (2, 0, 6)
+
 def test_initialisation_matches_the_release_but_for_the_mi_biases():
     # models/rnn.py init_weights: per-gate orthogonal LSTM weights and zero LSTM biases,
     # orthogonal fc1/fc2 weights, w ~ N(0, 0.02), b = 0; fc1/fc2 biases zero (a deliberate

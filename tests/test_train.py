@@ -105,6 +105,9 @@ def test_shared_drift_penalty_unrolls_latents_past_the_clip(tiny_stylegan2_check
     assert "g/drift" in result.losses and np.isfinite(result.losses["g/drift"])
     with pytest.raises(MocohdError, match="--drift-horizon"):
         config(tiny_stylegan2_checkpoint, videos, tmp_path / "bad", drift_horizon=2).validate()
+    with pytest.raises(MocohdError, match="--batch-size 2 or more"):  # one video has no other to compare with
+        Trainer(config(tiny_stylegan2_checkpoint, videos, tmp_path / "one", batch_size=1, w_drift=1.0),
+                init_distributed("cpu"), progress=False)
 
 
 def test_ablation_knobs_drop_the_mi_loss_and_the_pca_basis(tiny_stylegan2_checkpoint, videos, tmp_path):

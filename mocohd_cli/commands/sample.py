@@ -11,8 +11,9 @@ from ..workflows.sampling import SampleSettings
 from .options import config_command, given_values, labels_option, options_from
 
 
-def _default_motion() -> Path:
-    """No --motion, --checkpoint or --backbone: the latest run's motion model, else the faces example."""
+def _default_motion(replay: bool) -> Path:
+    """No --motion, --checkpoint or --backbone: the latest run's motion model, else (unless a --latents
+    file is replayed: it must not silently land on another backbone) the faces example."""
     from ..infra.runs import latest_run
     from ..workflows.builtin import example_motion, shipped_example_motions
 
@@ -20,7 +21,7 @@ def _default_motion() -> Path:
     if run is not None:
         console.print(f"using the latest run's motion model: {run / 'motion.safetensors'}")
         return run / "motion.safetensors"
-    if "faces" not in shipped_example_motions():
+    if replay or "faces" not in shipped_example_motions():
         raise MocohdError("no --motion given, no finished training run under ./mocohd-runs and no example motion "
                           "model in this installation", fix="run `mocohd train` first, or pass --motion")
     console.print("no training run under ./mocohd-runs: sampling the trained faces example (--example faces)")
@@ -40,9 +41,10 @@ def sample_command(values: dict) -> None:
     if settings.example is not None:
         from ..workflows.builtin import example_motion
 
-        settings.motion = str(example_motion(settings.example))
+        # the example becomes the motion model (validated already: it clashes with nothing given)
+        settings.motion, settings.example = str(example_motion(settings.example)), None
     elif settings.motion is None and settings.checkpoint is None and settings.backbone is None:
-        settings.motion = str(_default_motion())
+        settings.motion = str(_default_motion(replay=latents is not None))
     with progress() as bar:
         task = bar.add_task("motion-space PCA", total=None, visible=settings.motion is None and latents is None)
         backbone, motion, info = prepare_sampling(

@@ -37,6 +37,9 @@ class EvalSettings:
                               "enough).")
     frames: int = setting(16, "Frames per video for the metrics whose clip length is not in their name (fid, "
                           "kid, acd, ground truth).")
+    time_step: int | None = setting(None, "Ground-truth metrics: rendered real frames per generated step (real clips "
+                                    "take every N-th frame), so that speeds compare like with like.",
+                                    default_text="the motion model's training --time-step, 1 for --fake")
     resolution: int | None = setting(None, "Side the videos are evaluated at (real frames are centre-cropped "
                                      "and resized to it).", default_text="the generated videos'")
     seed: int = setting(0, "Seed of the real clips' offsets and of generated videos.")
@@ -55,7 +58,9 @@ class EvalSettings:
 
     def validate(self) -> None:
         check_setting_types(self)
-        require_positive(self, ("num_videos", "frames", "batch_size"))
+        require_positive(self, ("num_videos", "frames", "batch_size", "time_step"))
+        if self.time_step is not None and self.time_step > 1000:
+            raise MocohdError(f"--time-step must be <= 1000, got {self.time_step}", fix="training uses 1 or 2")
         if not 0 <= self.seed < 2**62:  # offsets are added to it (GROUND_TRUTH_REAL_SEED) before numpy/torch see it
             raise MocohdError(f"--seed must be in [0, 2**62), got {self.seed}", fix="use a non-negative seed")
         if self.fake and self.motion:
@@ -137,7 +142,9 @@ def _ground_truth(names: list[str], settings: EvalSettings, fake, result: EvalRe
     reader = load_reader(domain)
     videos = torch.cat(list(fake.clips(settings.frames, settings.batch_size)))
     real_seed = GROUND_TRUTH_REAL_SEED + settings.seed
-    real = render_real(domain, settings.num_videos, settings.frames, reader.size, seed=real_seed)
+    step = settings.time_step or getattr(fake, "time_step", 1)
+    real = render_real(domain, settings.num_videos, (settings.frames - 1) * step + 1, reader.size,
+                       seed=real_seed)[:, ::step]
     fake_read, real_read = read_videos(reader, videos), read_videos(reader, real)
     families = {"motion": motion_metrics, "content": content_metrics, "frames": frames_metrics}
     for name in names:
@@ -145,7 +152,7 @@ def _ground_truth(names: list[str], settings: EvalSettings, fake, result: EvalRe
         result.values[name] = details[GROUND_TRUTH_HEADLINES[name]]
         result.details[name] = details
     result.protocol["ground_truth"] = {"domain": domain, "real_seed": real_seed, "real_videos": len(real),
-                                       "fake_videos": len(videos), "frames": settings.frames,
+                                       "fake_videos": len(videos), "frames": settings.frames, "time_step": step,
                                        "reader": {k: v for k, v in reader.metadata().items()
                                                   if k in ("domain", "size", "r2", "min_r2", "arch", "training")}}
 
@@ -157,11 +164,12 @@ def _fake_source(settings: EvalSettings, device: torch.device):
         return source
     from ..models.motion import load_motion_and_backbone
 
-    backbone, motion, _ = load_motion_and_backbone(settings.motion, checkpoint=settings.checkpoint,
-                                                   backbone=settings.backbone, device=device,
-                                                   truncation=settings.truncation)
+    backbone, motion, info = load_motion_and_backbone(settings.motion, checkpoint=settings.checkpoint,
+                                                      backbone=settings.backbone, device=device,
+                                                      truncation=settings.truncation)
     source = GeneratedVideos(backbone, motion, num_videos=settings.num_videos, seed=settings.seed)
     source.resolution = backbone.resolution
+    source.time_step = int(info.get("time_step") or 1)  # one generated step spans this many training frames
     return source
 
 

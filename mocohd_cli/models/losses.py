@@ -67,28 +67,24 @@ def random_time_reverse(clips: Tensor, time_dim: int, rng: torch.Generator | Non
 
 
 
-def shared_drift_loss(latents: Tensor, basis: Tensor) -> Tensor:
-    """How far the videos of a batch drift the same way: mean over t >= 1 of relu(U_t) / n, where
-    U_t = mean over pairs i != j of <z_i,t, z_j,t> is the unbiased estimate of ||E z_t||^2 and
-    z_b,t = (w_b,t - w_b,0) diag(1/s) P^T are the displacements from frame 0 in PCA units (n of them).
+def shared_drift_loss(displacements: Tensor) -> Tensor:
+    """How far the videos of a batch drift the same way: the mean over t of U_t / n, where
+    U_t = mean over pairs i != j of <z_i,t, z_j,t> and z_b,t [B, T-1, n] is video b's displacement
+    from frame 0 in PCA units (`Rollout.displacements`).
 
     Real videos are stationary: frame t has the distribution of frame 0, so the displacements average
     to zero over videos. A motion model that walks every video the same way (towards whatever the
-    discriminators favour this step) breaks that, and its walk grows with the video's length. Only the
-    pairwise products between different videos enter, so a video's own motion is not penalised, and
-    the relu leaves no reward for anti-correlated motion. Needs two videos or more (else 0).
-    latents [B, T, D], basis diag(s) P [n, D]; fp32 whatever the rollout ran in.
+    discriminators favour this step) breaks that, and its walk grows with the video's length. The
+    videos of a batch are independent draws, so U_t is an unbiased estimate of ||E z_t||^2: a video's
+    own motion costs nothing on average, however large, and no motion can earn a negative expected
+    value. Needs two videos or more (the trainer refuses --w-drift with a batch of one).
     """
-    batch, n = latents.shape[0], basis.shape[0]
-    if batch < 2 or latents.shape[1] < 2:
-        return latents.new_zeros((), dtype=torch.float32)
-    basis = basis.float()
-    scales = basis.norm(dim=1).clamp_min(1e-12)  # s (P's rows are unit vectors)
-    displacement = (latents[:, 1:] - latents[:, :1]).float()
-    z = (displacement @ basis.T) / scales**2  # [B, T-1, n]: <d, s_k p_k> / s_k^2 = <d, p_k> / s_k
-    total = z.sum(0)
-    pairs = (total.square().sum(-1) - z.square().sum(-1).sum(0)) / (batch * (batch - 1))
-    return F.relu(pairs).mean() / n
+    batch, n = displacements.shape[0], displacements.shape[-1]
+    if batch < 2 or displacements.shape[1] == 0:
+        return displacements.new_zeros((), dtype=torch.float32)
+    z = displacements.float()
+    pairs = (z.sum(0).square().sum(-1) - z.square().sum(-1).sum(0)) / (batch * (batch - 1))
+    return pairs.mean() / n
 
 # -- image-generator training (StyleGAN2) ---------------------------------------------------------
 def d_logistic_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:

@@ -38,6 +38,7 @@ METADATA_FIELDS = (
     Field("w_residual", float, lo=0.0, hi=1e3),
     Field("fps", float, lo=1e-3, hi=1e3, default=None),
     Field("frames", int, lo=1, hi=1_000_000, default=None),
+    Field("time_step", int, lo=1, hi=1000, default=None),  # training's --time-step (UPPER_BOUNDS)
     Field("backbone", str, hi=1000, default=None),
     Field("backbone_name", str, hi=1000, default=None),
     Field("backbone_checkpoint", str, default=None),
@@ -55,6 +56,7 @@ class Rollout:
     latents: Tensor  # [B, T, D] trajectory in the motion space
     noise: Tensor  # [B, T-1, D] motion codes eps_1..eps_{T-1}
     noise_pred: Tensor  # [B, T-1, D] the MI head's reconstruction of them
+    displacements: Tensor | None = None  # [B, T-1, n_pca] w_t - w_0 in PCA units (see `rollout`)
 
 
 def _orthogonal_lstm_(cell: nn.LSTMCell) -> None:
@@ -134,19 +136,23 @@ class MotionGenerator(nn.Module):
         noise = noise.to(w0.dtype)
         h, c = self.enc_cell(w0)
         basis = self.basis.to(w0.dtype)
-        latents, states = [w0], []
+        latents, states, steps = [w0], [], []
         for t in range(n_frames - 1):  # the recurrence is sequential in time by nature
             h, c = self.cell(noise[:, t], (h, c))
             states.append(torch.cat([h, c], dim=1))
-            residual = torch.tanh(h @ self.w + self.b) @ basis
-            latents.append(latents[-1] + self.w_residual * residual)
+            steps.append(torch.tanh(h @ self.w + self.b))
+            latents.append(latents[-1] + self.w_residual * (steps[-1] @ basis))
         latents = torch.stack(latents, dim=1)
+        # w_t - w_0 = w_residual * sum of the steps, times diag(s) P: in PCA units (P's rows orthonormal)
+        # that is the scaled running sum, exact in fp32 whatever precision the latents are in
+        displacements = (self.w_residual * torch.stack(steps, dim=1).float().cumsum(1) if steps
+                         else w0.new_zeros(batch, 0, self.n_pca, dtype=torch.float32))
         if states:
             hc = torch.stack(states, dim=1)
             noise_pred = self.fc2(torch.relu(self.fc1(hc)))
         else:
             noise_pred = noise.new_zeros(noise.shape)
-        return Rollout(latents, noise, noise_pred)
+        return Rollout(latents, noise, noise_pred, displacements)
 
     def forward(self, w0: Tensor, n_frames: int, noise: Tensor | None = None, *,
                 rng: torch.Generator | None = None) -> Tensor:

@@ -228,3 +228,11 @@ def fit_to_world(config: TrainConfig, world_size: int) -> TrainConfig:
         raise MocohdError(f"--global-batch {config.global_batch} does not divide among {world_size} processes",
                           fix=f"use a multiple of {world_size}, or --batch-size per process")
     return dataclasses.replace(config, batch_size=config.global_batch // world_size)
+
+
+def check_drift_batch(config: TrainConfig, world_size: int) -> None:
+    """The shared-drift penalty compares the videos of one process's batch: it needs two of them."""
+    if config.w_drift and config.batch_size < 2:
+        per = " per process" if world_size > 1 else ""
+        raise MocohdError(f"--w-drift compares the videos of a batch, but the batch holds {config.batch_size} "
+                          f"video{per}", fix="use --batch-size 2 or more (per process), or --w-drift 0")

@@ -37,7 +37,7 @@ from ..models.backbone import ImageGenerator, load_backbone
 from ..models.generation import pool_frames
 from ..models.losses import shared_drift_loss
 from ..models.motion import MotionGenerator, Rollout
-from .config import DEFAULT_EPOCHS, TrainConfig, fit_to_backbone, fit_to_world
+from .config import DEFAULT_EPOCHS, TrainConfig, check_drift_batch, fit_to_backbone, fit_to_world
 from .objectives import Losses, ObjectiveFactory, objective_for
 from .resume import (check_compatible, claim_run_folder, load_state_parts, refuse_out_inside_data, run_folder,
                      set_torch_rng)
@@ -94,6 +94,7 @@ class Trainer:
                                   fix="train without --checkpointing")
             self.backbone.set_checkpointing(True)
         self.config = config = fit_to_world(fit_to_backbone(config, self.backbone), self.ctx.world_size)
+        check_drift_batch(config, self.ctx.world_size)
         # rank 0 indexes the videos (which decodes every video file once) and shares the index
         self.dataset = self.ctx.broadcast(
             VideoClips(config.data, n_frames=config.frames, time_step=config.time_step,
@@ -249,7 +250,7 @@ class Trainer:
         if self.config.w_mi != 1.0 and "mi" in losses:
             losses["mi"] = self.config.w_mi * losses["mi"]
         if drift_weight:
-            losses["drift"] = drift_weight * shared_drift_loss(rollout.latents, self.motion.basis)
+            losses["drift"] = drift_weight * shared_drift_loss(rollout.displacements)
         total = sum(losses.values())
         self.opt_g.zero_grad(set_to_none=True)
         # Gradients for the motion generator only: the discriminators are not updated here.

@@ -69,13 +69,14 @@ def shipped_example_motions() -> dict[str, Path]:
 
 def example_motion(name: str) -> Path:
     """Path of the shipped, trained example motion model `name` (faces, robots)."""
+    if name not in EXAMPLE_MOTIONS:
+        raise MocohdError(f"unknown example {name!r}", fix=f"use one of: {', '.join(EXAMPLE_MOTIONS)}")
     shipped = shipped_example_motions()
     if name not in shipped:
-        listed = ", ".join(shipped) or "none"
-        if name not in EXAMPLE_MOTIONS:
-            raise MocohdError(f"unknown example {name!r}", fix=f"use one of: {listed}")
-        raise MocohdError(f"no trained {name!r} example motion model in this installation (shipped: {listed})",
-                          path=ASSETS / motion_file(name), fix="train one: `mocohd train` (see docs/examples.md)")
+        raise MocohdError(f"no trained {name!r} example motion model in this installation (shipped: "
+                          f"{', '.join(shipped) or 'none'})", path=ASSETS / motion_file(name),
+                          fix="train your own (`mocohd train`, or `mocohd transfer` for robots; docs/examples.md) "
+                              "and sample it with `mocohd sample --motion RUN/motion.safetensors`")
     return shipped[name]
 
 
