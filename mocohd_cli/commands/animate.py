@@ -25,14 +25,13 @@ def animate_command(values: dict) -> None:
     from ..models.motion import load_motion_and_backbone
     from ..workflows.animate import animate
     from ..workflows.sampling import DEFAULT_FPS
-    from .sample import _latest_motion
+    from .sample import _default_motion
 
     images, labels, names = values.pop("images"), values.pop("labels"), values.pop("classes")
     settings = AnimateSettings(**given_values(values))
     settings.validate()
     if settings.motion is None:
-        settings.motion = str(_latest_motion())
-        console.print(f"using the latest run's motion model: {settings.motion}")
+        settings.motion = str(_default_motion(replay=False))  # the latest run's, else the faces example
     backbone, motion, info = load_motion_and_backbone(settings.motion, checkpoint=settings.checkpoint,
                                                       backbone=settings.backbone,
                                                       device=resolve_device(settings.device),

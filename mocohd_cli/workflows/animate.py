@@ -27,7 +27,7 @@ LATENTS_FILE = "latents.npz"
 class AnimateSettings:
     """Every knob of `mocohd animate` (the images are its arguments)."""
 
-    motion: str | None = setting(None, "Motion model (.safetensors).", default_text="the latest run under ./mocohd-runs")
+    motion: str | None = setting(None, "Motion model (.safetensors).", default_text="the latest run under ./mocohd-runs, else the faces example")
     checkpoint: str | None = setting(None, "Image-generator checkpoint.", default_text="the one the motion model records")
     backbone: str | None = setting(None, BACKBONE_HELP, default_text="inferred")
     encoder: str | None = setting(None, "Encoder from `mocohd train-encoder` for this backbone: its guess starts "
