@@ -119,6 +119,14 @@ def portable_reference(path: str | Path | None) -> str | None:
     return None
 
 
+def recorded_reference(path: str | Path | None) -> str | None:
+    """What a file written by mocohd records of a checkpoint it used: the portable reference when there
+    is one (`example:faces`, `zoo:...`, `hf://...`: any machine finds it), else the absolute path."""
+    if path is None:
+        return None
+    return portable_reference(path) or str(Path(path).resolve())
+
+
 # -- hf:// ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class HubFile:

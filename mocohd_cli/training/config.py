@@ -90,8 +90,8 @@ class TrainConfig:
     w_drift: float = knob(0.0, "Weight of the shared-drift penalty: videos of a batch must not all walk the same "
                           "way in the latent space (real videos are stationary).")
     drift_horizon: int | None = knob(None, "Frames the latents are unrolled for the shared-drift penalty (latents "
-                                     "only, nothing is synthesised past --frames): longer keeps long videos on "
-                                     "the domain.", default_text="--frames")
+                                     "only, nothing is synthesised past --frames; the MI loss covers them too): "
+                                     "longer keeps long videos on the domain.", default_text="--frames")
     # cross-domain objective only (docs/method.md, "Cross-domain training")
     image_d_channels: int = knob(96, "Base width of the contrastive image discriminator.", modes=CROSS)
     proj_dim: int = knob(256, "Size of its projection head's features.", modes=CROSS)

@@ -27,7 +27,7 @@ from ..infra.device import autocast
 from ..infra.distributed import DistContext, init_distributed, shutdown
 from ..infra.errors import MocohdError
 from ..infra.files import atomic_path, torch_load_safely
-from ..infra.hub import portable_reference
+from ..infra.hub import recorded_reference
 from ..infra.schema import Field, read_fields
 from ..infra.provenance import append_provenance
 from ..infra.tensorboard import log_hparams, log_video
@@ -298,9 +298,7 @@ class Trainer:
         from .. import __version__
 
         backbone = self.backbone
-        checkpoint = None
-        if backbone.checkpoint_path:  # `example:faces`, `zoo:...`, `hf://...` where there is one: any machine finds it
-            checkpoint = portable_reference(backbone.checkpoint_path) or str(Path(backbone.checkpoint_path).resolve())
+        checkpoint = recorded_reference(backbone.checkpoint_path or None)
         return {"backbone": getattr(backbone, "spec", None) or backbone.name, "backbone_name": backbone.name,
                 "backbone_checkpoint": checkpoint, "backbone_sha256": backbone.checkpoint_sha256,
                 "n_frames": self.config.frames, "fps": self.config.fps, "time_step": self.config.time_step,

@@ -17,6 +17,7 @@ from torch import Tensor
 from ..models.backbone import ImageGenerator
 from ..infra.errors import MocohdError
 from ..infra.files import require_exists, sha256_of, torch_load_safely
+from ..infra.hub import recorded_reference
 from ..models.motion import MotionGenerator
 
 LSTM_PARTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -90,7 +91,8 @@ def backbone_metadata(backbone: ImageGenerator | str | None) -> dict:
     if isinstance(backbone, str):
         return {"backbone": backbone}
     meta = {"backbone": getattr(backbone, "spec", None) or backbone.name, "backbone_name": backbone.name,
-            "backbone_checkpoint": backbone.checkpoint_path, "backbone_sha256": backbone.checkpoint_sha256}
+            "backbone_checkpoint": recorded_reference(backbone.checkpoint_path or None),
+            "backbone_sha256": backbone.checkpoint_sha256}
     return {key: value for key, value in meta.items() if value is not None}
 
 
