@@ -49,20 +49,14 @@ def train_variant(name: str, overrides: dict, folder: Path, iterations: int | No
 
 def untrained_variant(folder: Path) -> Path:
     """The example's motion model before training (its sizes, its PCA, seed 0), saved like a run's."""
-    import torch
-
     from mocohd_cli.models.backbone import load_backbone
-    from mocohd_cli.models.motion import MotionGenerator
-    from mocohd_cli.models.pca import motion_pca
     from mocohd_cli.workflows.builtin import QUICK_SCHEDULE
+    from mocohd_cli.workflows.sampling import untrained_motion
 
     motion = folder / "motion.safetensors"
     backbone = load_backbone("stylegan2", "example:faces")
-    n_pca = QUICK_SCHEDULE["n_pca"]
-    components, stdev = motion_pca(backbone, n_pca=n_pca, n_samples=QUICK_SCHEDULE["pca_samples"])
-    torch.manual_seed(0)
-    model = MotionGenerator(backbone.latent_dim, h_dim=QUICK_SCHEDULE["h_dim"], n_pca=n_pca,
-                            pca_components=components, pca_stdev=stdev)
+    model = untrained_motion(backbone, "cpu", h_dim=QUICK_SCHEDULE["h_dim"], n_pca=QUICK_SCHEDULE["n_pca"],
+                             pca_samples=QUICK_SCHEDULE["pca_samples"])
     model.save(motion, backbone="stylegan2", backbone_checkpoint="example:faces", fps=QUICK_SCHEDULE["fps"],
                time_step=QUICK_SCHEDULE["time_step"])  # evaluated at the trained variants' pace
     return motion

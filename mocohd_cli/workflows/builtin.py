@@ -29,11 +29,16 @@ def backbone_file(name: str) -> str:
     return f"stylegan2_{name}_{EXAMPLE_SIZE}.safetensors"
 
 
+def _shipped(names, file_name) -> dict[str, Path]:
+    """{name: path} of the assets `file_name(name)` this installation holds."""
+    return {name: ASSETS / file_name(name) for name in names if (ASSETS / file_name(name)).is_file()}
+
+
 def example_backbones() -> dict[str, Path]:
     """Every example backbone shipped in this installation, by domain name."""
     from ..data.domains import DOMAINS
 
-    return {name: ASSETS / backbone_file(name) for name in DOMAINS if (ASSETS / backbone_file(name)).is_file()}
+    return _shipped(DOMAINS, backbone_file)
 
 
 def default_backbone(name: str = "faces") -> Path:
@@ -50,12 +55,9 @@ def default_backbone(name: str = "faces") -> Path:
     return path
 
 
-# Trained example motion models shipped with the package (docs/examples.md, "Shipped motion
-# models"): the name `mocohd sample --example NAME` takes -> what it animates.
-EXAMPLE_MOTIONS = {
-    "faces": "cartoon faces that talk, blink and turn (in-domain: faces backbone, face videos)",
-    "robots": "robot heads moved like the talking faces (cross-domain: robots backbone, face videos)",
-}
+# The names `mocohd sample --example NAME` takes (docs/examples.md, "Shipped motion models"): faces,
+# in-domain (faces backbone, face videos); robots, cross-domain (robots backbone, face videos).
+EXAMPLE_MOTIONS = ("faces", "robots")
 
 
 def motion_file(name: str) -> str:
@@ -64,7 +66,7 @@ def motion_file(name: str) -> str:
 
 def shipped_example_motions() -> dict[str, Path]:
     """Every trained example motion model in this installation, by name."""
-    return {name: ASSETS / motion_file(name) for name in EXAMPLE_MOTIONS if (ASSETS / motion_file(name)).is_file()}
+    return _shipped(EXAMPLE_MOTIONS, motion_file)
 
 
 def example_motion(name: str) -> Path:

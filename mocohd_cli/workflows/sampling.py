@@ -361,17 +361,18 @@ def prepare_sampling(settings: SampleSettings, *, progress=None) -> tuple[ImageG
     return backbone, untrained_motion(backbone, device, progress=progress).eval(), {}
 
 
-def untrained_motion(backbone: ImageGenerator, device, *, progress=None) -> MotionGenerator:
-    """A freshly initialised motion model with the backbone's real PCA statistics and the default
-    sizes; its weights come from seed 0, so the same seed still gives the same bytes."""
+def untrained_motion(backbone: ImageGenerator, device, *, h_dim: int | None = None, n_pca: int | None = None,
+                     pca_samples: int = PREVIEW_PCA_SAMPLES, progress=None) -> MotionGenerator:
+    """A freshly initialised motion model with the backbone's real PCA statistics and the given sizes
+    (default: the release's); its weights come from seed 0, so the same seed still gives the same bytes."""
     from ..models.motion import DEFAULT_H_DIM, default_n_pca
     from ..models.pca import motion_pca
 
-    n_pca = default_n_pca(backbone)
-    components, stdev = motion_pca(backbone, n_pca=n_pca, n_samples=PREVIEW_PCA_SAMPLES, progress=progress)
+    n_pca = n_pca or default_n_pca(backbone)
+    components, stdev = motion_pca(backbone, n_pca=n_pca, n_samples=pca_samples, progress=progress)
     torch.manual_seed(0)
-    return MotionGenerator(backbone.latent_dim, h_dim=DEFAULT_H_DIM, n_pca=n_pca, pca_components=components,
-                           pca_stdev=stdev).to(device)
+    return MotionGenerator(backbone.latent_dim, h_dim=h_dim or DEFAULT_H_DIM, n_pca=n_pca,
+                           pca_components=components, pca_stdev=stdev).to(device)
 
 
 # -- writing --------------------------------------------------------------------------------------
