@@ -12,6 +12,7 @@ import pytest
 import torch
 import typer
 from PIL import Image
+from safetensors import safe_open
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -19,7 +20,7 @@ from mocohd_cli import load_backbone
 from mocohd_cli.cli import app, register_plugin_commands
 from mocohd_cli.data.domains import get_domain, make_dataset
 from mocohd_cli.infra.errors import MocohdError
-from mocohd_cli.infra.files import torch_load_safely
+from mocohd_cli.infra.files import sha256_of, torch_load_safely
 from mocohd_cli.infra.runs import read_toml
 from mocohd_cli.models.losses import r1_penalty
 from mocohd_plugins.stylegan2.pretrain import PretrainConfig, Pretrainer, compact_channels, resolve_pretrain_config
@@ -285,3 +286,44 @@ def test_pretrain_is_the_plugins_command():
     # (tests/test_layout.py checks that the core never imports mocohd_plugins)
     assert "pretrain" in [c.name for c in app.registered_commands]
     assert importlib.util.find_spec("mocohd_cli.commands.pretrain") is None
+
+
+def test_init_fine_tunes_from_a_checkpoint_with_its_architecture(tmp_path, dataset):
+    from mocohd_plugins.stylegan2.pretrain import load_init_generator
+
+    first = tmp_path / "first"
+    assert pretrain_cli(dataset, first, "--steps", "2").exit_code == 0
+    start = first / "generator.safetensors"
+    # only the schedule is given: size, widths, W size and mapping depth come from the checkpoint
+    run = tmp_path / "tuned"
+    config = resolve_pretrain_config({"data": str(dataset), "out": str(run), "init": str(start), "steps": 1,
+                                      "batch_size": 4, "checkpoint_minutes": 1e6, "device": "cpu"})
+    assert (config.size, config.style_dim, config.n_mlp) == (16, 32, 2)
+    assert config.channels == {4: 32, 8: 16, 16: 16} == config.d_channels
+    trainer = Pretrainer(config)
+    expected = load_init_generator(start).state_dict()
+    for model in (trainer.generator, trainer.ema):  # both start as the checkpoint, weight for weight
+        assert model.state_dict().keys() == expected.keys()
+        assert all(torch.equal(value, expected[name]) for name, value in model.state_dict().items())
+    trainer.run()
+    after = load_file(run / "generator.safetensors")
+    assert not torch.equal(after["conv1.conv.weight"], expected["conv1.conv.weight"])  # it trained from there
+    assert safe_open(str(run / "generator.safetensors"), "pt").metadata()["pretrain_init_sha256"] == sha256_of(start)
+    # a resumed run continues from its state (not from --init again) and keeps the record of where it started
+    resumed = cli("pretrain", "--resume", "--out", run, "--steps", "2")
+    assert resumed.exit_code == 0, resumed.output
+    assert int(torch_load_safely(run / "state" / "latest.pt")["step"]) == 2
+    assert safe_open(str(run / "generator.safetensors"), "pt").metadata()["pretrain_init_sha256"] == sha256_of(start)
+
+
+def test_init_refuses_another_architecture_and_non_checkpoints(tmp_path, dataset):
+    first = tmp_path / "first"
+    assert pretrain_cli(dataset, first, "--steps", "1").exit_code == 0
+    other = cli("pretrain", "--data", dataset, "--out", tmp_path / "a", *TINY_ARGS, "--style-dim", "16",
+                "--init", first / "generator.safetensors")
+    assert other.exit_code == 2 and "--init" in other.output and "style_dim" in other.output
+    assert not (tmp_path / "a" / "state").exists()
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a checkpoint")
+    bad = cli("pretrain", "--data", dataset, "--out", tmp_path / "b", "--init", junk, "--device", "cpu")
+    assert bad.exit_code == 2 and "junk.safetensors" in bad.output

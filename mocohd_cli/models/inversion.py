@@ -185,13 +185,16 @@ def invert(backbone: ImageGenerator, targets: Tensor, *, init: Tensor | None = N
            stats: LatentStatistics | None = None, condition: Tensor | None = None, steps: int = DEFAULT_STEPS,
            lr: float = DEFAULT_LR, noise: str = "const", seeds: Sequence[int] | None = None,
            features: Callable[[Tensor], Sequence[Tensor]] | None = None,
-           feature_weight: float = DEFAULT_FEATURE_WEIGHT,
+           feature_weight: float = DEFAULT_FEATURE_WEIGHT, anchor: Tensor | None = None, anchor_weight: float = 0.0,
            progress: Callable[[int, int], None] | None = None) -> InversionResult:
     """Latents [N, D] whose renderings match `targets` [N, 3, H, W] in [-1, 1] (H = the backbone's
     resolution). `init` [N, D] is the starting guess (default: the mean latent); `features` maps
     images [N, 3, H, W] to a list of feature maps for the feature term (None: pixels only). The
     noise stays fixed (mode `noise`; "random": image i's maps come from `seeds[i]`, see
-    `render_fixed_noise`); each image's best step is kept."""
+    `render_fixed_noise`); each image's best step is kept. With `anchor` [N, D] the loss adds
+    `anchor_weight` x the mean squared distance from it in units of the spread: of the latents that
+    explain an image about equally well, the one nearest the anchor wins (directions the image does
+    not need stay where the anchor has them)."""
     backbone.check_noise_mode(noise)
     if steps < 0:
         raise MocohdError(f"--steps must be >= 0, got {steps}", fix="use 0 (the starting guess) or more steps")
@@ -207,18 +210,21 @@ def invert(backbone: ImageGenerator, targets: Tensor, *, init: Tensor | None = N
     start = mean.expand(n, -1) if init is None else init.to(device, torch.float32)
     u = keep_within((start - mean) / scale, stats.radius).detach().clone().requires_grad_(True)
     optimiser = torch.optim.Adam([u], lr=lr, betas=(0.9, 0.999))
+    u_anchor = None if anchor is None or anchor_weight <= 0 else ((anchor.to(device, torch.float32) - mean) / scale)
     target_features = None
     if features is not None and feature_weight > 0:
         with torch.no_grad():
             target_features = [f.detach() for f in features(targets)]
 
-    def per_image_loss(images: Tensor) -> Tensor:
+    def per_image_loss(images: Tensor, u: Tensor) -> Tensor:
         # compared as written to a file (clamped to [-1, 1]), with the gradient passed straight
         # through the clamp, so that an overshooting pixel is pulled back as well
         images = images + (images.clamp(-1, 1) - images).detach()
         loss = (images - targets).pow(2).flatten(1).mean(1)
         if target_features is not None:
             loss = loss + feature_weight * feature_distance(features(images), target_features)
+        if u_anchor is not None:
+            loss = loss + anchor_weight * (u - u_anchor).pow(2).mean(1)
         return loss
 
     best_loss = torch.full((n,), math.inf, device=device)
@@ -229,7 +235,7 @@ def invert(backbone: ImageGenerator, targets: Tensor, *, init: Tensor | None = N
         with torch.set_grad_enabled(step < steps):
             images = render_fixed_noise(backbone, (mean + scale * u)[:, None], condition=condition, noise=noise,
                                         seeds=seeds)[:, 0]
-            loss = per_image_loss(images)
+            loss = per_image_loss(images, u)
         with torch.no_grad():
             if start_psnr is None:
                 start_psnr = psnr(images, targets).cpu()

@@ -53,9 +53,13 @@ RUN_PREFIX = "backbone"
 ARCHITECTURE_KEYS = ("size", "style_dim", "n_mlp", "channels", "d_channels")
 # What a pre-training state (state/latest.pt) must hold, checked before any of it is used.
 STATE_FIELDS = tuple(Field(key, dict) for key in ("generator", "discriminator", "ema", "opt_g", "opt_d", "rng",
-                                                  "config")) + (Field("step", int, lo=0, hi=10**9),)
+                                                  "config")) + (
+    Field("step", int, lo=0, hi=10**9), Field("init_sha256", str, hi=64, default=None))
 # Settings of the invocation rather than of the model: not stored in the exported file.
-RUN_KEYS = ("data", "out", "runs_root", "resume", "device")
+# (--init is recorded in the export as the sha256 of the checkpoint it started from, not as a path.)
+RUN_KEYS = ("data", "out", "runs_root", "resume", "device", "init")
+# What --init takes from the checkpoint it starts from, unless given.
+INIT_ARCHITECTURE_KEYS = ("size", "style_dim", "n_mlp", "channels")
 AUTO_AUGMENT_IMAGES = 20_000
 AUGMENT_MODES = ("auto", "diffaug", "none")
 SAMPLE_GRID_IMAGES = 36
@@ -102,6 +106,11 @@ class PretrainConfig:
     resume: bool = setting(False, "Continue the run in --out (or the latest run with a state under --runs-root) "
                            "from its state.")
     max_images: int = setting(100_000, "Read at most this many frames (evenly spaced).")
+    init: str | None = setting(None, "Fine-tune: start the generator and its EMA from this StyleGAN2 checkpoint "
+                               "(any format `--checkpoint` takes) instead of a random init; the discriminator "
+                               "starts fresh. Its architecture is used unless --size, --style-dim, --n-mlp or "
+                               "--channels say otherwise (then they must match it).",
+                               default_text="a random init")
     # architecture
     size: int = setting(64, "Image side in pixels (a power of two, at least 8).")
     style_dim: int = setting(256, "Dimension of z and W (the motion space).")
@@ -191,8 +200,25 @@ def resolve_pretrain_config(options: dict, *, config_file: str | Path | None = N
     given, from_file = given_and_file(options, config_file)
     values = resumed_values(given, from_file, DEFAULT_PRETRAIN_ROOT)
     values.update(from_file)
+    init = given.get("init", values.get("init"))
+    if init and not given.get("resume", values.get("resume")):
+        values.update(init_architecture(load_init_generator(init)))
     values.update(given)
     return PretrainConfig.from_dict(values, source=config_file)
+
+
+def load_init_generator(path: str | Path):
+    """The generator `--init` starts from (a clear error for a file that is no StyleGAN2 checkpoint)."""
+    from mocohd_plugins.stylegan2 import StyleGAN2Generator
+
+    return StyleGAN2Generator.from_checkpoint(path, channels_last=False)
+
+
+def init_architecture(generator) -> dict:
+    """The PretrainConfig architecture values of a generator."""
+    config = generator.export_config()
+    return {"size": config["size"], "style_dim": config["style_dim"], "n_mlp": config["n_mlp"],
+            "channels": {int(res): width for res, width in config["channels"].items()}}
 
 
 def pretrain_run_folder(config: PretrainConfig) -> Path:
@@ -276,14 +302,35 @@ class Pretrainer:
         self.data_rng = torch.Generator().manual_seed(config.seed)
         self.aug_rng = torch.Generator(device=self.device).manual_seed(config.seed + 1)
         self.z_rng = torch.Generator(device=self.device).manual_seed(config.seed + 2)
+        self.init_sha256 = None
         if config.resume:  # pretrain_run_folder made sure the state exists
             self.load_state(self.folder.state)
+        elif config.init:
+            self.start_from(Path(config.init))
+
+    def start_from(self, path: Path) -> None:
+        """--init: the generator and its EMA take the weights of the checkpoint at `path`."""
+        from mocohd_cli.infra.files import sha256_of
+
+        init = load_init_generator(path)
+        ours = init_architecture(self.generator)
+        theirs = init_architecture(init)
+        changed = [k for k in INIT_ARCHITECTURE_KEYS if ours[k] != theirs[k]]
+        if changed:
+            raise MocohdError(f"--init: the checkpoint's architecture differs from the run's in "
+                              f"{', '.join(changed)} (checkpoint: " + ", ".join(f"{k}={theirs[k]}" for k in changed)
+                              + ")", path=path, fix="leave those options out (the checkpoint's are used) or give "
+                                                    "its values")
+        weights = {k: v for k, v in init.state_dict().items()}
+        self.generator.load_state_dict(weights)
+        self.ema.load_state_dict(weights)
+        self.init_sha256 = sha256_of(path)
 
     # -- state --------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
                 "ema": self.ema.state_dict(), "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "step": self.step, "config": self.config.to_dict(),
+                "step": self.step, "config": self.config.to_dict(), "init_sha256": self.init_sha256,
                 "rng": {"data": self.data_rng.get_state(), "augment": self.aug_rng.get_state(),
                         "z": self.z_rng.get_state(), "torch": torch.get_rng_state()}}
 
@@ -312,7 +359,7 @@ class Pretrainer:
         parts += [(f"{key} rng", generator.set_state, rng.get(key))
                   for key, generator in (("data", self.data_rng), ("augment", self.aug_rng), ("z", self.z_rng))]
         load_state_parts(parts, path, what="pre-training state")
-        self.step = state["step"]
+        self.step, self.init_sha256 = state["step"], state["init_sha256"]
 
     def write_config(self) -> None:
         values = {k: v for k, v in self.config.to_dict().items() if k != "resume"}
@@ -325,6 +372,8 @@ class Pretrainer:
         path = path or self.folder.path / EXPORT_FILE
         self.ema.set_latent_avg(None)
         self.ema.mean_latent()  # stored with the weights so truncation is reproducible
+        if self.init_sha256:
+            metadata = {"pretrain_init_sha256": self.init_sha256, **metadata}
         return self.ema.save_safetensors(path, pretrain_step=self.step, pretrain_images=self.step * self.config.batch_size,
                                          pretrain_config=self.config.to_json(), **metadata)
 
