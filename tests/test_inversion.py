@@ -168,3 +168,41 @@ def test_inverting_with_an_encoder_starts_from_its_guess(tiny_stylegan2, tmp_pat
         assert torch.allclose(result.latents, encoder(images), atol=1e-5)
     tuned = invert_images(tiny_stylegan2, images, encoder=encoder, steps=30)
     assert (tuned.psnr > result.psnr).all()
+
+
+def test_the_anchor_pulls_latents_towards_it_and_weight_zero_changes_nothing(tiny_stylegan2):
+    _, images = own_images(tiny_stylegan2, 3)
+    stats = latent_statistics(tiny_stylegan2)
+    anchor = tiny_stylegan2.sample_latent(3, rng=torch.Generator().manual_seed(11))
+    plain = invert(tiny_stylegan2, images, init=anchor, stats=stats, steps=30)
+    unweighted = invert(tiny_stylegan2, images, init=anchor, stats=stats, steps=30, anchor=anchor, anchor_weight=0.0)
+    assert torch.equal(plain.latents, unweighted.latents)
+    pulled = invert(tiny_stylegan2, images, init=anchor, stats=stats, steps=30, anchor=anchor, anchor_weight=10.0)
+    distance = lambda r: (r.latents - anchor).pow(2).mean(1)
+    assert (distance(pulled) < 0.5 * distance(plain)).all()
+
+
+def test_project_videos_follows_a_known_trajectory(tiny_stylegan2):
+    from mocohd_cli.models.inversion import project_videos
+
+    stats = latent_statistics(tiny_stylegan2)
+    w0 = tiny_stylegan2.sample_latent(2, rng=torch.Generator().manual_seed(5))
+    direction = torch.randn(2, w0.shape[1], generator=torch.Generator().manual_seed(6)) * stats.scale
+    trajectory = w0[:, None] + 0.3 * torch.linspace(0, 1, 4)[None, :, None] * direction[:, None]
+    with torch.no_grad():
+        videos = tiny_stylegan2.synthesize(trajectory, noise="const").clamp(-1, 1)
+    calls = []
+    result = project_videos(tiny_stylegan2, videos, first_steps=300, steps=60, candidates=64, stats=stats,
+                            progress=lambda done, total: calls.append((done, total)))
+    assert result.latents.shape == trajectory.shape and result.frames.shape == videos.shape
+    assert result.psnr.shape == (2, 4) and result.psnr.min() > 25, result.psnr
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    # frame 0 is inverted exactly as invert_images does it
+    first = invert_images(tiny_stylegan2, videos[:, 0], candidates=64, steps=300, stats=stats)
+    assert torch.equal(result.latents[:, 0], first.latents)
+    # the renderings are those of the latents
+    with torch.no_grad():
+        again = tiny_stylegan2.synthesize(result.latents, noise="const")
+    assert torch.allclose(again, result.frames, atol=1e-5)
+    with pytest.raises(MocohdError, match=r"\[N, T, 3, H, W\]"):
+        project_videos(tiny_stylegan2, videos[:, 0], stats=stats)
