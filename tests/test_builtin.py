@@ -1,6 +1,8 @@
 """The built-in default: shipped example backbones, cached example datasets, quick schedules."""
 from __future__ import annotations
 
+import imageio.v3 as iio
+import numpy as np
 import pytest
 
 from mocohd_cli.workflows import builtin
@@ -52,7 +54,7 @@ def test_shipped_backbones_resolve_and_load():
     from mocohd_cli import load_backbone
 
     shipped = builtin.example_backbones()
-    assert {"faces", "robots"} <= set(shipped), "the example backbones must ship in mocohd_cli/assets"
+    assert {"faces", "robots", "sky"} <= set(shipped), "the example backbones must ship in mocohd_cli/assets"
     for name, path in shipped.items():
         assert builtin.default_backbone(name) == path
         assert path.stat().st_size < 8 * 2 ** 20  # a few MB each
@@ -118,7 +120,7 @@ def test_shipped_motion_models_record_portable_backbones():
     from mocohd_cli.models.motion import load_motion_and_backbone, read_motion_info
 
     shipped = builtin.shipped_example_motions()
-    assert "faces" in shipped, "the trained faces example must ship in mocohd_cli/assets"
+    assert {"faces", "sky"} <= set(shipped), "the trained faces and sky examples must ship in mocohd_cli/assets"
     for name, path in shipped.items():
         info = read_motion_info(path)
         assert info["backbone_checkpoint"].startswith("example:")  # found on any machine, not a local path
@@ -149,3 +151,21 @@ def test_sample_example_and_bare_sample(tmp_path, monkeypatch):
         (tmp_path / "b" / "video_0001" / "frame_0002.png").read_bytes()
     result = runner.invoke(app, ["sample", "--example", "faces", "--motion", "m.safetensors", *args])
     assert result.exit_code == 2 and "--example" in result.output and "--motion" in result.output
+
+
+def test_sample_every_shipped_example(tmp_path):
+    """Each shipped example samples on its own backbone: the sky example gives sky-coloured frames
+    (blue above the horizon, dark ground below), not faces."""
+    from typer.testing import CliRunner
+
+    from mocohd_cli.cli import app
+
+    result = CliRunner().invoke(app, ["sample", "--example", "sky", "-n", "2", "--frames", "4", "--format", "png",
+                                      "--out", str(tmp_path / "sky")])
+    assert result.exit_code == 0, result.output
+    frames = np.stack([iio.imread(f) for f in sorted((tmp_path / "sky").glob("video_*/*.png"))]).astype(float)
+    assert frames.shape == (8, 64, 64, 3)
+    top, ground = frames[:, :16].mean(axis=(0, 1, 2)), frames[:, -8:].mean(axis=(0, 1, 2))
+    assert top[2] > top[0] and ground.mean() < top.mean() - 40  # sky blue on top, hills darker below
+    result = CliRunner().invoke(app, ["sample", "--example", "robots", "--out", str(tmp_path / "robots")])
+    assert result.exit_code != 0 and "no trained 'robots' example" in " ".join(result.output.split())

@@ -56,8 +56,9 @@ def default_backbone(name: str = "faces") -> Path:
 
 
 # The names `mocohd sample --example NAME` takes (docs/examples.md, "Shipped motion models"): faces,
-# in-domain (faces backbone, face videos); robots, cross-domain (robots backbone, face videos).
-EXAMPLE_MOTIONS = ("faces", "robots")
+# in-domain (faces backbone, face videos); robots, cross-domain (robots backbone, face videos); sky,
+# in-domain (sky backbone, sky videos).
+EXAMPLE_MOTIONS = ("faces", "robots", "sky")
 
 
 def motion_file(name: str) -> str:
@@ -70,7 +71,7 @@ def shipped_example_motions() -> dict[str, Path]:
 
 
 def example_motion(name: str) -> Path:
-    """Path of the shipped, trained example motion model `name` (faces, robots)."""
+    """Path of the shipped, trained example motion model `name` (one of EXAMPLE_MOTIONS)."""
     if name not in EXAMPLE_MOTIONS:
         raise MocohdError(f"unknown example {name!r}", fix=f"use one of: {', '.join(EXAMPLE_MOTIONS)}")
     shipped = shipped_example_motions()

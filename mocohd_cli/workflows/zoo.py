@@ -351,4 +351,4 @@ register_scheme("zoo", resolve_zoo, reference_for=_zoo_reference_for, check=get_
                 help="zoo:NAME: a known public checkpoint (`mocohd zoo list`)")
 # resolving an example is a look-up in the package: it is its own check
 register_scheme("example", _resolve_example, reference_for=_example_reference_for, check=_resolve_example,
-                help="example:NAME: an example backbone shipped with mocohd (faces, robots)")
+                help="example:NAME: an example backbone shipped with mocohd (`mocohd zoo list` shows them)")
