@@ -22,6 +22,7 @@ VARIANTS = {
     "default": ({}, "the example's schedule as shipped"),
     "release": ({"w_drift": 0.0, "drift_horizon": None}, "the release's objective: no shared-drift penalty"),
     "drift_clip_only": ({"drift_horizon": None}, "penalty over the 8 trained frames only"),
+    "running_drift": ({"drift_momentum": 0.95}, "the penalty against a running mean of the shared walk"),
     "no_mi": ({"w_mi": 0.0}, "no mutual-information loss"),
     "no_pca": ({"pca": False}, "identity basis, unit scale, instead of the PCA basis"),
     "w_residual_0.1": ({"w_residual": 0.1}, "half the step size"),

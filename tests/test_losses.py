@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mocohd_cli.models.losses import (gradient_penalty, ra_lsgan_d_loss, ra_lsgan_g_loss, random_time_reverse,
-                                      shared_drift_loss)
+                                      RunningSharedDrift, shared_drift_loss)
 
 
 def scales(*lasts):
@@ -86,3 +86,36 @@ def test_shared_drift_gradient_leaves_a_videos_own_motion_alone():
     # pulled back along the shared first axis only; each video's own axis gets no gradient
     assert z.grad[:, 0, 0].gt(0).all()
     assert z.grad[0, 0, 1].item() == 0.0 and z.grad[1, 0, 2].item() == 0.0
+
+
+def test_running_shared_drift_pushes_every_video_against_the_shared_walk_only():
+    """The gradient is the running shared walk, the same for every video, and far less noisy than the
+    pairs' (which push each video by the others' own motion)."""
+    torch.manual_seed(0)
+    shared = torch.tensor([0.3, 0.0, 0.0, 0.0])
+    penalty = RunningSharedDrift(1, 4, momentum=0.98)
+    running_grads, pair_grads, values = [], [], []
+    for _ in range(400):
+        z = (shared + torch.randn(4, 1, 4)).requires_grad_(True)  # 4 videos: the walk + their own motion
+        value = penalty(z)
+        (grad,) = torch.autograd.grad(value, z)
+        assert torch.allclose(grad, grad[:1].expand_as(grad))  # one push, the same for every video
+        running_grads.append(grad[0, 0])
+        values.append(value.item())
+        pair_grads.append(torch.autograd.grad(shared_drift_loss(z), z)[0][0, 0])
+    late = torch.stack(running_grads[200:])
+    # pointing against the shared axis (the bias-corrected running mean / (B n)); the own axes cancel
+    assert late[:, 0].mean().item() == pytest.approx(0.3 / 16, rel=0.2)
+    assert late[:, 1:].abs().mean().item() < 0.2 * late[:, 0].mean().item()
+    assert torch.stack(pair_grads[200:]).std(0).mean() > 3 * late.std(0).mean()
+    assert sum(values[200:]) / 200 == pytest.approx(0.09 / 4, rel=0.3)  # ||shared||^2 / n, as the pairs estimate
+
+
+def test_running_shared_drift_starts_unbiased_and_refuses_a_bad_momentum():
+    penalty = RunningSharedDrift(2, 3, momentum=0.9)
+    z = torch.ones(2, 2, 3)
+    # after one update the bias-corrected mean is the batch's own mean: the full walk, not a tenth of it
+    assert penalty(z).item() == pytest.approx(1.0)
+    assert penalty.updates.item() == 1
+    with pytest.raises(ValueError):
+        RunningSharedDrift(2, 3, momentum=1.0)

@@ -133,3 +133,46 @@ def test_real_side_computed_once_per_iteration_gives_the_same_losses(mode, preci
         optimiser.zero_grad()
         sum(losses.values()).backward()
         optimiser.step()
+
+
+def motion_view_objective():
+    from mocohd_cli.training.objectives import objective_for
+
+    config = TrainConfig(frames=T, d_channels=4, image_d_channels=4, video_frame_size=32, queue_size=8,
+                         mode="cross-domain", video_d_view="motion")
+    objective = objective_for("cross-domain")(config, None)
+    objective.video_d = Recorder()
+    return objective
+
+
+def test_cross_domain_motion_view_shows_frames_minus_frame_zero():
+    objective = motion_view_objective()
+    real = clips_with_numbered_frames(2).repeat(1, 1, 1, 8, 8)  # 32 px, as the image discriminator needs
+    fake = real.clone()
+    fake[:, 1:] += 0.5  # every later frame's colour moved by the same amount: a drift
+    objective.d_loss(real, fake, rng=torch.Generator().manual_seed(0))
+    judged = objective.video_d.inputs[0]  # [2B, C, T-1, H, W]: real batch then fake batch
+    assert judged.shape == (4, C, T - 1, 32, 32)
+    # the look of each video (its offset 10 b) cancels: what is left is how far frame t moved from frame 0
+    lags = judged[:2, 0, :, 0, 0]
+    for row in lags:
+        assert row.tolist() in (list(range(1, T)), list(range(T - 1, 0, -1)))  # or time-reversed
+    assert torch.equal(judged[2:].sort(dim=2).values, judged[:2].sort(dim=2).values + 0.5)  # the drift shows
+
+
+def test_cross_domain_motion_view_trains_a_discriminator_of_t_minus_one_frames():
+    from mocohd_cli.infra.errors import MocohdError
+    from mocohd_cli.training.config import RESUME_KEYS
+    from mocohd_cli.training.objectives import objective_for
+
+    with pytest.raises(MocohdError, match="video-d-view"):
+        TrainConfig(mode="cross-domain", video_d_view="frames").validate()
+    assert "video_d_view" in RESUME_KEYS  # the video discriminator's shape depends on it
+    config = TrainConfig(frames=T, d_channels=4, image_d_channels=4, video_frame_size=32, queue_size=8,
+                         mode="cross-domain", video_d_view="motion")
+    objective = objective_for("cross-domain")(config, None)
+    clips = torch.rand(2, T, C, 32, 32) * 2 - 1
+    losses = objective.d_loss(clips, clips.flip(1), rng=torch.Generator().manual_seed(0))
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert all(p.grad is not None for p in objective.video_d.parameters())

@@ -110,6 +110,25 @@ def test_shared_drift_penalty_unrolls_latents_past_the_clip(tiny_stylegan2_check
                 init_distributed("cpu"), progress=False)
 
 
+def test_running_drift_penalty_trains_and_resumes_exactly(tiny_stylegan2_checkpoint, videos, tmp_path):
+    settings = {"iterations": 4, "checkpoint_every": 2, "sample_every": 100, "num_samples": 0, "w_drift": 10.0,
+                "drift_momentum": 0.9, "drift_horizon": 6}
+    full = train(config(tiny_stylegan2_checkpoint, videos, tmp_path / "full", **settings), progress=False)
+    assert np.isfinite(full.losses["g/drift"])
+    state = torch.load(full.run_dir / "state" / "latest.pt", weights_only=True)
+    assert state["drift"]["updates"].item() == 4 * 5  # one update per motion step
+    assert state["drift"]["mean"].shape == (5, 8) and state["drift"]["mean"].abs().sum() > 0
+
+    halves = tmp_path / "halves"
+    train(config(tiny_stylegan2_checkpoint, videos, halves, **{**settings, "iterations": 2}), progress=False)
+    resumed = train(config(tiny_stylegan2_checkpoint, videos, halves, resume=True, **settings), progress=False)
+    a, _ = read_safetensors(full.motion_path)
+    b, _ = read_safetensors(resumed.motion_path)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the running mean came back with the state
+    with pytest.raises(MocohdError, match="drift-momentum"):
+        config(tiny_stylegan2_checkpoint, videos, tmp_path / "bad", drift_momentum=1.0).validate()
+
+
 def test_ablation_knobs_drop_the_mi_loss_and_the_pca_basis(tiny_stylegan2_checkpoint, videos, tmp_path):
     cfg = config(tiny_stylegan2_checkpoint, videos, tmp_path / "run", iterations=1, g_steps=1, w_mi=0.0, pca=False)
     trainer = Trainer(cfg, init_distributed("cpu"), progress=False)

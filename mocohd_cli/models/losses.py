@@ -86,6 +86,37 @@ def shared_drift_loss(displacements: Tensor) -> Tensor:
     pairs = (z.sum(0).square().sum(-1) - z.square().sum(-1).sum(0)) / (batch * (batch - 1))
     return pairs.mean() / n
 
+class RunningSharedDrift(torch.nn.Module):
+    """The shared-drift penalty with a running estimate of the shared walk (`--drift-momentum`).
+
+    `shared_drift_loss` pairs each video with the other videos of its batch, so the push each video
+    gets is the others' own motion: zero on average, but as large as the motion itself, and it
+    grows with it. Here each video is pushed against a running mean m_t of the batch means of z_t
+    (an exponential average over the motion steps, bias-corrected as Adam's moments are): the loss
+    is <m_t, mean_b z_b,t> / n averaged over t, its gradient w.r.t. every video is m_t / (B n), the
+    walk all videos share, measured over many batches, and a video's own motion is hardly pushed
+    at all. Its value estimates ||E z_t||^2 / n as `shared_drift_loss` does. The running mean is a
+    buffer: the training state carries it, so a resumed run continues exactly.
+    """
+
+    def __init__(self, steps: int, n_pca: int, momentum: float):
+        super().__init__()
+        if not 0.0 < momentum < 1.0:
+            raise ValueError(f"momentum must be in (0, 1), got {momentum}")
+        self.momentum = momentum
+        self.register_buffer("mean", torch.zeros(steps, n_pca))
+        self.register_buffer("updates", torch.zeros((), dtype=torch.int64))
+
+    def forward(self, displacements: Tensor) -> Tensor:
+        z = displacements.float()
+        batch_mean = z.mean(0)
+        with torch.no_grad():
+            self.mean.lerp_(batch_mean, 1.0 - self.momentum)
+            self.updates += 1
+            shared = self.mean / (1.0 - self.momentum ** self.updates.float())
+        return (shared * batch_mean).sum(-1).mean() / z.shape[-1]
+
+
 # -- image-generator training (StyleGAN2) ---------------------------------------------------------
 def d_logistic_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
     """Discriminator: softplus(D(fake)) + softplus(-D(real)), each averaged over the batch."""

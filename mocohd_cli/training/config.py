@@ -24,6 +24,8 @@ from ..models.motion import DEFAULT_H_DIM, DEFAULT_N_PCA, DEFAULT_W_RESIDUAL, de
 
 MODES = ("in-domain", "cross-domain")
 SAMPLE_FORMATS = ("mp4", "gif", "png")
+# What the cross-domain video discriminator sees of a clip (docs/method.md, "Additions")
+VIDEO_D_VIEWS = ("clip", "motion")
 # The discriminators' frame size left to the backbone: the release's, capped by the backbone's resolution.
 DEFAULT_VIDEO_FRAME_SIZE = 128
 DEFAULT_EPOCHS = 100
@@ -36,7 +38,7 @@ UPPER_BOUNDS = {"frames": 1024, "drift_horizon": 4096, "time_step": 1000, "h_dim
                 "workers": 64, "batch_size": 1_000_000, "global_batch": 1_000_000, "iterations": 10**9}
 # Settings a resumed run must share with the run it continues (they shape the models or the data stream).
 RESUME_KEYS = ("mode", "frames", "time_step", "video_frame_size", "h_dim", "n_pca", "pca", "w_residual", "d_scales",
-               "d_channels", "d_layers", "batch_size", "g_steps", "seed")
+               "d_channels", "d_layers", "batch_size", "g_steps", "seed", "video_d_view", "drift_momentum")
 
 
 def knob(default, help: str, *, modes: tuple[str, ...] = MODES, **cli):
@@ -90,6 +92,9 @@ class TrainConfig:
     # not in the release (docs/method.md, "Additions"): 0 keeps the release's objective
     w_drift: float = knob(0.0, "Weight of the shared-drift penalty: videos of a batch must not all walk the same "
                           "way in the latent space (real videos are stationary).")
+    drift_momentum: float = knob(0.0, "0: the shared-drift penalty pairs each video with the others of its batch; "
+                                 "in (0, 1): it pushes against a running mean of the batches' walks, with this "
+                                 "momentum per motion step (less noise: more of each video's own motion is left).")
     drift_horizon: int | None = knob(None, "Frames the latents are unrolled for the shared-drift penalty (latents "
                                      "only, nothing is synthesised past --frames; the MI loss covers them too): "
                                      "longer keeps long videos on the domain.", default_text="--frames")
@@ -102,6 +107,10 @@ class TrainConfig:
     w_contrastive: float = knob(2.0, "Weight of the contrastive terms in its loss.", modes=CROSS)
     w_match: float = knob(1.0, "Weight of the frame-t/frame-0 feature matching in the motion objective.",
                           modes=CROSS)
+    # not in the release (docs/method.md, "Additions"): "clip" is the release's view
+    video_d_view: str = knob("clip", "What the video discriminator sees: clip (whole frames, the release) or "
+                             "motion (each frame minus frame 0, so the domains' different looks cancel and a "
+                             "drift of colour or identity shows).", modes=CROSS)
     # optimisation
     batch_size: int = knob(16, "Clips per batch and process (the release's --batchSize is the total: see "
                            "--global-batch).")
@@ -165,6 +174,8 @@ class TrainConfig:
         need(self.w_residual >= 0 and self.gp_weight >= 0, "--w-residual and --gp-weight must be >= 0",
              "the authors use 0.2 and 10")
         need(self.w_drift >= 0 and self.w_mi >= 0, "--w-drift and --w-mi must be >= 0", "0 turns a term off")
+        need(0.0 <= self.drift_momentum < 1.0, f"--drift-momentum must be in [0, 1), got {self.drift_momentum}",
+             "0 (pairs within the batch) or e.g. 0.9")
         need(self.drift_horizon is None or self.drift_horizon >= self.frames,
              f"--drift-horizon must be at least --frames ({self.frames}), got {self.drift_horizon}",
              "leave it out (it defaults to --frames) or make it longer")
@@ -183,6 +194,8 @@ class TrainConfig:
         need(0.0 <= self.momentum <= 1.0, f"--momentum must be in [0, 1], got {self.momentum}",
              "the authors use 0.999")
         need(self.workers >= 0 and self.num_samples >= 0, "--workers and --num-samples must be >= 0", "use 0 or more")
+        need(self.video_d_view in VIDEO_D_VIEWS, f"unknown --video-d-view {self.video_d_view!r}",
+             f"use one of {', '.join(VIDEO_D_VIEWS)}")
         need(self.precision in PRECISIONS, f"unknown precision {self.precision!r}", "use fp32, bf16 or fp16")
         need(self.sample_format in SAMPLE_FORMATS, f"unknown sample format {self.sample_format!r}",
              f"use one of {', '.join(SAMPLE_FORMATS)}")

@@ -35,7 +35,7 @@ from ..infra.runs import RunDir, dumps_flat_toml
 from ..infra.settings import torch_seed
 from ..models.backbone import ImageGenerator, load_backbone
 from ..models.generation import pool_frames
-from ..models.losses import shared_drift_loss
+from ..models.losses import RunningSharedDrift, shared_drift_loss
 from ..models.motion import MotionGenerator, Rollout
 from .config import DEFAULT_EPOCHS, TrainConfig, check_drift_batch, fit_to_backbone, fit_to_world
 from .objectives import Losses, ObjectiveFactory, objective_for
@@ -70,7 +70,7 @@ class RunResult:
 STATE_FIELDS = (
     Field("step", int, lo=0, hi=10**9), Field("motion", dict), Field("objective", dict), Field("opt_g", dict),
     Field("opt_d", dict), Field("scaler_g", dict), Field("scaler_d", dict), Field("rng", dict),
-    Field("config", dict, default={}), Field("eval", dict, default={}),
+    Field("config", dict, default={}), Field("eval", dict, default={}), Field("drift", dict, default={}),
 )
 
 
@@ -105,6 +105,7 @@ class Trainer:
         factory = objective_factory or objective_for(config.mode)
         self.objective = factory(config, self.backbone).to(self.device)
         self.opt_g = torch.optim.Adam(self.motion.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
+        self.drift_penalty = self._build_drift_penalty()
         self.opt_d = torch.optim.Adam(self.objective.optimizer_groups(config), lr=config.lr)
         fp16 = config.precision == "fp16"
         self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
@@ -139,6 +140,14 @@ class Trainer:
             return config.iterations
         epochs = config.epochs if config.epochs is not None else DEFAULT_EPOCHS
         return max(1, math.ceil(epochs * len(self.dataset) / (config.batch_size * self.ctx.world_size)))
+
+    def _build_drift_penalty(self) -> Callable[[Tensor], Tensor]:
+        """The shared-drift penalty's estimator: pairs within the batch, or a running mean."""
+        config = self.config
+        if not config.drift_momentum:
+            return shared_drift_loss
+        steps = max(config.drift_horizon or 0, config.frames) - 1
+        return RunningSharedDrift(steps, config.n_pca, config.drift_momentum).to(self.device)
 
     def _build_motion(self) -> MotionGenerator:
         from ..models.pca import motion_pca
@@ -179,6 +188,7 @@ class Trainer:
                 # the data stream is addressed by (seed, batch index): its state is the next batch
                 "data": {"seed": self.config.seed, "next_batch": self.step}, "rng": rng,
                 "eval": {"best": self.best_score} if self.best_score is not None else {},
+                "drift": self.drift_penalty.state_dict() if isinstance(self.drift_penalty, nn.Module) else {},
                 "config": {k: v for k, v in self.config.to_dict().items() if v is not None}}
 
     def save_state(self) -> None:
@@ -194,6 +204,8 @@ class Trainer:
         check_compatible(state["config"], self.config, path)
         parts = [(key, getattr(self, key).load_state_dict, state[key])
                  for key in ("motion", "objective", "opt_g", "opt_d", "scaler_g", "scaler_d")]
+        if isinstance(self.drift_penalty, nn.Module):
+            parts.append(("drift", self.drift_penalty.load_state_dict, state["drift"]))
         parts.append(("rng", set_torch_rng, state["rng"].get("torch")))
         if "cuda" in state["rng"] and self.device.type == "cuda":
             parts.append(("cuda rng", lambda value: torch.cuda.set_rng_state(value, self.device), state["rng"]["cuda"]))
@@ -250,7 +262,7 @@ class Trainer:
         if self.config.w_mi != 1.0 and "mi" in losses:
             losses["mi"] = self.config.w_mi * losses["mi"]
         if drift_weight:
-            losses["drift"] = drift_weight * shared_drift_loss(rollout.displacements)
+            losses["drift"] = drift_weight * self.drift_penalty(rollout.displacements)
         total = sum(losses.values())
         self.opt_g.zero_grad(set_to_none=True)
         # Gradients for the motion generator only: the discriminators are not updated here.

@@ -6,6 +6,7 @@ generated frames as in-domain training does. Instead:
 
 - the video discriminator sees whole clips (3 channels, T frames, no frame-0 concatenation):
   it judges motion, in relativistic-average LSGAN with the gradient penalty as in-domain;
+  with `video_d_view = "motion"` (not in the release) it sees each frame minus frame 0 instead;
 - the image discriminator is contrastive (mocohd_cli.models.contrastive): its "real" images are
   augmented views of the generated frame 0, its "fake" ones augmented views of a generated
   frame t, so it learns whether content drifted from the first frame, and the motion
@@ -33,24 +34,39 @@ def as_video_input(clips: Tensor) -> Tensor:
     return clips.transpose(1, 2)
 
 
+def as_motion_input(clips: Tensor) -> Tensor:
+    """[B, T, C, H, W] -> [B, C, T-1, H, W]: frames 1..T-1 minus frame 0.
+
+    The two domains look nothing alike, so on whole clips the video discriminator tells them apart
+    by their look, and the motion generator can only answer by walking every video towards the
+    other domain's colours (the robots' backgrounds turned green). Frame differences cancel the
+    look of frame 0: what is left is what moved, and a drift of colour or identity shows as a
+    difference that the real videos never have."""
+    return (clips[:, 1:] - clips[:, :1]).transpose(1, 2)
+
+
+VIDEO_VIEWS = {"clip": (as_video_input, 0), "motion": (as_motion_input, 1)}  # (view, frames it drops)
+
+
 class CrossDomainObjective(Objective):
     """Whole-clip video PatchGAN + contrastive image discriminator + MI loss."""
 
     def __init__(self, config: TrainConfig, backbone: ImageGenerator | None = None):
         super().__init__()
-        self.video_d = video_discriminator(3, config.frames, num_scales=config.d_scales, ndf=config.d_channels,
-                                           n_layers=config.d_layers)
+        self.video_view, dropped = VIDEO_VIEWS[config.video_d_view]
+        self.video_d = video_discriminator(3, config.frames - dropped, num_scales=config.d_scales,
+                                           ndf=config.d_channels, n_layers=config.d_layers)
         self.image_d = ContrastiveImageDiscriminator(
             config.video_frame_size, width=config.image_d_channels, proj_dim=config.proj_dim,
             queue_size=config.queue_size, momentum=config.momentum, temperature=config.temperature)
         self.gp_weight = config.gp_weight
         self.w_match = config.w_match
         self.w_contrastive = config.w_contrastive
-        self.real_video = RealSide(as_video_input, time_dim=2)
+        self.real_video = RealSide(self.video_view, time_dim=2)
 
     def _video_outputs(self, real: Tensor, fake: Tensor, rng: torch.Generator):
         """Whole real and fake clips, each batch randomly time-reversed, through the video D."""
-        return judge(self.video_d, as_video_input(real), as_video_input(fake), rng=rng,
+        return judge(self.video_d, self.video_view(real), self.video_view(fake), rng=rng,
                      reverse_time_dim=2)
 
     @staticmethod
@@ -61,7 +77,7 @@ class CrossDomainObjective(Objective):
     def d_loss(self, real: Tensor, fake: Tensor, *, rng: torch.Generator) -> Losses:
         fake = fake.detach()
         video = ra_lsgan_d_loss(*self._video_outputs(real, fake, rng))
-        penalty = gradient_penalty(self.video_d, as_video_input(real), as_video_input(fake),
+        penalty = gradient_penalty(self.video_d, self.video_view(real), self.video_view(fake),
                                    weight=self.gp_weight, rng=rng)
         frame0, frame_t = self._first_and_random_frame(fake, rng)
         image = discriminator_loss(self.image_d, frame0, frame_t, rng=rng,
@@ -72,7 +88,7 @@ class CrossDomainObjective(Objective):
     def g_loss(self, real: Tensor, fake: Tensor, rollout: Rollout, *, rng: torch.Generator) -> Losses:
         # the real side once per iteration, without autograd (RealSide); same draws as _video_outputs
         video = ra_lsgan_g_loss(self.real_video.outputs(self.video_d, real, rng),
-                                self.video_d(random_time_reverse(as_video_input(fake), 2, rng)))
+                                self.video_d(random_time_reverse(self.video_view(fake), 2, rng)))
         frame0, frame_t = self._first_and_random_frame(fake, rng)
         image = generator_loss(self.image_d, frame0, frame_t, rng=rng, w_match=self.w_match)
         return {"video": video, "image_hinge": image["hinge"], "image_match": self.w_match * image["match"],
