@@ -74,6 +74,8 @@ def test_default_configs_point_at_the_examples(cache, monkeypatch):
     transfer = builtin.default_transfer_config(out="x")
     assert transfer.mode == "cross-domain" and transfer.checkpoint == str(builtin.default_backbone("robots"))
     assert transfer.out == "x" and rendered == ["faces", "faces"]
+    # the cross-domain example's objective (docs/examples.md, "Robots"): the motion view, with the penalty
+    assert transfer.video_d_view == "motion" and transfer.w_drift > 0 and transfer.drift_horizon > transfer.frames
     assert isinstance(train, TrainConfig) and isinstance(transfer, TrainConfig)
     train.validate()
     transfer.validate()
@@ -120,7 +122,7 @@ def test_shipped_motion_models_record_portable_backbones():
     from mocohd_cli.models.motion import load_motion_and_backbone, read_motion_info
 
     shipped = builtin.shipped_example_motions()
-    assert {"faces", "sky"} <= set(shipped), "the trained faces and sky examples must ship in mocohd_cli/assets"
+    assert {"faces", "robots", "sky"} <= set(shipped), "the trained examples must ship in mocohd_cli/assets"
     for name, path in shipped.items():
         info = read_motion_info(path)
         assert info["backbone_checkpoint"].startswith("example:")  # found on any machine, not a local path
@@ -153,9 +155,10 @@ def test_sample_example_and_bare_sample(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "--example" in result.output and "--motion" in result.output
 
 
-def test_sample_sky_example_and_unshipped_robots(tmp_path):
+def test_sample_sky_and_robots_examples(tmp_path):
     """The sky example samples on its own backbone: sky-coloured frames (blue above the horizon, dark
-    ground below), not faces. Robots, not shipped, fail with the message that says so."""
+    ground below), not faces. The robots example samples robot heads: a dark background around a
+    brighter head."""
     from typer.testing import CliRunner
 
     from mocohd_cli.cli import app
@@ -167,5 +170,11 @@ def test_sample_sky_example_and_unshipped_robots(tmp_path):
     assert frames.shape == (8, 64, 64, 3)
     top, ground = frames[:, :16].mean(axis=(0, 1, 2)), frames[:, -8:].mean(axis=(0, 1, 2))
     assert top[2] > top[0] and ground.mean() < top.mean() - 40  # sky blue on top, hills darker below
-    result = CliRunner().invoke(app, ["sample", "--example", "robots", "--out", str(tmp_path / "robots")])
-    assert result.exit_code != 0 and "no trained 'robots' example" in " ".join(result.output.split())
+    result = CliRunner().invoke(app, ["sample", "--example", "robots", "-n", "2", "--frames", "4", "--format", "png",
+                                      "--out", str(tmp_path / "robots")])
+    assert result.exit_code == 0, result.output
+    frames = np.stack([iio.imread(f) for f in sorted((tmp_path / "robots").glob("video_*/*.png"))]).astype(float)
+    assert frames.shape == (8, 64, 64, 3)
+    corners = np.concatenate([frames[:, :8, :8], frames[:, :8, -8:]], axis=1).mean()
+    head = frames[:, 20:40, 24:40].mean()
+    assert corners < 90 and head > corners + 40  # the robots' dark grid around a lit metal head

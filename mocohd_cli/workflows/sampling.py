@@ -51,8 +51,8 @@ class SampleSettings:
                                  "the latest run under ./mocohd-runs, else the faces example; without it: an "
                                  "untrained one.")
     example: str | None = setting(None, "Sample a trained example shipped with mocohd, nothing to train: faces "
-                                  "(talking cartoon faces) or sky (a time-lapse sky); robots (cross-domain) "
-                                  "is not shipped yet.")
+                                  "(talking cartoon faces), robots (robot heads moving like the faces: cross-domain) "
+                                  "or sky (a time-lapse sky).")
     num_videos: int | None = setting(None, "How many videos (any number: they are written batch by batch).",
                                      flag=("--num-videos", "-n"), default_text=_default_text("num_videos"))
     frames: int | None = setting(None, "Frames per video (the LSTM unrolls past its training length).",

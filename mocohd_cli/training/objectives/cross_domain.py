@@ -49,7 +49,7 @@ VIDEO_VIEWS = {"clip": (as_video_input, 0), "motion": (as_motion_input, 1)}  # (
 
 
 class CrossDomainObjective(Objective):
-    """Whole-clip video PatchGAN + contrastive image discriminator + MI loss."""
+    """Video PatchGAN (on whole clips, or on their motion view) + contrastive image discriminator + MI loss."""
 
     def __init__(self, config: TrainConfig, backbone: ImageGenerator | None = None):
         super().__init__()
@@ -65,7 +65,7 @@ class CrossDomainObjective(Objective):
         self.real_video = RealSide(self.video_view, time_dim=2)
 
     def _video_outputs(self, real: Tensor, fake: Tensor, rng: torch.Generator):
-        """Whole real and fake clips, each batch randomly time-reversed, through the video D."""
+        """Real and fake clips in the configured view, each batch randomly time-reversed, through the video D."""
         return judge(self.video_d, self.video_view(real), self.video_view(fake), rng=rng,
                      reverse_time_dim=2)
 
