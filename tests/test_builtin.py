@@ -128,6 +128,8 @@ def test_shipped_motion_models_record_portable_backbones():
         assert info["backbone_checkpoint"].startswith("example:")  # found on any machine, not a local path
         backbone, motion, _ = load_motion_and_backbone(path)
         assert backbone.checkpoint_sha256 == info["backbone_sha256"] and path.stat().st_size < 8 * 2 ** 20
+    robots = read_motion_info(shipped["robots"])  # robot images, face motion: its own backbone, cross-domain
+    assert robots["backbone_checkpoint"] == "example:robots" and robots["mode"] == "cross-domain"
     with pytest.raises(MocohdError, match="unknown example"):
         builtin.example_motion("dragons")
 

@@ -167,7 +167,16 @@ def test_cross_domain_motion_view_trains_a_discriminator_of_t_minus_one_frames()
 
     with pytest.raises(MocohdError, match="video-d-view"):
         TrainConfig(mode="cross-domain", video_d_view="frames").validate()
-    assert "video_d_view" in RESUME_KEYS  # the video discriminator's shape depends on it
+    assert "video_d_view" in RESUME_KEYS  # a discriminator trained on one view must not be fed the other
+    from pathlib import Path
+
+    from mocohd_cli.training.resume import check_compatible
+
+    # a state written before the view existed was trained on whole clips: resuming it with the motion view is refused
+    with pytest.raises(MocohdError, match="video_d_view was 'clip'"):
+        check_compatible({"mode": "cross-domain"}, TrainConfig(mode="cross-domain", video_d_view="motion"),
+                         Path("state/latest.pt"))
+    check_compatible({"mode": "cross-domain"}, TrainConfig(mode="cross-domain"), Path("state/latest.pt"))
     config = TrainConfig(frames=T, d_channels=4, image_d_channels=4, video_frame_size=32, queue_size=8,
                          mode="cross-domain", video_d_view="motion")
     objective = objective_for("cross-domain")(config, None)

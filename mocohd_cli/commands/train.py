@@ -107,7 +107,8 @@ def train_command(values: dict) -> None:
 
 @config_command(app, "transfer", _mode_options("cross-domain", _TRANSFER_NAMES) + _shared_options(),
                 help="Cross-domain training: animate an image generator of one domain with the motion of videos of "
-                     "another (contrastive image discriminator, whole-clip video discriminator).", panel=PANEL_TRAIN)
+                     "another (contrastive image discriminator; video discriminator on whole clips or, --video-d-view "
+                     "motion, on frames minus frame 0).", panel=PANEL_TRAIN)
 def transfer_command(values: dict) -> None:
     values["checkpoint"], values["data"] = values.pop("image_domain"), values.pop("motion_domain")
     run_training(values, mode="cross-domain")

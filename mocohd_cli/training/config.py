@@ -39,6 +39,8 @@ UPPER_BOUNDS = {"frames": 1024, "drift_horizon": 4096, "time_step": 1000, "h_dim
 # Settings a resumed run must share with the run it continues (they shape the models or the data stream).
 RESUME_KEYS = ("mode", "frames", "time_step", "video_frame_size", "h_dim", "n_pca", "pca", "w_residual", "d_scales",
                "d_channels", "d_layers", "batch_size", "g_steps", "seed", "video_d_view", "drift_momentum")
+# Resume keys that states written before them lack: such a state was trained with these values.
+RESUME_KEYS_ADDED = {"video_d_view": "clip", "drift_momentum": 0.0}
 
 
 def knob(default, help: str, *, modes: tuple[str, ...] = MODES, **cli):

@@ -13,7 +13,7 @@ import torch
 
 from ..infra.errors import MocohdError, brief
 from ..infra.runs import DEFAULT_RUNS_ROOT, RunDir, RunLock, new_run_path, read_toml
-from .config import RESUME_KEYS, TrainConfig
+from .config import RESUME_KEYS, RESUME_KEYS_ADDED, TrainConfig
 
 
 def find_resumable_run(root: str | Path) -> Path | None:
@@ -93,6 +93,7 @@ def set_torch_rng(state: Any) -> None:
 
 def check_compatible(saved: dict, config: TrainConfig, state_path: Path) -> None:
     """A resumed run keeps the settings that shape its models and its data stream."""
+    saved = {**RESUME_KEYS_ADDED, **saved}  # a state from before a key existed was trained with its old value
     for key in RESUME_KEYS:
         if key not in saved:
             continue

@@ -139,7 +139,7 @@ def default_transfer_values() -> dict:
                 # the video discriminator sees frames minus frame 0: on whole clips it told the domains apart by
                 # their look, and the robots walked towards the faces' colours and dissolved (200 iterations:
                 # identity drift 6.8x the real robots', 9.0x over 64 frames); with the motion view the shared-drift
-                # penalty no longer freezes them, and half the step size halves the colour flips
+                # penalty no longer freezes them; half the step size lowers the drift a little more
                 # (docs/examples.md, "Robots")
                 video_d_view="motion", w_residual=0.1)
 

@@ -39,7 +39,7 @@ def as_motion_input(clips: Tensor) -> Tensor:
 
     The two domains look nothing alike, so on whole clips the video discriminator tells them apart
     by their look, and the motion generator can only answer by walking every video towards the
-    other domain's colours (the robots' backgrounds turned green). Frame differences cancel the
+    other domain's colours (the example robots all turned into one red-and-blue blob). Frame differences cancel the
     look of frame 0: what is left is what moved, and a drift of colour or identity shows as a
     difference that the real videos never have."""
     return (clips[:, 1:] - clips[:, :1]).transpose(1, 2)
