@@ -234,8 +234,8 @@ fit = trainer.Trainer.fit
 
 def fit_then_dump(self):  # every rank's weights after training, for the test to compare
     result = fit(self)
-    torch.save({"motion": self.motion.state_dict(), "objective": self.objective.state_dict()},
-               f"{self.run.path}/rank{self.ctx.rank}.pt")
+    torch.save({"motion": self.motion.state_dict(), "objective": self.objective.state_dict(),
+                "drift": self.drift_penalty.state_dict()}, f"{self.run.path}/rank{self.ctx.rank}.pt")
     return result
 
 trainer.Trainer.fit = fit_then_dump
@@ -247,14 +247,15 @@ main()
 
 def test_train_command_under_torchrun_with_two_processes(tiny_stylegan2_checkpoint, videos, tmp_path):
     """`torchrun ... mocohd train`: only rank 0 writes, and gradients really are averaged (the ranks
-    draw different clips and noise, yet after training both hold the same weights)."""
+    draw different clips and noise, yet after training both hold the same weights and the same running
+    mean of the shared-drift penalty)."""
     worker = tmp_path / "worker.py"
     worker.write_text(TORCHRUN_WORKER)
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CI": "1", "MOCOHD_CACHE": str(tmp_path / "cache")}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(worker),
                "train", "--checkpoint", str(tiny_stylegan2_checkpoint), "--data", str(videos), "--out", str(out),
-               *cli_args({**TINY, "iterations": 2, "num_samples": 0})]
+               *cli_args({**TINY, "iterations": 2, "num_samples": 0, "w_drift": 1.0, "drift_momentum": 0.9})]
     done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     log = (out / "log.txt").read_text()
@@ -265,6 +266,7 @@ def test_train_command_under_torchrun_with_two_processes(tiny_stylegan2_checkpoi
     assert all(torch.isfinite(p).all() for p in motion.parameters())
     rank0, rank1 = (torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert all(torch.equal(rank0["motion"][k], rank1["motion"][k]) for k in rank0["motion"])
+    assert rank0["drift"]["mean"].abs().sum() > 0 and torch.equal(rank0["drift"]["mean"], rank1["drift"]["mean"])
     # discriminator weights too (instance-norm running statistics are per rank between broadcasts)
     weights = [k for k in rank0["objective"] if "running" not in k and "num_batches" not in k]
     assert weights and all(torch.equal(rank0["objective"][k], rank1["objective"][k]) for k in weights)
