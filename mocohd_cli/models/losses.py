@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .contrastive import gather_features
+
 ScaleOutputs = list[list[Tensor]]
 
 
@@ -86,16 +88,6 @@ def shared_drift_loss(displacements: Tensor) -> Tensor:
     pairs = (z.sum(0).square().sum(-1) - z.square().sum(-1).sum(0)) / (batch * (batch - 1))
     return pairs.mean() / n
 
-def _mean_over_processes(value: Tensor) -> Tensor:
-    """`value` averaged over the processes of a torchrun job (itself in a single process)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return value
-    value = value.clone()
-    dist.all_reduce(value)
-    return value / dist.get_world_size()
-
 
 class RunningSharedDrift(torch.nn.Module):
     """The shared-drift penalty with a running estimate of the shared walk (`--drift-momentum`).
@@ -126,7 +118,8 @@ class RunningSharedDrift(torch.nn.Module):
         z = displacements.float()
         batch_mean = z.mean(0)
         with torch.no_grad():
-            self.mean.lerp_(_mean_over_processes(batch_mean.detach()), 1.0 - self.momentum)
+            # every process's batch mean (the identity in a single process), so all hold the same running mean
+            self.mean.lerp_(gather_features(batch_mean[None]).mean(0), 1.0 - self.momentum)
             self.updates += 1
             shared = self.mean / (1.0 - self.momentum ** self.updates.float())
         return (shared * batch_mean).sum(-1).mean() / z.shape[-1]

@@ -24,8 +24,6 @@ from ..models.motion import DEFAULT_H_DIM, DEFAULT_N_PCA, DEFAULT_W_RESIDUAL, de
 
 MODES = ("in-domain", "cross-domain")
 SAMPLE_FORMATS = ("mp4", "gif", "png")
-# What the cross-domain video discriminator sees of a clip (docs/method.md, "Additions")
-VIDEO_D_VIEWS = ("clip", "motion")
 # The discriminators' frame size left to the backbone: the release's, capped by the backbone's resolution.
 DEFAULT_VIDEO_FRAME_SIZE = 128
 DEFAULT_EPOCHS = 100
@@ -196,8 +194,10 @@ class TrainConfig:
         need(0.0 <= self.momentum <= 1.0, f"--momentum must be in [0, 1], got {self.momentum}",
              "the authors use 0.999")
         need(self.workers >= 0 and self.num_samples >= 0, "--workers and --num-samples must be >= 0", "use 0 or more")
-        need(self.video_d_view in VIDEO_D_VIEWS, f"unknown --video-d-view {self.video_d_view!r}",
-             f"use one of {', '.join(VIDEO_D_VIEWS)}")
+        from .objectives.cross_domain import VIDEO_VIEWS  # the views are defined beside the discriminator
+
+        need(self.video_d_view in VIDEO_VIEWS, f"unknown --video-d-view {self.video_d_view!r}",
+             f"use one of {', '.join(VIDEO_VIEWS)}")
         need(self.precision in PRECISIONS, f"unknown precision {self.precision!r}", "use fp32, bf16 or fp16")
         need(self.sample_format in SAMPLE_FORMATS, f"unknown sample format {self.sample_format!r}",
              f"use one of {', '.join(SAMPLE_FORMATS)}")
