@@ -159,6 +159,21 @@ def test_augment_picks_a_different_op_per_sample():
     assert len(distinct) > 16
 
 
+def test_augment_without_colour_never_shifts_colour():
+    # One flat colour per channel: flips and warps (reflection padding) keep it, the cutout zeroes
+    # pixels and the warp blends them with the colour; only a colour shift leaves [min(0, c), max(0, c)].
+    colour = torch.tensor([0.3, -0.6, 0.8]).view(1, 3, 1, 1)
+    flat = colour.expand(64, 3, 16, 16)
+    low, high = colour.clamp(max=0) - 1e-5, colour.clamp(min=0) + 1e-5
+
+    def colour_kept(out):
+        return bool(((out >= low) & (out <= high)).all())
+
+    assert colour_kept(augment(flat, rng=_seeded(0), colour=False))
+    assert all(colour_kept(view) for view in two_views(flat, _seeded(1), colour=False))
+    assert not colour_kept(augment(flat, rng=_seeded(0)))  # the release's set shifts some
+
+
 def test_two_views_differ_and_are_reproducible():
     images = _images()
     view1, view2 = two_views(images, _seeded(0))

@@ -185,3 +185,31 @@ def test_cross_domain_motion_view_trains_a_discriminator_of_t_minus_one_frames()
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
     assert all(p.grad is not None for p in objective.video_d.parameters())
+
+
+def test_cross_domain_image_discriminator_sees_colour_when_its_colour_shift_is_off():
+    from mocohd_cli.models import contrastive
+    from mocohd_cli.models.motion import Rollout
+    from mocohd_cli.training.objectives import objective_for
+
+    seen = []
+
+    def recording(images, **kwargs):
+        seen.append(kwargs["colour"])
+        return images
+
+    config = TrainConfig(frames=T, d_channels=4, image_d_channels=4, video_frame_size=32, queue_size=8,
+                         mode="cross-domain", image_d_colour_shift=False)
+    objective = objective_for("cross-domain")(config, None)
+    assert objective.image_d.colour_augment is False
+    assert objective_for("cross-domain")(TrainConfig(**{**config.__dict__, "image_d_colour_shift": True}),
+                                         None).image_d.colour_augment is True  # the release's default
+    clips = torch.rand(2, T, C, 32, 32) * 2 - 1
+    rng = torch.Generator().manual_seed(0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(contrastive, "augment", recording)
+        patch.setattr(contrastive, "two_views", lambda images, rng, **kw: (recording(images, **kw),) * 2)
+        objective.d_loss(clips, clips.flip(1), rng=rng)
+        noise = torch.randn(2, T - 1, 4)
+        objective.g_loss(clips, clips.flip(1), Rollout(latents=None, noise=noise, noise_pred=noise.clone()), rng=rng)
+    assert seen and not any(seen)  # every view, in the D step and the G step, without colour shifts

@@ -171,25 +171,29 @@ def affine_warp(images: Tensor, *, rng: torch.Generator | None = None,
 
 
 def augment(images: Tensor, *, rng: torch.Generator | None = None,
-            strength: float = 1.0) -> Tensor:
+            strength: float = 1.0, colour: bool = True) -> Tensor:
     """Cutout, then per sample one of flip / colour shift / affine warp (equally likely).
 
     images [N, C, H, W] -> [N, C, H, W]; the colour shift may take values out of [-1, 1].
+    ``colour=False`` (not in the release) leaves the colour shift out: one of flip / affine warp.
     """
     _check_images(images)
     _check_strength(strength)
     out = cutout(images, rng=rng, strength=strength)
-    choice = _integers(images.shape[0], 3, rng, images.device)
+    if colour:
+        choice = _integers(images.shape[0], 3, rng, images.device)
+    else:
+        choice = torch.where(_integers(images.shape[0], 2, rng, images.device) == 0, _FLIP, _AFFINE)
     out = flip(out, rng=rng, strength=strength, mask=choice == _FLIP)
     out = colour_shift(out, rng=rng, strength=strength, mask=choice == _COLOUR)
     return affine_warp(out, rng=rng, strength=strength, mask=choice == _AFFINE)
 
 
 def two_views(images: Tensor, rng: torch.Generator | None = None, *,
-              strength: float = 1.0) -> tuple[Tensor, Tensor]:
+              strength: float = 1.0, colour: bool = True) -> tuple[Tensor, Tensor]:
     """Two independently augmented views of the same images."""
-    return (augment(images, rng=rng, strength=strength),
-            augment(images, rng=rng, strength=strength))
+    return (augment(images, rng=rng, strength=strength, colour=colour),
+            augment(images, rng=rng, strength=strength, colour=colour))
 
 
 def diff_augment(images: Tensor, *, rng: torch.Generator | None = None, strength: float = 1.0) -> Tensor:

@@ -190,7 +190,7 @@ class ContrastiveImageDiscriminator(nn.Module):
 
     def __init__(self, resolution: int, *, width: int = 96, proj_dim: int = 256,
                  queue_size: int = 4096, momentum: float = 0.999, temperature: float = 0.07,
-                 in_channels: int = 3):
+                 in_channels: int = 3, colour_augment: bool = True):
         super().__init__()
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"momentum must lie in [0, 1], got {momentum}")
@@ -198,6 +198,9 @@ class ContrastiveImageDiscriminator(nn.Module):
             raise ValueError("queue_size must be >= 1 and temperature > 0")
         self.momentum = momentum
         self.temperature = temperature
+        # False (not in the release): no colour shift among the augmentations, so the features,
+        # and the frame-t / frame-0 match the motion generator is trained with, see colour.
+        self.colour_augment = colour_augment
         options = dict(width=width, proj_dim=proj_dim, in_channels=in_channels)
         self.online = ResidualDiscriminator(resolution, **options)
         # Built on its own, as the release does, so its u/v come from its own construction;
@@ -302,8 +305,8 @@ def discriminator_loss(disc: ContrastiveImageDiscriminator, frame0: Tensor, fram
     core = _unwrapped(disc)
     temperature = core.temperature if temperature is None else temperature
     batch = frame0.shape[0]
-    real1, real2 = two_views(frame0.detach(), rng)
-    fake1, fake2 = two_views(frame_t.detach(), rng)
+    real1, real2 = two_views(frame0.detach(), rng, colour=core.colour_augment)
+    fake1, fake2 = two_views(frame_t.detach(), rng, colour=core.colour_augment)
     # One forward for all four sets (the network has no batch statistics).
     logits, features = disc(torch.cat([real1, real2, fake1, fake2]))
     logits, features = logits.float(), features.float()
@@ -335,8 +338,8 @@ def generator_loss(disc: ContrastiveImageDiscriminator, frame0: Tensor, frame_t:
     _check_frames(frame0, frame_t)
     core = _unwrapped(disc)
     batch = frame0.shape[0]
-    real = augment(frame0, rng=rng)
-    fake = augment(frame_t, rng=rng)
+    real = augment(frame0, rng=rng, colour=core.colour_augment)
+    fake = augment(frame_t, rng=rng, colour=core.colour_augment)
     if update_queues:
         core.enqueue(core.momentum_features(real), core.momentum_features(fake))
     logits, features = disc(torch.cat([real, fake]))

@@ -107,6 +107,10 @@ class TrainConfig:
     w_contrastive: float = knob(2.0, "Weight of the contrastive terms in its loss.", modes=CROSS)
     w_match: float = knob(1.0, "Weight of the frame-t/frame-0 feature matching in the motion objective.",
                           modes=CROSS)
+    image_d_colour_shift: bool = knob(True, "Colour shifts among the contrastive image discriminator's "
+                                      "augmentations (the release's); off, its features and the frame-t/frame-0 "
+                                      "match see colour, so a change of the content's colour is penalised.",
+                                      modes=CROSS)
     # not in the release (docs/method.md, "Additions"): "clip" is the release's view
     video_d_view: str = knob("clip", "What the video discriminator sees: clip (whole frames, the release) or "
                              "motion (each frame minus frame 0, so the domains' different looks cancel and a "

@@ -58,7 +58,8 @@ class CrossDomainObjective(Objective):
                                            ndf=config.d_channels, n_layers=config.d_layers)
         self.image_d = ContrastiveImageDiscriminator(
             config.video_frame_size, width=config.image_d_channels, proj_dim=config.proj_dim,
-            queue_size=config.queue_size, momentum=config.momentum, temperature=config.temperature)
+            queue_size=config.queue_size, momentum=config.momentum, temperature=config.temperature,
+            colour_augment=config.image_d_colour_shift)
         self.gp_weight = config.gp_weight
         self.w_match = config.w_match
         self.w_contrastive = config.w_contrastive
