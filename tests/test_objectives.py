@@ -135,18 +135,19 @@ def test_real_side_computed_once_per_iteration_gives_the_same_losses(mode, preci
         optimiser.step()
 
 
-def motion_view_objective():
+def motion_view_objective(mode: str):
     from mocohd_cli.training.objectives import objective_for
 
     config = TrainConfig(frames=T, d_channels=4, image_d_channels=4, video_frame_size=32, queue_size=8,
-                         mode="cross-domain", video_d_view="motion")
-    objective = objective_for("cross-domain")(config, None)
+                         mode=mode, video_d_view="motion")
+    objective = objective_for(mode)(config, None)
     objective.video_d = Recorder()
     return objective
 
 
-def test_cross_domain_motion_view_shows_frames_minus_frame_zero():
-    objective = motion_view_objective()
+@pytest.mark.parametrize("mode", ["cross-domain", "in-domain"])
+def test_motion_view_shows_frames_minus_frame_zero(mode):
+    objective = motion_view_objective(mode)
     real = clips_with_numbered_frames(2).repeat(1, 1, 1, 8, 8)  # 32 px, as the image discriminator needs
     fake = real.clone()
     fake[:, 1:] += 0.5  # every later frame's colour moved by the same amount: a drift
@@ -158,6 +159,23 @@ def test_cross_domain_motion_view_shows_frames_minus_frame_zero():
     for row in lags:
         assert row.tolist() in (list(range(1, T)), list(range(T - 1, 0, -1)))  # or time-reversed
     assert torch.equal(judged[2:].sort(dim=2).values, judged[:2].sort(dim=2).values + 0.5)  # the drift shows
+
+
+def test_in_domain_motion_view_trains_a_three_channel_discriminator():
+    from mocohd_cli.training.objectives import objective_for
+
+    # in-domain, "clip" puts frame 0 beside every frame (6 channels); the motion view has 3
+    clip, motion = (objective_for("in-domain")(TrainConfig(frames=T, d_channels=4, video_d_view=view), None)
+                    for view in ("clip", "motion"))
+    clips = torch.rand(2, T, C, 32, 32) * 2 - 1
+    for objective in (clip, motion):
+        losses = objective.d_loss(clips, clips.flip(1), rng=torch.Generator().manual_seed(0))
+        assert all(torch.isfinite(v) for v in losses.values())
+        sum(losses.values()).backward()
+        assert all(p.grad is not None for p in objective.video_d.parameters())
+    first_conv = [m for m in motion.video_d.modules() if isinstance(m, torch.nn.Conv3d)][0]
+    assert first_conv.in_channels == C
+    assert [m for m in clip.video_d.modules() if isinstance(m, torch.nn.Conv3d)][0].in_channels == 2 * C
 
 
 def test_cross_domain_motion_view_trains_a_discriminator_of_t_minus_one_frames():

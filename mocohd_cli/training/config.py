@@ -112,9 +112,9 @@ class TrainConfig:
                                       "match see colour, so a change of the content's colour is penalised.",
                                       modes=CROSS)
     # not in the release (docs/method.md, "Additions"): "clip" is the release's view
-    video_d_view: str = knob("clip", "What the video discriminator sees: clip (whole frames, the release) or "
-                             "motion (each frame minus frame 0, so the domains' different looks cancel and a "
-                             "drift of colour or identity shows).", modes=CROSS)
+    video_d_view: str = knob("clip", "What the video discriminator sees: clip (the release's: frame 0 beside each "
+                             "frame in-domain, whole clips cross-domain) or motion (each frame minus frame 0, so "
+                             "the look of frame 0 cancels and a drift of colour or identity shows).")
     # optimisation
     batch_size: int = knob(16, "Clips per batch and process (the release's --batchSize is the total: see "
                            "--global-batch).")
@@ -198,10 +198,10 @@ class TrainConfig:
         need(0.0 <= self.momentum <= 1.0, f"--momentum must be in [0, 1], got {self.momentum}",
              "the authors use 0.999")
         need(self.workers >= 0 and self.num_samples >= 0, "--workers and --num-samples must be >= 0", "use 0 or more")
-        from .objectives.cross_domain import VIDEO_VIEWS  # the views are defined beside the discriminator
+        from .objectives.base import VIDEO_VIEW_NAMES  # the views are defined beside the discriminators
 
-        need(self.video_d_view in VIDEO_VIEWS, f"unknown --video-d-view {self.video_d_view!r}",
-             f"use one of {', '.join(VIDEO_VIEWS)}")
+        need(self.video_d_view in VIDEO_VIEW_NAMES, f"unknown --video-d-view {self.video_d_view!r}",
+             f"use one of {', '.join(VIDEO_VIEW_NAMES)}")
         need(self.precision in PRECISIONS, f"unknown precision {self.precision!r}", "use fp32, bf16 or fp16")
         need(self.sample_format in SAMPLE_FORMATS, f"unknown sample format {self.sample_format!r}",
              f"use one of {', '.join(SAMPLE_FORMATS)}")

@@ -6,7 +6,9 @@ generated frames as in-domain training does. Instead:
 
 - the video discriminator sees whole clips (3 channels, T frames, no frame-0 concatenation):
   it judges motion, in relativistic-average LSGAN with the gradient penalty as in-domain;
-  with `video_d_view = "motion"` (not in the release) it sees each frame minus frame 0 instead;
+  with `video_d_view = "motion"` (not in the release) it sees each frame minus frame 0 instead
+  (base.frame_differences: on whole clips it tells the domains apart by their look, and the motion
+  generator can only answer by walking every video towards the other domain's colours);
 - the image discriminator is contrastive (mocohd_cli.models.contrastive): its "real" images are
   augmented views of the generated frame 0, its "fake" ones augmented views of a generated
   frame t, so it learns whether content drifted from the first frame, and the motion
@@ -26,7 +28,8 @@ from ...models.discriminators import video_discriminator
 from ...models.losses import gradient_penalty, ra_lsgan_d_loss, ra_lsgan_g_loss, random_time_reverse
 from ...models.motion import Rollout, mutual_information_loss
 from ..config import TrainConfig
-from .base import Losses, Objective, RealSide, frame_at, judge, random_later_frame, trainable_group
+from .base import (Losses, Objective, RealSide, frame_at, frame_differences, judge, random_later_frame,
+                   trainable_group)
 
 
 def as_video_input(clips: Tensor) -> Tensor:
@@ -34,18 +37,8 @@ def as_video_input(clips: Tensor) -> Tensor:
     return clips.transpose(1, 2)
 
 
-def as_motion_input(clips: Tensor) -> Tensor:
-    """[B, T, C, H, W] -> [B, C, T-1, H, W]: frames 1..T-1 minus frame 0.
-
-    The two domains look nothing alike, so on whole clips the video discriminator tells them apart
-    by their look, and the motion generator can only answer by walking every video towards the
-    other domain's colours (the example robots all turned into one red-and-blue blob). Frame differences cancel the
-    look of frame 0: what is left is what moved, and a drift of colour or identity shows as a
-    difference that the real videos never have."""
-    return (clips[:, 1:] - clips[:, :1]).transpose(1, 2)
-
-
-VIDEO_VIEWS = {"clip": (as_video_input, 0), "motion": (as_motion_input, 1)}  # (view, frames it drops)
+# (view, frames it drops): the release's whole clips, or the motion view
+VIDEO_VIEWS = {"clip": (as_video_input, 0), "motion": (frame_differences, 1)}
 
 
 class CrossDomainObjective(Objective):

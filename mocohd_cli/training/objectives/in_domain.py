@@ -9,22 +9,29 @@ from ...models.discriminators import image_discriminator, video_discriminator
 from ...models.losses import gradient_penalty, ra_lsgan_d_loss, ra_lsgan_g_loss, random_time_reverse
 from ...models.motion import Rollout, mutual_information_loss
 from ..config import TrainConfig
-from .base import Losses, Objective, RealSide, first_frame_pairs, judge, random_later_frame, with_first_frame
+from .base import (Losses, Objective, RealSide, first_frame_pairs, frame_differences, judge, random_later_frame,
+                   with_first_frame)
+
+# (view, its channels): the release's (frame 0, frame t) clips, or the motion view (frame t - frame 0)
+VIDEO_VIEWS = {"clip": (with_first_frame, 6), "motion": (frame_differences, 3)}
+
 
 class InDomainObjective(Objective):
-    """Video PatchGAN on (frame t, frame 0) clips + image PatchGAN on (frame 0, frame t) pairs,
-    relativistic-average LSGAN, gradient penalty on the video discriminator, MI loss."""
+    """Video PatchGAN on (frame t, frame 0) clips (or frame t - frame 0) + image PatchGAN on
+    (frame 0, frame t) pairs, relativistic-average LSGAN, gradient penalty on the video
+    discriminator, MI loss."""
 
     def __init__(self, config: TrainConfig, backbone: ImageGenerator | None = None):
         super().__init__()  # (the backbone is part of the factory signature; these discriminators need nothing of it)
         widths = {"num_scales": config.d_scales, "ndf": config.d_channels, "n_layers": config.d_layers}
-        self.video_d = video_discriminator(6, config.frames - 1, **widths)
+        self.video_view, channels = VIDEO_VIEWS[config.video_d_view]
+        self.video_d = video_discriminator(channels, config.frames - 1, **widths)
         self.image_d = image_discriminator(6, **widths)
         self.gp_weight = config.gp_weight
-        self.real_video = RealSide(with_first_frame, time_dim=2)
+        self.real_video = RealSide(self.video_view, time_dim=2)
 
     def _video_outputs(self, real: Tensor, fake: Tensor, rng: torch.Generator):
-        return judge(self.video_d, with_first_frame(real), with_first_frame(fake), rng=rng,
+        return judge(self.video_d, self.video_view(real), self.video_view(fake), rng=rng,
                      reverse_time_dim=2)
 
     def _image_outputs(self, real: Tensor, fake: Tensor, rng: torch.Generator):
@@ -34,7 +41,7 @@ class InDomainObjective(Objective):
     def d_loss(self, real: Tensor, fake: Tensor, *, rng: torch.Generator) -> Losses:
         fake = fake.detach()
         video = ra_lsgan_d_loss(*self._video_outputs(real, fake, rng))
-        penalty = gradient_penalty(self.video_d, with_first_frame(real), with_first_frame(fake),
+        penalty = gradient_penalty(self.video_d, self.video_view(real), self.video_view(fake),
                                    weight=self.gp_weight, rng=rng)
         image = ra_lsgan_d_loss(*self._image_outputs(real, fake, rng))
         return {"video": video, "video_gp": penalty, "image": image}
@@ -44,7 +51,7 @@ class InDomainObjective(Objective):
         # (RealSide); the image pairs change with t, so they are judged apart, without autograd.
         # Either way no backward pass runs through the real half. Same draws as _video_outputs.
         video = ra_lsgan_g_loss(self.real_video.outputs(self.video_d, real, rng),
-                                self.video_d(random_time_reverse(with_first_frame(fake), 2, rng)))
+                                self.video_d(random_time_reverse(self.video_view(fake), 2, rng)))
         t = random_later_frame(real, rng)
         with torch.no_grad():
             real_pairs = self.image_d(first_frame_pairs(real, t))
