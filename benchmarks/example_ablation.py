@@ -30,6 +30,8 @@ VARIANTS = {
     "lr_1e-4": ({"lr": 1e-4}, "the authors' learning rate (the example uses 5e-4)"),
     "frames_16": ({"frames": 16}, "16-frame training clips (the release's length; about 2x the time)"),
     "iterations_240": ({"iterations": 240}, "3x the iterations"),
+    "no_latent_motion": ({"w_latent_motion": 0.0}, "no latent motion discriminator (the quick start until 2026-12-03)"),
+    "latent_motion_20": ({"w_latent_motion": 20.0}, "4x the latent motion discriminator's weight"),
 }
 
 

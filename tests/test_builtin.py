@@ -4,6 +4,7 @@ from __future__ import annotations
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import torch
 
 from mocohd_cli.workflows import builtin
 from mocohd_cli.data.domains import dataset_settings
@@ -76,6 +77,14 @@ def test_default_configs_point_at_the_examples(cache, monkeypatch):
     assert transfer.out == "x" and rendered == ["faces", "faces"]
     # the cross-domain example's objective (docs/examples.md, "Robots"): the motion view, with the penalty
     assert transfer.video_d_view == "motion" and transfer.w_drift > 0 and transfer.drift_horizon > transfer.frames
+    # the in-domain example's latent motion discriminator learns from the shipped projections, made with its backbone
+    from mocohd_cli.infra.files import sha256_of
+    from mocohd_cli.models.latent_prior import read_projections
+
+    assert train.w_latent_motion > 0 and transfer.w_latent_motion == 0
+    latents = read_projections(train.latent_motion, backbone_sha256=sha256_of(train.checkpoint),
+                               time_step=train.time_step, frames=train.frames)
+    assert latents.shape[0] == 64 and latents.shape[1] > train.frames and torch.isfinite(latents).all()
     assert isinstance(train, TrainConfig) and isinstance(transfer, TrainConfig)
     train.validate()
     transfer.validate()

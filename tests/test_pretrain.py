@@ -76,6 +76,30 @@ def test_few_steps_finite_losses_and_ema_lags(tmp_path, frames):
     assert not (tmp_path / "run").exists()  # nothing is written before run()
 
 
+def test_style_mixing_renders_two_codes_split_at_the_crossover(tmp_path, frames):
+    trainer = Pretrainer(PretrainConfig(steps=1, out=str(tmp_path / "run"), style_mixing=1.0, **TINY), frames)
+    g = trainer.generator.eval()
+    z, z2 = torch.randn(2, 32, generator=torch.Generator().manual_seed(0)), torch.randn(2, 32)
+    w, w2 = g.mapping(z), g.mapping(z2)
+    with torch.no_grad():
+        plain, other = g.render(w, g.stored_noise()), g.render(w2, g.stored_noise())
+        # a code per layer, all the same, is one code
+        torch.testing.assert_close(g.render(w[:, None].expand(-1, g.n_latent, -1), g.stored_noise()), plain)
+        mixed = g(z, noise="const", mix=(z2, 3))
+        expected = g.render(torch.stack([w] * 3 + [w2] * (g.n_latent - 3), 1), g.stored_noise())
+    torch.testing.assert_close(mixed, expected)
+    assert (mixed - plain).abs().mean() > 1e-3 and (mixed - other).abs().mean() > 1e-3
+    with pytest.raises(ValueError, match="crossover"):
+        g(z, mix=(z2, g.n_latent))
+    # with --style-mixing 1 every step's images mix: the z stream holds a coin, a second z and a crossover
+    draws = []
+    trainer.generator.forward = lambda z, mix=None, **kw: draws.append(mix) or torch.zeros(len(z), 3, 16, 16)
+    trainer.fakes(trainer.generator, z)
+    assert draws[0] is not None and 1 <= draws[0][1] < g.n_latent
+    with pytest.raises(MocohdError, match="--style-mixing"):
+        PretrainConfig(style_mixing=1.5)
+
+
 def test_export_loads_as_a_backbone(tmp_path, frames):
     trainer = Pretrainer(PretrainConfig(steps=1, out=str(tmp_path / "run"), **TINY), frames)
     path = trainer.run()
@@ -119,6 +143,7 @@ def test_config_defaults_and_toml_values():
     config = PretrainConfig()
     assert config.channels == compact_channels(64) and config.channels[4] == 128 and config.channels[64] == 32
     assert config.d_channels == config.channels
+    assert config.style_mixing == 0.9  # StyleGAN2's
     assert config.r1_gamma == 1.0 and config.ema_kimg == pytest.approx(16 * 10 / 32)
     assert PretrainConfig(r1_gamma=-1, batch_size=8).r1_gamma == pytest.approx(0.0002 * 64 ** 2 / 8)
     values = config.to_dict()

@@ -18,6 +18,7 @@ from mocohd_cli.cli import app
 from mocohd_cli.infra.distributed import init_distributed
 from mocohd_cli.infra.errors import MocohdError
 from mocohd_cli.infra.files import read_safetensors, sha256_of
+from mocohd_cli.models.backbone import load_backbone
 from mocohd_cli.models.motion import load_motion, read_motion_info
 from mocohd_cli.infra.runs import dumps_flat_toml, latest_run
 from mocohd_cli.training import TrainConfig, train
@@ -93,6 +94,57 @@ def test_training_moves_the_motion_model_only(tiny_stylegan2_checkpoint, videos,
     assert not torch.equal(trainer.objective.state_dict()["video_d.scales.0.blocks.0.0.weight"],
                            d_before["video_d.scales.0.blocks.0.0.weight"])
     assert not any(p.requires_grad for p in trainer.backbone.parameters())
+
+
+def test_latent_motion_discriminator_trains_on_projected_walks_and_resumes_exactly(tiny_stylegan2_checkpoint, videos,
+                                                                                  tmp_path):
+    from mocohd_cli.models.latent_prior import write_projections
+
+    backbone = load_backbone("stylegan2", tiny_stylegan2_checkpoint)
+    walks = backbone.sample_latent(3)[:, None] + 0.1 * torch.randn(3, 6, backbone.latent_dim).cumsum(1)
+    projections = write_projections(tmp_path / "projected.safetensors", walks, backbone_sha256=backbone.checkpoint_sha256,
+                                    time_step=2, size=16, data="videos", psnr=30.0)
+    settings = {"iterations": 4, "checkpoint_every": 2, "sample_every": 100, "num_samples": 0, "g_steps": 1,
+                "w_latent_motion": 1.0, "latent_motion": str(projections)}
+    trainer = Trainer(config(tiny_stylegan2_checkpoint, videos, tmp_path / "one", **settings), init_distributed("cpu"),
+                      progress=False)
+    disc = trainer.latent_prior.discriminator
+    before = [p.detach().clone() for p in disc.parameters()]
+    assert trainer.latent_prior.bank.shape == (3 * 3, 3, 8)  # 3 clips of 4 frames per walk of 6; 8 PCA units
+    result = trainer.fit()
+    assert {"g/latent", "d/latent"} <= set(result.losses) and np.isfinite(result.losses["g/latent"])
+    assert any(not torch.equal(a, p) for a, p in zip(before, disc.parameters()))
+
+    full = train(config(tiny_stylegan2_checkpoint, videos, tmp_path / "full", **settings), progress=False)
+    halves = tmp_path / "halves"
+    train(config(tiny_stylegan2_checkpoint, videos, halves, **{**settings, "iterations": 2}), progress=False)
+    resumed = train(config(tiny_stylegan2_checkpoint, videos, halves, resume=True, **settings), progress=False)
+    a, _ = read_safetensors(full.motion_path)
+    b, _ = read_safetensors(resumed.motion_path)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the discriminator and its optimiser came back with the state
+    with pytest.raises(MocohdError, match="another backbone"):
+        other = write_projections(tmp_path / "other.safetensors", walks, backbone_sha256="0" * 64, time_step=2,
+                                  size=16, data="videos", psnr=30.0)
+        Trainer(config(tiny_stylegan2_checkpoint, videos, tmp_path / "bad", **{**settings, "latent_motion": str(other)}),
+                init_distributed("cpu"), progress=False)
+
+
+def test_training_videos_are_projected_once_and_cached(tiny_stylegan2_checkpoint, videos, tmp_path, monkeypatch):
+    from mocohd_cli.training import projections
+
+    backbone = load_backbone("stylegan2", tiny_stylegan2_checkpoint)
+    quick = dict(first_steps=3, steps=2, candidates=4)
+    latents = projections.project_training_videos(backbone, str(videos), frames=4, time_step=2,
+                                                  size=backbone.resolution, **quick)
+    # 10-frame videos every 2nd frame: 5 frames each, all 3 videos
+    assert latents.shape == (3, 5, backbone.latent_dim) and torch.isfinite(latents).all()
+    cached = list((tmp_path / "mocohd-cache" / "projections").glob("*.safetensors"))
+    assert len(cached) == 1
+    calls = []
+    monkeypatch.setattr(projections, "project_videos", lambda *a, **k: calls.append(1))
+    again = projections.project_training_videos(backbone, str(videos), frames=4, time_step=2,
+                                                size=backbone.resolution, **quick)
+    assert not calls and torch.equal(again, latents)  # read from the cache
 
 
 def test_shared_drift_penalty_unrolls_latents_past_the_clip(tiny_stylegan2_checkpoint, videos, tmp_path):

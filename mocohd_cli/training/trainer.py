@@ -35,7 +35,7 @@ from ..infra.runs import RunDir, dumps_flat_toml
 from ..infra.settings import torch_seed
 from ..models.backbone import ImageGenerator, load_backbone
 from ..models.generation import pool_frames
-from ..models.losses import RunningSharedDrift, shared_drift_loss
+from ..models.losses import RunningSharedDrift, ra_lsgan_d_loss, ra_lsgan_g_loss, shared_drift_loss
 from ..models.motion import MotionGenerator, Rollout
 from .config import DEFAULT_EPOCHS, TrainConfig, check_drift_batch, fit_to_backbone, fit_to_world
 from .objectives import Losses, ObjectiveFactory, objective_for
@@ -71,7 +71,33 @@ STATE_FIELDS = (
     Field("step", int, lo=0, hi=10**9), Field("motion", dict), Field("objective", dict), Field("opt_g", dict),
     Field("opt_d", dict), Field("scaler_g", dict), Field("scaler_d", dict), Field("rng", dict),
     Field("config", dict, default={}), Field("eval", dict, default={}), Field("drift", dict, default={}),
+    Field("latent_motion", dict, default={}),
 )
+
+
+@dataclass
+class LatentPrior:
+    """The latent motion discriminator (`--w-latent-motion`, mocohd_cli/models/latent_prior.py), its
+    optimiser and the displacements of the projected training clips it learns from."""
+
+    discriminator: nn.Module
+    optimizer: torch.optim.Optimizer
+    latents: Tensor                  # the projected training videos [N, F, D]
+    bank: Tensor | None = None       # their clips' displacements in the motion model's PCA units [M, T-1, n]
+
+    def set_basis(self, motion: MotionGenerator, frames: int) -> None:
+        """The clips' displacements in the motion model's PCA units (a resumed run's basis comes with its state)."""
+        from ..models.latent_prior import clip_bank
+
+        self.bank = clip_bank(self.latents, frames, motion.pca_components.cpu(), motion.pca_stdev.cpu()).to(
+            motion.pca_components.device)
+
+    def state_dict(self) -> dict:
+        return {"discriminator": self.discriminator.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.optimizer.load_state_dict(state["optimizer"])
 
 
 class Trainer:
@@ -106,6 +132,7 @@ class Trainer:
         self.objective = factory(config, self.backbone).to(self.device)
         self.opt_g = torch.optim.Adam(self.motion.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
         self.drift_penalty = self._build_drift_penalty()
+        self.latent_prior = self._build_latent_prior()
         self.opt_d = torch.optim.Adam(self.objective.optimizer_groups(config), lr=config.lr)
         fp16 = config.precision == "fp16"
         self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
@@ -115,8 +142,11 @@ class Trainer:
         self.best_score: float | None = None  # the best --eval-metric so far (lower is better once oriented)
         if config.resume:  # _run_path made sure the state exists
             self._load_state()
+        if self.latent_prior is not None:
+            self.latent_prior.set_basis(self.motion, config.frames)
         self.rollout_local = _RolloutModule(self.motion)  # for no-grad rollouts (no DDP bookkeeping)
         self.rollout_net, self.objective_net = self._distribute()
+        self.latent_d_net = self._distribute_latent_d()
         self.rng = torch.Generator(self.device)
         self.cpu_rng = torch.Generator()
 
@@ -140,6 +170,34 @@ class Trainer:
             return config.iterations
         epochs = config.epochs if config.epochs is not None else DEFAULT_EPOCHS
         return max(1, math.ceil(epochs * len(self.dataset) / (config.batch_size * self.ctx.world_size)))
+
+    def _build_latent_prior(self) -> LatentPrior | None:
+        """The latent motion discriminator with its optimiser and the projected training clips, if asked for."""
+        config = self.config
+        if not config.w_latent_motion:
+            return None
+        from ..models.latent_prior import LatentMotionDiscriminator, read_projections
+        from .projections import project_training_videos
+
+        sha = self.backbone.checkpoint_sha256
+        if config.latent_motion:
+            latents = read_projections(config.latent_motion, backbone_sha256=sha, time_step=config.time_step,
+                                       frames=config.frames)
+        else:  # rank 0 projects (or finds them in the cache) and shares them
+            if self.ctx.is_main:
+                log.info("projecting the training videos into the backbone for the latent motion discriminator "
+                         "(cached for later runs)")
+            latents = self.ctx.broadcast(project_training_videos(
+                self.backbone, config.data, frames=config.frames, time_step=config.time_step,
+                size=self.backbone.resolution, seed=config.seed) if self.ctx.is_main else None)
+        disc = LatentMotionDiscriminator(config.frames - 1, config.n_pca).to(self.device)
+        opt = torch.optim.Adam(disc.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
+        return LatentPrior(disc, opt, latents)
+
+    def _real_displacements(self, batch: int) -> Tensor:
+        """Displacements of `batch` projected training clips, drawn from the step's random stream."""
+        bank = self.latent_prior.bank
+        return bank[torch.randint(0, bank.shape[0], (batch,), generator=self.cpu_rng).to(bank.device)]
 
     def _build_drift_penalty(self) -> Callable[[Tensor], Tensor]:
         """The shared-drift penalty's estimator: pairs within the batch, or a running mean."""
@@ -177,6 +235,14 @@ class Trainer:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DDP(self.rollout_local, device_ids=ids), DDP(self.objective, device_ids=ids)
 
+    def _distribute_latent_d(self) -> nn.Module | None:
+        if self.latent_prior is None or not self.ctx.enabled:
+            return self.latent_prior and self.latent_prior.discriminator
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DDP(self.latent_prior.discriminator, device_ids=ids)
+
     # -- state -----------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         rng = {"torch": torch.get_rng_state()}
@@ -189,6 +255,7 @@ class Trainer:
                 "data": {"seed": self.config.seed, "next_batch": self.step}, "rng": rng,
                 "eval": {"best": self.best_score} if self.best_score is not None else {},
                 "drift": self.drift_penalty.state_dict() if isinstance(self.drift_penalty, nn.Module) else {},
+                "latent_motion": self.latent_prior.state_dict() if self.latent_prior is not None else {},
                 "config": {k: v for k, v in self.config.to_dict().items() if v is not None}}
 
     def save_state(self) -> None:
@@ -206,6 +273,8 @@ class Trainer:
                  for key in ("motion", "objective", "opt_g", "opt_d", "scaler_g", "scaler_d")]
         if isinstance(self.drift_penalty, nn.Module):
             parts.append(("drift", self.drift_penalty.load_state_dict, state["drift"]))
+        if self.latent_prior is not None:
+            parts.append(("latent_motion", self.latent_prior.load_state_dict, state["latent_motion"]))
         parts.append(("rng", set_torch_rng, state["rng"].get("torch")))
         if "cuda" in state["rng"] and self.device.type == "cuda":
             parts.append(("cuda rng", lambda value: torch.cuda.set_rng_state(value, self.device), state["rng"]["cuda"]))
@@ -263,6 +332,12 @@ class Trainer:
             losses["mi"] = self.config.w_mi * losses["mi"]
         if drift_weight:
             losses["drift"] = drift_weight * self.drift_penalty(rollout.displacements)
+        if self.latent_prior is not None:
+            disc = self.latent_prior.discriminator
+            with torch.no_grad():
+                real_scores = disc(self._real_displacements(real.shape[0]))
+            fake_z = rollout.displacements[:, :self.config.frames - 1]
+            losses["latent"] = self.config.w_latent_motion * ra_lsgan_g_loss(real_scores, disc(fake_z))
         total = sum(losses.values())
         self.opt_g.zero_grad(set_to_none=True)
         # Gradients for the motion generator only: the discriminators are not updated here.
@@ -273,7 +348,17 @@ class Trainer:
 
     def d_step(self, real: Tensor) -> Losses:
         with torch.no_grad(), self.autocast():
-            fake, _ = self.generate(self.rollout_local, real.shape[0])
+            fake, rollout = self.generate(self.rollout_local, real.shape[0])
+        if self.latent_prior is not None:
+            # one pass over real and generated clips together (the MLP treats samples apart), so that the
+            # DDP wrapper under torchrun sees one forward per backward
+            n = real.shape[0]
+            both = torch.cat([self._real_displacements(n), rollout.displacements[:, :self.config.frames - 1]])
+            scores = self.latent_d_net(both)[0][0]
+            latent_loss = ra_lsgan_d_loss([[scores[:n]]], [[scores[n:]]])
+            self.latent_prior.optimizer.zero_grad(set_to_none=True)
+            latent_loss.backward()
+            self.latent_prior.optimizer.step()
         with self.autocast():
             losses = self.objective_net(real, fake, self.rng)
         total = sum(losses.values())
@@ -282,6 +367,8 @@ class Trainer:
         self.scaler_d.step(self.opt_d)
         self.scaler_d.update()
         self.objective.after_d_step()
+        if self.latent_prior is not None:
+            losses["latent"] = latent_loss.detach()
         return losses
 
     # Which of the backbone's layers leave fp32 under --precision bf16/fp16: the backbone's policy for

@@ -214,11 +214,17 @@ class StyleGAN2Generator(ImageGenerator):
         return [getattr(self.noises, f"noise_{i}") for i in range(self.num_layers)]
 
     def render(self, w: Tensor, noise: Sequence[Tensor | None]) -> Tensor:
-        """w [N, style_dim] -> images [N, 3, size, size]; noise: one map per layer ([N or 1, 1, r, r])
-        or None entries for no noise. Differentiable with respect to w and the parameters."""
-        if w.ndim != 2 or w.shape[1] != self.style_dim:
-            raise MocohdError(f"StyleGAN2 latents must be [N, {self.style_dim}], got {list(w.shape)}",
+        """w [N, style_dim] (one code for every layer) or [N, n_latent, style_dim] (a code per styled layer,
+        in the order conv 4 px, toRGB 4 px, then per resolution its two convs and toRGB, the toRGB sharing
+        its code with the next resolution's first conv, as rosinality's layout numbers them: style
+        mixing) -> images [N, 3, size, size]; noise: one map per layer ([N or 1, 1, r, r]) or None
+        entries for no noise. Differentiable with respect to w and the parameters."""
+        per_layer = w.ndim == 3 and w.shape[1] == self.n_latent
+        if not (w.ndim == 2 or per_layer) or w.shape[-1] != self.style_dim:
+            raise MocohdError(f"StyleGAN2 latents must be [N, {self.style_dim}] or [N, {self.n_latent}, "
+                              f"{self.style_dim}], got {list(w.shape)}",
                               fix="pass W-space codes of the generator's style_dim")
+        code = (lambda k: w[:, k]) if per_layer else (lambda k: w)
         n = w.shape[0]
         # Without autograd the layers may overwrite their inputs (each feature map has one
         # consumer left when it is overwritten: toRGB reads it before the next conv does).
@@ -226,36 +232,46 @@ class StyleGAN2Generator(ImageGenerator):
             w.requires_grad or any(p.requires_grad for p in self.parameters()))
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         x = self.input.input.repeat(n, 1, 1, 1).contiguous(memory_format=memory_format)  # a copy: may be overwritten
-        x = self.conv1(x, w, noise[0], inplace=inplace)
-        skip = self.to_rgb1(x, w, input_gain=LRELU_GAIN)
+        x = self.conv1(x, code(0), noise[0], inplace=inplace)
+        skip = self.to_rgb1(x, code(1), input_gain=LRELU_GAIN)
         # Checkpointed, autograd keeps only each resolution's input (x and the RGB skip) and
         # recomputes the block in the backward pass: the same gradients for about a third more work.
         checkpointed = self.checkpointing and not inplace and torch.is_grad_enabled()
         for i in range(len(self.to_rgbs)):
+            codes = (code(2 * i + 1), code(2 * i + 2), code(2 * i + 3))
             if checkpointed:
-                x, skip = activation_checkpoint.checkpoint(self._block, i, x, skip, w, noise, use_reentrant=False)
+                x, skip = activation_checkpoint.checkpoint(self._block, i, x, skip, codes, noise, use_reentrant=False)
             else:
-                x, skip = self._block(i, x, skip, w, noise, inplace=inplace)
+                x, skip = self._block(i, x, skip, codes, noise, inplace=inplace)
         return skip.float().contiguous()
 
-    def _block(self, i: int, x: Tensor, skip: Tensor, w: Tensor, noise: Sequence[Tensor | None], *,
-               inplace: bool = False) -> tuple[Tensor, Tensor]:
-        """Resolution 2^(i + 3): the up-sampling conv, the conv and the toRGB added to the skip."""
-        x = self.convs[2 * i](x, w, noise[2 * i + 1], input_gain=LRELU_GAIN, inplace=inplace)
-        x = self.convs[2 * i + 1](x, w, noise[2 * i + 2], input_gain=LRELU_GAIN, inplace=inplace)
-        return x, self.to_rgbs[i](x, w, skip, input_gain=LRELU_GAIN)
+    def _block(self, i: int, x: Tensor, skip: Tensor, codes: tuple[Tensor, Tensor, Tensor],
+               noise: Sequence[Tensor | None], *, inplace: bool = False) -> tuple[Tensor, Tensor]:
+        """Resolution 2^(i + 3): the up-sampling conv, the conv and the toRGB added to the skip, each
+        modulated by its code."""
+        x = self.convs[2 * i](x, codes[0], noise[2 * i + 1], input_gain=LRELU_GAIN, inplace=inplace)
+        x = self.convs[2 * i + 1](x, codes[1], noise[2 * i + 2], input_gain=LRELU_GAIN, inplace=inplace)
+        return x, self.to_rgbs[i](x, codes[2], skip, input_gain=LRELU_GAIN)
 
     def set_checkpointing(self, enabled: bool = True) -> None:
         """Gradient checkpointing of the synthesis (training through the frozen generator at high
         resolution): activations are kept per resolution instead of per operation."""
         self.checkpointing = enabled
 
-    def forward(self, z: Tensor, *, noise: str = "random",
-                rng: torch.Generator | None = None) -> Tensor:
+    def forward(self, z: Tensor, *, noise: str = "random", rng: torch.Generator | None = None,
+                mix: tuple[Tensor, int] | None = None) -> Tensor:
         """Plain (trainable) generation from z: [N, style_dim] -> [N, 3, size, size], one noise
-        draw per image. Used for GAN pre-training; no style mixing."""
+        draw per image. Used for GAN pre-training. `mix` = (z2, k): style mixing, z's code drives
+        the styled layers before k and z2's the rest (see `render` for their order)."""
         self.check_noise_mode(noise)
-        return self.render(self.mapping(z), self._noise(noise, z.shape[0], 1, rng))
+        w = self.mapping(z)
+        if mix is not None:
+            z2, crossover = mix
+            if not 0 < crossover < self.n_latent:
+                raise ValueError(f"the crossover layer must be in 1..{self.n_latent - 1}, got {crossover}")
+            first = w[:, None].expand(-1, crossover, -1)
+            w = torch.cat([first, self.mapping(z2)[:, None].expand(-1, self.n_latent - crossover, -1)], dim=1)
+        return self.render(w, self._noise(noise, z.shape[0], 1, rng))
 
     def synthesize(self, latents: Tensor, *, condition: Tensor | None = None, noise: str = "random",
                    rng: torch.Generator | None = None) -> Tensor:

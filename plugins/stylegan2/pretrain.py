@@ -4,7 +4,11 @@ The GAN recipe of StyleGAN2: non-saturating logistic loss, lazy R1 penalty on th
 `d_reg_every` steps, an exponential moving average of the generator (the exported model), and,
 for small datasets, DiffAugment-style differentiable augmentation applied to everything the
 discriminator sees (reals and fakes alike, so the generator never learns the augmentation).
-Path-length regularisation and style mixing are left out: they matter little at 64 px.
+Style mixing regularisation (`--style-mixing`, StyleGAN2's 0.9): for that share of the steps, the
+generator's images take two codes, the first for the styled layers before a random crossover and
+the second for the rest, so that what each layer decides must look right with any other code: the
+layers' effects separate (pose in the coarse layers, colours in the fine ones, when it works), which
+a motion model that moves only some layers needs. Path-length regularisation is left out.
 
 The generic parts live in the core: reading frames (mocohd_cli/data/frames.py), DiffAugment
 (mocohd_cli/models/augment.py), the losses (mocohd_cli/models/losses.py), sample grids
@@ -134,6 +138,9 @@ class PretrainConfig:
     augment: str = setting("auto", f"DiffAugment (colour, translation, cutout) of what the discriminator sees: "
                            f"diffaug, none, or auto (on for datasets under {AUTO_AUGMENT_IMAGES:,} frames).")
     augment_strength: float = setting(1.0, "Strength of the augmentation, 0..1.")
+    style_mixing: float = setting(0.9, "Share of the steps whose images mix two codes at a random layer "
+                                  "(StyleGAN2's style mixing regularisation; 0: off, as the example backbones "
+                                  "were trained until 2026-12-03).")
     mirror: bool = setting(True, "Flip the reals left-right at random (dataset augmentation).",
                            flag="--mirror/--no-mirror")
     seed: int = setting(0, "Random seed: the same seed gives the same run.")
@@ -167,6 +174,8 @@ class PretrainConfig:
              f"use one of {', '.join(AUGMENT_MODES)}")
         need(0.0 <= self.augment_strength <= 1.0, f"--augment-strength must lie in [0, 1], got {self.augment_strength}",
              "use a value from 0 to 1")
+        need(0.0 <= self.style_mixing <= 1.0, f"--style-mixing must lie in [0, 1], got {self.style_mixing}",
+             "0.9 is StyleGAN2's; 0 turns it off")
         need(self.precision in PRECISIONS, f"unknown precision {self.precision!r}", "use fp32, bf16 or fp16")
         expected = [2 ** k for k in range(2, int(math.log2(self.size)) + 1)]
         for option, widths in (("--channels", self.channels), ("--d-channels", self.d_channels)):
@@ -392,6 +401,16 @@ class Pretrainer:
             half_life = min(half_life, images * self.config.ema_rampup)
         return 0.5 ** (self.config.batch_size / max(half_life, 1e-8))
 
+    def fakes(self, g, z: Tensor) -> Tensor:
+        """The generator's images of z; with probability --style-mixing, z's code drives the layers before a
+        random crossover and a second code the rest (one coin and crossover per batch, as StyleGAN2 draws them)."""
+        p = self.config.style_mixing
+        if p <= 0 or torch.rand((), generator=self.z_rng, device=z.device).item() >= p:
+            return g(z)
+        z2 = torch.randn(z.shape, generator=self.z_rng, device=z.device)
+        crossover = int(torch.randint(1, g.n_latent, (), generator=self.z_rng, device=z.device).item())
+        return g(z, mix=(z2, crossover))
+
     def train_step(self) -> StepLosses:
         from mocohd_cli.data.frames import frame_batch
         from mocohd_cli.models.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
@@ -407,7 +426,7 @@ class Pretrainer:
         d.requires_grad_(True)
         with autocast(device, config.precision):
             with torch.no_grad():
-                fakes = g(z)
+                fakes = self.fakes(g, z)
             real_logits = d(self.augment(reals))
             fake_logits = d(self.augment(fakes))
             loss_d = d_logistic_loss(real_logits.float(), fake_logits.float())
@@ -431,7 +450,7 @@ class Pretrainer:
         d.requires_grad_(False)
         z = torch.randn(config.batch_size, config.style_dim, generator=self.z_rng, device=device)
         with autocast(device, config.precision):
-            loss_g = g_nonsaturating_loss(d(self.augment(g(z))).float())
+            loss_g = g_nonsaturating_loss(d(self.augment(self.fakes(g, z))).float())
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()

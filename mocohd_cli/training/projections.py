@@ -1,0 +1,50 @@
+"""The training videos projected into the backbone for the latent motion discriminator
+(`--w-latent-motion`, mocohd_cli/models/latent_prior.py): made on first use, cached per backbone and dataset."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..data.clips import VideoClips
+from ..infra.files import cache_dir
+from ..models.inversion import project_videos
+from ..models.latent_prior import read_projections, write_projections
+
+# Projected per video: up to PROJECTED_FRAMES frames at the run's time step (every clip of --frames
+# consecutive ones among them is a real example), for the first PROJECTED_VIDEOS videos of the dataset.
+PROJECTED_FRAMES = 16
+PROJECTED_VIDEOS = 64
+
+
+def projections_cache_path(backbone_sha256: str, data: str, names: list[str], time_step: int, size: int,
+                           projection: dict) -> Path:
+    """Where the projections of a dataset into a backbone are cached: keyed by both and the settings."""
+    key = json.dumps([backbone_sha256, str(Path(data).resolve()), names, time_step, size, PROJECTED_FRAMES,
+                      PROJECTED_VIDEOS, sorted(projection.items())])
+    return cache_dir() / "projections" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
+
+
+def project_training_videos(backbone, data: str, *, frames: int, time_step: int, size: int, seed: int = 0,
+                            progress=None, **projection) -> Tensor:
+    """Up to PROJECTED_FRAMES frames (every `time_step`-th; as many as the longest videos hold, at least a
+    clip's `frames`) of the first PROJECTED_VIDEOS videos of `data` long enough for them, projected into
+    `backbone` (latents [N, F, D]; `projection` goes to `project_videos`). Cached per backbone sha256 and
+    dataset, so that a second run on the same pair starts at once."""
+    longest = max(entry.length for entry in VideoClips(data, n_frames=frames, time_step=time_step, size=size).entries)
+    n_frames = max(frames, min(PROJECTED_FRAMES, (longest - 1) // time_step + 1))
+    clips = VideoClips(data, n_frames=n_frames, time_step=time_step, size=size, seed=seed)
+    names = [entry.name for entry in clips.entries[:PROJECTED_VIDEOS]]
+    sha = backbone.checkpoint_sha256
+    cached = projections_cache_path(sha, data, names, time_step, size, projection) if sha else None
+    if cached is not None and cached.exists():
+        return read_projections(cached, backbone_sha256=sha, time_step=time_step, frames=frames)
+    videos = torch.stack([clips.load(i, 0) for i in range(len(names))])
+    result = project_videos(backbone, videos.to(backbone.device), progress=progress, **projection)
+    if cached is not None:
+        write_projections(cached, result.latents, backbone_sha256=sha, time_step=time_step, size=size,
+                          data=str(data), psnr=float(result.psnr.median()))
+    return result.latents.float()
