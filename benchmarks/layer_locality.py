@@ -46,7 +46,9 @@ def locality(checkpoint: str, domain: str, pairs: int, seed: int) -> list[dict]:
         codes = torch.cat([a[:, None].expand(-1, k, -1), b[:, None].expand(-1, backbone.n_latent - k, -1)], 1)
         mixed = read(codes)
         to_a, to_b = (mixed - read_a).abs(), (mixed - read_b).abs()
-        share = to_b / (to_a + to_b).clamp_min(1e-9)
+        total = to_a + to_b
+        # a factor that reads the same for A and B says nothing about where the mix took it from: 0.5
+        share = torch.where(total > 1e-6, to_b / total.clamp_min(1e-9), torch.full_like(total, 0.5))
         rows.append({"k": k, "motion": share[:, :n_motion].mean().item(), "content": share[:, n_motion:].mean().item()})
     return rows
 

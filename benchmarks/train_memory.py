@@ -60,7 +60,7 @@ def saved_bytes(model: StyleGAN2Generator, frames: int, *, checkpointing: bool, 
             side = 2 ** (i + 2)
             x = torch.zeros(frames, model.channels[side], side, side, device="meta", requires_grad=True)
             skip = torch.zeros(frames, 3, side, side, device="meta")
-            largest = max(largest, count(lambda: model._block(i, x, skip, w, noise)))
+            largest = max(largest, count(lambda: model._block(i, x, skip, (w, w, w), noise)))
     return kept, largest
 
 

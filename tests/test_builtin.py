@@ -85,6 +85,11 @@ def test_default_configs_point_at_the_examples(cache, monkeypatch):
     latents = read_projections(train.latent_motion, backbone_sha256=sha256_of(train.checkpoint),
                                time_step=train.time_step, frames=train.frames)
     assert latents.shape[0] == 64 and latents.shape[1] > train.frames and torch.isfinite(latents).all()
+    # a run of the example with another time step projects its own videos instead of failing on the shipped ones
+    from mocohd_cli.commands.train import _fit_example_projections
+
+    assert _fit_example_projections(train) is train
+    assert _fit_example_projections(builtin.default_train_config(time_step=1)).latent_motion is None
     assert isinstance(train, TrainConfig) and isinstance(transfer, TrainConfig)
     train.validate()
     transfer.validate()

@@ -57,6 +57,8 @@ def run_training(values: dict, *, mode: str) -> None:
     config = resolve_config(options, config_file=config_file)
     if not config.checkpoint and not config.data:
         config = resolve_config(options, config_file=config_file, defaults=_builtin_example(mode))
+        if "latent_motion" not in options:
+            config = _fit_example_projections(config)
     missing = [flag for flag, value in zip(_INPUT_FLAGS[mode], (config.checkpoint, config.data)) if not value]
     if missing:
         image_flag, video_flag = _INPUT_FLAGS[mode]
@@ -83,6 +85,26 @@ def _builtin_example(mode: str) -> dict:
     console.print("no --checkpoint/--data: training the built-in example (the 'faces' example backbone on rendered "
                   "cartoon-face videos; see `mocohd data list`)")
     return default_train_values()
+
+
+def _fit_example_projections(config):
+    """The example's shipped projections fit its schedule (time step 2, clips of up to 16 frames, the faces
+    backbone): a run that changes those projects its own training videos instead (cached), and says so."""
+    import dataclasses
+
+    from ..infra.files import sha256_of
+    from ..models.latent_prior import read_projections
+
+    if not config.w_latent_motion or not config.latent_motion:
+        return config
+    try:
+        read_projections(config.latent_motion, backbone_sha256=sha256_of(config.checkpoint),
+                         time_step=config.time_step, frames=config.frames)
+    except MocohdError:
+        console.print("the example's shipped projections do not fit these settings (--time-step, --frames or "
+                      "the backbone): projecting the training videos for the latent motion discriminator instead")
+        return dataclasses.replace(config, latent_motion=None)
+    return config
 
 
 def _print_presets() -> None:

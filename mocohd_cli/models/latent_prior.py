@@ -57,7 +57,8 @@ class LatentMotionDiscriminator(nn.Module):
 
 
 # ------------------------------------------------------------------------------ projections file
-def read_projections(path: str | Path, *, backbone_sha256: str | None, time_step: int, frames: int) -> Tensor:
+def read_projections(path: str | Path, *, backbone_sha256: str | None, time_step: int, frames: int,
+                     latent_dim: int | None = None) -> Tensor:
     """The projected latents [N, F, D] of a projections file, checked against the run that uses them."""
     tensors, meta = read_safetensors(path, what="projections file")
     if meta.get("format") != FORMAT or "latents" not in tensors or tensors["latents"].dim() != 3:
@@ -75,6 +76,12 @@ def read_projections(path: str | Path, *, backbone_sha256: str | None, time_step
                           f"--time-step {time_step}", path=path, fix="use the projections' time step, or leave "
                           "--latent-motion out to project the training videos again")
     latents = tensors["latents"].float()
+    if latent_dim is not None and latents.shape[2] != latent_dim:
+        raise MocohdError(f"the projected latents have {latents.shape[2]} dimensions, the backbone's {latent_dim}",
+                          path=path, fix="use projections made with this backbone, or leave --latent-motion out")
+    if not torch.isfinite(latents).all():
+        raise MocohdError("the projected latents hold NaN or infinite values", path=path,
+                          fix="the file is damaged: leave --latent-motion out to project the training videos again")
     if latents.shape[1] < frames:
         raise MocohdError(f"the projected videos have {latents.shape[1]} frames, fewer than a clip's {frames}",
                           path=path, fix="project longer videos or lower --frames")

@@ -101,10 +101,11 @@ class TrainConfig:
                                      "longer keeps long videos on the domain.", default_text="--frames")
     w_latent_motion: float = knob(0.0, "Weight of the latent motion discriminator's term: it tells the generated "
                                   "clips' walks in the latent space from those of the training videos projected "
-                                  "into the backbone.")
+                                  "into the backbone.", modes=("in-domain",))
     latent_motion: str | None = knob(None, "Projections file for the latent motion discriminator (mocohd writes "
                                      "one in its cache the first time).",
-                                     default_text="the training videos, projected on first use")
+                                     default_text="the training videos, projected on first use",
+                                     modes=("in-domain",))
     # cross-domain objective only (docs/method.md, "Cross-domain training")
     image_d_channels: int = knob(96, "Base width of the contrastive image discriminator.", modes=CROSS)
     proj_dim: int = knob(256, "Size of its projection head's features.", modes=CROSS)

@@ -20,11 +20,12 @@ PROJECTED_FRAMES = 16
 PROJECTED_VIDEOS = 64
 
 
-def projections_cache_path(backbone_sha256: str, data: str, names: list[str], time_step: int, size: int,
-                           projection: dict) -> Path:
-    """Where the projections of a dataset into a backbone are cached: keyed by both and the settings."""
-    key = json.dumps([backbone_sha256, str(Path(data).resolve()), names, time_step, size, PROJECTED_FRAMES,
-                      PROJECTED_VIDEOS, sorted(projection.items())])
+def projections_cache_path(backbone_sha256: str, truncation: float, data: str, videos: list[tuple[str, int]],
+                           n_frames: int, time_step: int, size: int, seed: int, projection: dict) -> Path:
+    """Where the projections of a dataset into a backbone are cached: keyed by both (the backbone's file and
+    truncation; the dataset's folder, video names and lengths) and every setting that changes the result."""
+    key = json.dumps([backbone_sha256, truncation, str(Path(data).resolve()), videos, n_frames, time_step, size,
+                      seed, PROJECTED_VIDEOS, sorted(projection.items())])
     return cache_dir() / "projections" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
 
 
@@ -37,13 +38,14 @@ def project_training_videos(backbone, data: str, *, frames: int, time_step: int,
     longest = max(entry.length for entry in VideoClips(data, n_frames=frames, time_step=time_step, size=size).entries)
     n_frames = max(frames, min(PROJECTED_FRAMES, (longest - 1) // time_step + 1))
     clips = VideoClips(data, n_frames=n_frames, time_step=time_step, size=size, seed=seed)
-    names = [entry.name for entry in clips.entries[:PROJECTED_VIDEOS]]
+    videos = [(entry.name, entry.length) for entry in clips.entries[:PROJECTED_VIDEOS]]
     sha = backbone.checkpoint_sha256
-    cached = projections_cache_path(sha, data, names, time_step, size, projection) if sha else None
+    cached = (projections_cache_path(sha, float(backbone.truncation), data, videos, n_frames, time_step, size, seed,
+                                     projection) if sha else None)
     if cached is not None and cached.exists():
         return read_projections(cached, backbone_sha256=sha, time_step=time_step, frames=frames)
-    videos = torch.stack([clips.load(i, 0) for i in range(len(names))])
-    result = project_videos(backbone, videos.to(backbone.device), progress=progress, **projection)
+    frames_in = torch.stack([clips.load(i, 0) for i in range(len(videos))])
+    result = project_videos(backbone, frames_in.to(backbone.device), progress=progress, **projection)
     if cached is not None:
         write_projections(cached, result.latents, backbone_sha256=sha, time_step=time_step, size=size,
                           data=str(data), psnr=float(result.psnr.median()))

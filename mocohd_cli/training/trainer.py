@@ -182,7 +182,7 @@ class Trainer:
         sha = self.backbone.checkpoint_sha256
         if config.latent_motion:
             latents = read_projections(config.latent_motion, backbone_sha256=sha, time_step=config.time_step,
-                                       frames=config.frames)
+                                       frames=config.frames, latent_dim=self.backbone.latent_dim)
         else:  # rank 0 projects (or finds them in the cache) and shares them
             if self.ctx.is_main:
                 log.info("projecting the training videos into the backbone for the latent motion discriminator "
@@ -195,9 +195,10 @@ class Trainer:
         return LatentPrior(disc, opt, latents)
 
     def _real_displacements(self, batch: int) -> Tensor:
-        """Displacements of `batch` projected training clips, drawn from the step's random stream."""
+        """Displacements of `batch` projected training clips, drawn from the step's random stream (self.rng,
+        on the bank's device: cpu_rng would repeat self.rng's draws on the CPU, where both get the same seed)."""
         bank = self.latent_prior.bank
-        return bank[torch.randint(0, bank.shape[0], (batch,), generator=self.cpu_rng).to(bank.device)]
+        return bank[torch.randint(0, bank.shape[0], (batch,), generator=self.rng, device=self.rng.device).to(bank.device)]
 
     def _build_drift_penalty(self) -> Callable[[Tensor], Tensor]:
         """The shared-drift penalty's estimator: pairs within the batch, or a running mean."""
