@@ -122,8 +122,8 @@ QUICK_SCHEDULE = dict(
 
 
 # The latent motion discriminator of the in-domain example (docs/examples.md, "Ablation"): its weight, and
-# the example dataset's videos projected into the faces backbone (shipped: projecting them takes about 8
-# minutes on two CPU cores, longer than the whole quick start).
+# the example dataset's videos projected into the faces backbone (shipped: projecting them took 17 minutes
+# on the 2-core CPU, far longer than the whole quick start).
 EXAMPLE_LATENT_MOTION = 5.0
 
 
