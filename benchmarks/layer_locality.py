@@ -43,8 +43,7 @@ def locality(checkpoint: str, domain: str, pairs: int, seed: int) -> list[dict]:
     read_a, read_b = read(a), read(b)
     rows = []
     for k in range(1, backbone.n_latent):
-        codes = torch.cat([a[:, None].expand(-1, k, -1), b[:, None].expand(-1, backbone.n_latent - k, -1)], 1)
-        mixed = read(codes)
+        mixed = read(backbone.mixed_codes(a, b, k))
         to_a, to_b = (mixed - read_a).abs(), (mixed - read_b).abs()
         total = to_a + to_b
         # a factor that reads the same for A and B says nothing about where the mix took it from: 0.5

@@ -198,7 +198,8 @@ class Trainer:
         """Displacements of `batch` projected training clips, drawn from the step's random stream (self.rng,
         on the bank's device: cpu_rng would repeat self.rng's draws on the CPU, where both get the same seed)."""
         bank = self.latent_prior.bank
-        return bank[torch.randint(0, bank.shape[0], (batch,), generator=self.rng, device=self.rng.device).to(bank.device)]
+        index = torch.randint(0, bank.shape[0], (batch,), generator=self.rng, device=self.rng.device)
+        return bank[index.to(bank.device)]
 
     def _build_drift_penalty(self) -> Callable[[Tensor], Tensor]:
         """The shared-drift penalty's estimator: pairs within the batch, or a running mean."""
@@ -231,18 +232,17 @@ class Trainer:
         """The modules whose backward passes are synchronised: DDP wrappers under torchrun."""
         if not self.ctx.enabled:
             return self.rollout_local, self.objective
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        return DDP(self.rollout_local, device_ids=ids), DDP(self.objective, device_ids=ids)
+        return self._ddp(self.rollout_local), self._ddp(self.objective)
 
     def _distribute_latent_d(self) -> nn.Module | None:
         if self.latent_prior is None or not self.ctx.enabled:
             return self.latent_prior and self.latent_prior.discriminator
+        return self._ddp(self.latent_prior.discriminator)
+
+    def _ddp(self, module: nn.Module) -> nn.Module:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        return DDP(self.latent_prior.discriminator, device_ids=ids)
+        return DDP(module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
     # -- state -----------------------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -267,11 +267,16 @@ class StyleGAN2Generator(ImageGenerator):
         w = self.mapping(z)
         if mix is not None:
             z2, crossover = mix
-            if not 0 < crossover < self.n_latent:
-                raise ValueError(f"the crossover layer must be in 1..{self.n_latent - 1}, got {crossover}")
-            first = w[:, None].expand(-1, crossover, -1)
-            w = torch.cat([first, self.mapping(z2)[:, None].expand(-1, self.n_latent - crossover, -1)], dim=1)
+            w = self.mixed_codes(w, self.mapping(z2), crossover)
         return self.render(w, self._noise(noise, z.shape[0], 1, rng))
+
+    def mixed_codes(self, first: Tensor, second: Tensor, crossover: int) -> Tensor:
+        """Two codes [N, style_dim] -> per-layer codes [N, n_latent, style_dim] for `render`: `first` in the
+        styled layers before `crossover`, `second` in the rest (style mixing)."""
+        if not 0 < crossover < self.n_latent:
+            raise ValueError(f"the crossover layer must be in 1..{self.n_latent - 1}, got {crossover}")
+        return torch.cat([first[:, None].expand(-1, crossover, -1),
+                          second[:, None].expand(-1, self.n_latent - crossover, -1)], dim=1)
 
     def synthesize(self, latents: Tensor, *, condition: Tensor | None = None, noise: str = "random",
                    rng: torch.Generator | None = None) -> Tensor:
