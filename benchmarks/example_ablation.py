@@ -30,8 +30,13 @@ VARIANTS = {
     "lr_1e-4": ({"lr": 1e-4}, "the authors' learning rate (the example uses 5e-4)"),
     "frames_16": ({"frames": 16}, "16-frame training clips (the release's length; about 2x the time)"),
     "iterations_240": ({"iterations": 240}, "3x the iterations"),
-    "no_latent_motion": ({"w_latent_motion": 0.0}, "no latent motion discriminator (the quick start until 2026-12-03)"),
-    "latent_motion_20": ({"w_latent_motion": 20.0}, "4x the latent motion discriminator's weight"),
+    "no_latent_motion": ({"w_latent_motion": 0.0}, "no latent motion discriminator"),
+    "latent_motion_5": ({"w_latent_motion": 5.0}, "a quarter of the latent motion discriminator's weight"),
+    "no_identity": ({"w_identity": 0.0}, "no identity loss"),
+    "no_identity_latent_motion_5": ({"w_identity": 0.0, "w_latent_motion": 5.0},
+                                    "the quick start of 2026-12-03: latent motion discriminator 5, no identity loss"),
+    "identity_2": ({"w_identity": 2.0}, "0.4x the identity loss's weight"),
+    "identity_10": ({"w_identity": 10.0}, "2x the identity loss's weight"),
 }
 
 

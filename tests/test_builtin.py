@@ -1,6 +1,8 @@
 """The built-in default: shipped example backbones, cached example datasets, quick schedules."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -82,6 +84,8 @@ def test_default_configs_point_at_the_examples(cache, monkeypatch):
     from mocohd_cli.models.latent_prior import read_projections
 
     assert train.w_latent_motion > 0 and transfer.w_latent_motion == 0
+    # and its identity loss uses the shipped encoder of the example videos (tests/test_identity.py checks what it sees)
+    assert train.w_identity > 0 and transfer.w_identity == 0 and Path(train.identity_encoder).is_file()
     latents = read_projections(train.latent_motion, backbone_sha256=sha256_of(train.checkpoint),
                                time_step=train.time_step, frames=train.frames)
     assert latents.shape[0] == 64 and latents.shape[1] > train.frames and torch.isfinite(latents).all()

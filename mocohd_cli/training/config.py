@@ -37,9 +37,9 @@ UPPER_BOUNDS = {"frames": 1024, "drift_horizon": 4096, "time_step": 1000, "h_dim
 # Settings a resumed run must share with the run it continues (they shape the models or the data stream).
 RESUME_KEYS = ("mode", "frames", "time_step", "video_frame_size", "h_dim", "n_pca", "pca", "w_residual", "d_scales",
                "d_channels", "d_layers", "batch_size", "g_steps", "seed", "video_d_view", "drift_momentum",
-               "w_latent_motion")
+               "w_latent_motion", "w_identity")
 # Resume keys that states written before them lack: such a state was trained with these values.
-RESUME_KEYS_ADDED = {"video_d_view": "clip", "drift_momentum": 0.0, "w_latent_motion": 0.0}
+RESUME_KEYS_ADDED = {"video_d_view": "clip", "drift_momentum": 0.0, "w_latent_motion": 0.0, "w_identity": 0.0}
 
 
 def knob(default, help: str, *, modes: tuple[str, ...] = MODES, **cli):
@@ -106,6 +106,13 @@ class TrainConfig:
                                      "one in its cache the first time).",
                                      default_text="the training videos, projected on first use",
                                      modes=("in-domain",))
+    w_identity: float = knob(0.0, "Weight of the identity loss: each generated frame must keep frame 0's identity "
+                             "as closely as the training videos' frames keep theirs, as an encoder trained on those "
+                             "videos sees it.", modes=("in-domain",))
+    identity_encoder: str | None = knob(None, "Identity encoder file for the identity loss (mocohd trains one on "
+                                        "the training videos and caches it the first time).",
+                                        default_text="trained on the training videos on first use",
+                                        modes=("in-domain",))
     # cross-domain objective only (docs/method.md, "Cross-domain training")
     image_d_channels: int = knob(96, "Base width of the contrastive image discriminator.", modes=CROSS)
     proj_dim: int = knob(256, "Size of its projection head's features.", modes=CROSS)
@@ -185,8 +192,8 @@ class TrainConfig:
              f"--beta1 and --beta2 must be in [0, 1), got {self.beta1} and {self.beta2}", "the authors use 0.5 and 0.999")
         need(self.w_residual >= 0 and self.gp_weight >= 0, "--w-residual and --gp-weight must be >= 0",
              "the authors use 0.2 and 10")
-        need(self.w_drift >= 0 and self.w_mi >= 0 and self.w_latent_motion >= 0,
-             "--w-drift, --w-mi and --w-latent-motion must be >= 0", "0 turns a term off")
+        need(all(w >= 0 for w in (self.w_drift, self.w_mi, self.w_latent_motion, self.w_identity)),
+             "--w-drift, --w-mi, --w-latent-motion and --w-identity must be >= 0", "0 turns a term off")
         need(0.0 <= self.drift_momentum < 1.0, f"--drift-momentum must be in [0, 1), got {self.drift_momentum}",
              "0 (pairs within the batch) or e.g. 0.9")
         need(self.drift_horizon is None or self.drift_horizon >= self.frames,

@@ -71,7 +71,7 @@ STATE_FIELDS = (
     Field("step", int, lo=0, hi=10**9), Field("motion", dict), Field("objective", dict), Field("opt_g", dict),
     Field("opt_d", dict), Field("scaler_g", dict), Field("scaler_d", dict), Field("rng", dict),
     Field("config", dict, default={}), Field("eval", dict, default={}), Field("drift", dict, default={}),
-    Field("latent_motion", dict, default={}),
+    Field("latent_motion", dict, default={}), Field("identity", dict, default={}),
 )
 
 
@@ -98,6 +98,22 @@ class LatentPrior:
     def load_state_dict(self, state: dict) -> None:
         self.discriminator.load_state_dict(state["discriminator"])
         self.optimizer.load_state_dict(state["optimizer"])
+
+
+@dataclass
+class IdentityTerm:
+    """The identity loss's frozen encoder (`--w-identity`, mocohd_cli/models/identity.py) and the within-video
+    distance of the videos it learnt from. Kept in the training state, so that a resumed run uses the same one."""
+
+    encoder: nn.Module
+    real_distance: float
+
+    def state_dict(self) -> dict:
+        return {"encoder": self.encoder.state_dict(), "real_distance": self.real_distance}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.encoder.load_state_dict(state["encoder"])
+        self.real_distance = float(state["real_distance"])
 
 
 class Trainer:
@@ -133,6 +149,7 @@ class Trainer:
         self.opt_g = torch.optim.Adam(self.motion.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
         self.drift_penalty = self._build_drift_penalty()
         self.latent_prior = self._build_latent_prior()
+        self.identity = self._build_identity()
         self.opt_d = torch.optim.Adam(self.objective.optimizer_groups(config), lr=config.lr)
         fp16 = config.precision == "fp16"
         self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
@@ -194,6 +211,28 @@ class Trainer:
         opt = torch.optim.Adam(disc.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
         return LatentPrior(disc, opt, latents)
 
+    def _build_identity(self) -> IdentityTerm | None:
+        """The identity loss's frozen encoder and its training videos' within-video distance, if asked for."""
+        config = self.config
+        if not config.w_identity:
+            return None
+        from ..models.identity import DEFAULT_STEPS, IdentityEncoder, read_identity_encoder
+        from .identity import identity_encoder_for
+
+        if config.resume:  # the run's encoder comes with its state
+            encoder, distance = IdentityEncoder().eval().requires_grad_(False), 0.0
+        elif config.identity_encoder:
+            encoder, distance = read_identity_encoder(config.identity_encoder)
+        else:  # rank 0 trains it (or finds it in the cache) and shares it
+            encoder, distance = None, None
+            if self.ctx.is_main:
+                with self._progress_bar("identity encoder", DEFAULT_STEPS) as report:
+                    encoder, distance = identity_encoder_for(config.data, frames=config.frames,
+                                                             time_step=config.time_step, seed=config.seed,
+                                                             progress=report)
+            encoder, distance = self.ctx.broadcast((encoder, distance))
+        return IdentityTerm(encoder.to(self.device), distance)
+
     def _real_displacements(self, batch: int) -> Tensor:
         """Displacements of `batch` projected training clips, drawn from the step's random stream (self.rng,
         on the bank's device: cpu_rng would repeat self.rng's draws on the CPU, where both get the same seed)."""
@@ -215,18 +254,23 @@ class Trainer:
         config, latent_dim = self.config, self.backbone.latent_dim
         pca = None
         if self.ctx.is_main and not config.resume and config.pca:
-            from ..infra.console import progress
-
-            with progress() as bar:
-                bar.disable = bar.disable or not self.show_progress
-                task = bar.add_task("motion-space PCA", total=config.pca_samples)
+            with self._progress_bar("motion-space PCA", config.pca_samples) as report:
                 pca = motion_pca(self.backbone, n_pca=config.n_pca, n_samples=config.pca_samples,
-                                 seed=config.seed,
-                                 progress=lambda done, _total: bar.update(task, completed=done))
+                                 seed=config.seed, progress=report)
         pca = self.ctx.broadcast(pca)  # resumed runs get the basis from the state instead
         components, stdev = pca if pca is not None else (None, None)
         return MotionGenerator(latent_dim, h_dim=config.h_dim, n_pca=config.n_pca, w_residual=config.w_residual,
                                pca_components=components, pca_stdev=stdev).to(self.device)
+
+    @contextlib.contextmanager
+    def _progress_bar(self, label: str, total: int):
+        """A progress bar for a setup step (hidden without --progress); yields its report(done, total)."""
+        from ..infra.console import progress
+
+        with progress() as bar:
+            bar.disable = bar.disable or not self.show_progress
+            task = bar.add_task(label, total=total)
+            yield lambda done, _total: bar.update(task, completed=done)
 
     def _distribute(self) -> tuple[nn.Module, nn.Module]:
         """The modules whose backward passes are synchronised: DDP wrappers under torchrun."""
@@ -257,6 +301,7 @@ class Trainer:
                 "eval": {"best": self.best_score} if self.best_score is not None else {},
                 "drift": self.drift_penalty.state_dict() if isinstance(self.drift_penalty, nn.Module) else {},
                 "latent_motion": self.latent_prior.state_dict() if self.latent_prior is not None else {},
+                "identity": self.identity.state_dict() if self.identity is not None else {},
                 "config": {k: v for k, v in self.config.to_dict().items() if v is not None}}
 
     def save_state(self) -> None:
@@ -276,6 +321,8 @@ class Trainer:
             parts.append(("drift", self.drift_penalty.load_state_dict, state["drift"]))
         if self.latent_prior is not None:
             parts.append(("latent_motion", self.latent_prior.load_state_dict, state["latent_motion"]))
+        if self.identity is not None:
+            parts.append(("identity", self.identity.load_state_dict, state["identity"]))
         parts.append(("rng", set_torch_rng, state["rng"].get("torch")))
         if "cuda" in state["rng"] and self.device.type == "cuda":
             parts.append(("cuda rng", lambda value: torch.cuda.set_rng_state(value, self.device), state["rng"]["cuda"]))
@@ -339,6 +386,11 @@ class Trainer:
                 real_scores = disc(self._real_displacements(real.shape[0]))
             fake_z = rollout.displacements[:, :self.config.frames - 1]
             losses["latent"] = self.config.w_latent_motion * ra_lsgan_g_loss(real_scores, disc(fake_z))
+        if self.identity is not None:
+            from ..models.identity import identity_loss
+
+            losses["identity"] = self.config.w_identity * identity_loss(self.identity.encoder, fake,
+                                                                        self.identity.real_distance)
         total = sum(losses.values())
         self.opt_g.zero_grad(set_to_none=True)
         # Gradients for the motion generator only: the discriminators are not updated here.
