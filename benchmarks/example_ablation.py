@@ -24,7 +24,7 @@ VARIANTS = {
     "drift_clip_only": ({"drift_horizon": None}, "penalty over the 8 trained frames only"),
     "running_drift": ({"drift_momentum": 0.95}, "the penalty against a running mean of the shared walk"),
     "no_mi": ({"w_mi": 0.0}, "no mutual-information loss"),
-    "no_pca": ({"pca": False}, "identity basis, unit scale, instead of the PCA basis"),
+    "no_pca": ({"pca": False, "pca_source": "latents"}, "identity basis, unit scale, instead of the PCA basis"),
     "w_residual_0.1": ({"w_residual": 0.1}, "half the step size"),
     "w_residual_0.4": ({"w_residual": 0.4}, "twice the step size"),
     "lr_1e-4": ({"lr": 1e-4}, "the authors' learning rate (the example uses 5e-4)"),
@@ -37,6 +37,12 @@ VARIANTS = {
                                     "the quick start of 2026-12-03: latent motion discriminator 5, no identity loss"),
     "identity_2": ({"w_identity": 2.0}, "0.4x the identity loss's weight"),
     "identity_10": ({"w_identity": 10.0}, "2x the identity loss's weight"),
+    "pca_latents": ({"pca_source": "latents"}, "the release's basis: the PCA of sampled content codes"),
+    "pca_latents_no_drift": ({"pca_source": "latents", "w_drift": 0.0}, "the release's basis, no shared-drift penalty"),
+    "no_drift": ({"w_drift": 0.0}, "no shared-drift penalty"),
+    "n_pca_256": ({"n_pca": 256}, "every direction of the projected walks (the example uses 128)"),
+    "latent_motion_50": ({"w_latent_motion": 50.0}, "2.5x the latent motion discriminator's weight"),
+    "motion_view": ({"video_d_view": "motion"}, "the video discriminator sees frame t - frame 0"),
 }
 
 

@@ -94,6 +94,10 @@ def test_default_configs_point_at_the_examples(cache, monkeypatch):
 
     assert _fit_example_projections(train) is train
     assert _fit_example_projections(builtin.default_train_config(time_step=1)).latent_motion is None
+    # its motion basis comes from the same projections (docs/examples.md, "Motion basis"), so a run without the
+    # latent motion discriminator still drops projections that do not fit
+    assert train.pca_source == "videos" and transfer.pca_source == "latents"
+    assert _fit_example_projections(builtin.default_train_config(time_step=1, w_latent_motion=0.0)).latent_motion is None
     assert isinstance(train, TrainConfig) and isinstance(transfer, TrainConfig)
     train.validate()
     transfer.validate()

@@ -2,7 +2,7 @@ import torch
 from torch import nn
 
 from mocohd_cli.models.backbone import ImageGenerator
-from mocohd_cli.models.pca import StreamingCovariance, motion_pca, principal_components
+from mocohd_cli.models.pca import StreamingCovariance, displacement_pca, motion_pca, principal_components
 
 
 class GaussianLatents(ImageGenerator):
@@ -53,3 +53,22 @@ def test_motion_pca_recovers_known_axes_and_caches(tmp_path):
         backbone.scales.mul_(0)  # a cache hit must not sample again
     comps2, stdev2 = motion_pca(backbone, n_pca=3, n_samples=40_000, batch_size=5000, cache_dir=tmp_path)
     assert torch.equal(comps, comps2) and torch.equal(stdev, stdev2)
+
+
+def test_displacement_pca_follows_the_walks_not_the_starting_points():
+    # 200 walks of 9 frames in 6-D: the starting points spread widely along axis 0 (content), the walks move
+    # along a rotated pair of directions with spreads 3 and 1 per step (motion), and nowhere else
+    gen = torch.Generator().manual_seed(0)
+    rotation, _ = torch.linalg.qr(torch.randn(6, 6, generator=gen))
+    start = torch.zeros(200, 1, 6)
+    start[:, 0, 0] = 50 * torch.randn(200, generator=gen)
+    steps = torch.randn(200, 8, 2, generator=gen) * torch.tensor([3.0, 1.0])
+    walks = torch.cat([start, start + steps.cumsum(1) @ rotation[:, 1:3].T], 1)
+    components, stdev = displacement_pca(walks)
+    assert components.shape == (6, 6) and stdev.shape == (6,)
+    for k in range(2):  # the walks' directions, largest first, and nothing along the content axis
+        assert abs(torch.dot(components[k], rotation[:, k + 1])) > 0.99
+    assert stdev[2] < 1e-4 * stdev[0] and 2.5 < float(stdev[0] / stdev[1]) < 3.5
+    # the spread is the root mean square displacement from frame 0 (about no mean)
+    moved = (walks[:, 1:] - walks[:, :1]).flatten(0, 1)
+    torch.testing.assert_close(stdev.pow(2).sum(), moved.double().pow(2).sum(1).mean().float(), rtol=1e-4, atol=0)

@@ -129,6 +129,46 @@ def test_latent_motion_discriminator_trains_on_projected_walks_and_resumes_exact
                 init_distributed("cpu"), progress=False)
 
 
+def test_video_basis_is_the_projected_walks_pca_and_survives_resume(tiny_stylegan2_checkpoint, videos, tmp_path):
+    from mocohd_cli.models.latent_prior import write_projections
+    from mocohd_cli.models.pca import displacement_pca
+
+    backbone = load_backbone("stylegan2", tiny_stylegan2_checkpoint)
+    gen = torch.Generator().manual_seed(0)
+    walks = backbone.sample_latent(4)[:, None] + 0.1 * torch.randn(4, 6, backbone.latent_dim, generator=gen).cumsum(1)
+    projections = write_projections(tmp_path / "projected.safetensors", walks, backbone_sha256=backbone.checkpoint_sha256,
+                                    time_step=2, size=16, data="videos", psnr=30.0)
+    settings = {"iterations": 2, "checkpoint_every": 1, "sample_every": 100, "num_samples": 0, "g_steps": 1,
+                "pca_source": "videos", "latent_motion": str(projections), "w_latent_motion": 1.0}
+    trainer = Trainer(config(tiny_stylegan2_checkpoint, videos, tmp_path / "run", **settings), init_distributed("cpu"),
+                      progress=False)
+    components, stdev = displacement_pca(walks)
+    torch.testing.assert_close(trainer.motion.pca_components, components[:8])
+    torch.testing.assert_close(trainer.motion.pca_stdev, stdev[:8])
+    # the latent motion discriminator's bank is in the same units: the projected walks' spread is 1 along each
+    bank = trainer.latent_prior.bank
+    assert bank.shape == (4 * 3, 3, 8) and torch.isfinite(bank).all()
+    trainer.fit()
+    # a resumed run takes the basis from the state, and refuses another source
+    resumed = Trainer(config(tiny_stylegan2_checkpoint, videos, tmp_path / "run", resume=True,
+                             **{**settings, "iterations": 3}), init_distributed("cpu"), progress=False)
+    assert torch.equal(resumed.motion.pca_components, trainer.motion.pca_components)
+    with pytest.raises(MocohdError, match="pca_source"):
+        Trainer(config(tiny_stylegan2_checkpoint, videos, tmp_path / "run", resume=True,
+                       **{**settings, "pca_source": "latents", "iterations": 3}), init_distributed("cpu"), progress=False)
+    # walks that span fewer directions than --n-pca: one error naming the file and the fix
+    short = write_projections(tmp_path / "short.safetensors", walks[:1, :5], backbone_sha256=backbone.checkpoint_sha256,
+                              time_step=2, size=16, data="videos", psnr=30.0)
+    with pytest.raises(MocohdError, match="only 4 directions") as error:
+        Trainer(config(tiny_stylegan2_checkpoint, videos, tmp_path / "few", **{**settings, "latent_motion": str(short)}),
+                init_distributed("cpu"), progress=False)
+    assert "short.safetensors" in str(error.value) and "--n-pca" in str(error.value)
+    with pytest.raises(MocohdError, match="contradict"):
+        config(tiny_stylegan2_checkpoint, videos, tmp_path / "bad", pca=False, pca_source="videos").validate()
+    with pytest.raises(MocohdError, match="--pca-source"):
+        config(tiny_stylegan2_checkpoint, videos, tmp_path / "bad", pca_source="frames").validate()
+
+
 def test_training_videos_are_projected_once_and_cached(tiny_stylegan2_checkpoint, videos, tmp_path, monkeypatch):
     from mocohd_cli.training import projections
 

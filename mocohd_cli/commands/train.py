@@ -95,14 +95,14 @@ def _fit_example_projections(config):
     from ..infra.files import sha256_of
     from ..models.latent_prior import read_projections
 
-    if not config.w_latent_motion or not config.latent_motion:
+    if not (config.w_latent_motion or config.pca_source == "videos") or not config.latent_motion:
         return config
     try:
         read_projections(config.latent_motion, backbone_sha256=sha256_of(config.checkpoint),
                          time_step=config.time_step, frames=config.frames)
     except MocohdError:
         console.print("the example's shipped projections do not fit these settings (--time-step, --frames or "
-                      "the backbone): projecting the training videos for the latent motion discriminator instead")
+                      "the backbone): projecting the training videos instead")
         return dataclasses.replace(config, latent_motion=None)
     return config
 

@@ -1,4 +1,5 @@
-"""Statistics of the motion space: PCA of latents sampled through the backbone's mapping.
+"""Statistics of the motion space: PCA of latents sampled through the backbone's mapping (the release's
+basis), or of the walks the training videos take once projected into the backbone (`--pca-source videos`).
 
 Exact, streaming and in torch: the mean and second moment are accumulated in float64 over
 batches, then the covariance is eigendecomposed once. Results are cached per backbone
@@ -76,3 +77,14 @@ def motion_pca(backbone, *, n_pca: int, n_samples: int = 100_000, batch_size: in
         write_safetensors(cache_file, {"components": components, "stdev": stdev, "mean": stats.mean().float()},
                           {"backbone": backbone.name, "checkpoint_sha256": sha, "n_samples": n_samples})
     return components[:n_pca], stdev[:n_pca]
+
+
+def displacement_pca(latents: Tensor) -> tuple[Tensor, Tensor]:
+    """PCA of walks [N, F, D] (the training videos projected into the backbone): the directions of their
+    displacements from frame 0 and the spread along each (root mean square, about no mean: a walk that every
+    video shares is motion too). Returns ([D, D] components, [D] standard deviations) like
+    `principal_components`; the caller keeps as many as it moves along."""
+    if latents.dim() != 3 or latents.shape[1] < 2:
+        raise ValueError(f"walks must be [videos, frames >= 2, latent size], got {tuple(latents.shape)}")
+    moved = (latents[:, 1:].double() - latents[:, :1].double()).flatten(0, 1)
+    return principal_components(moved.T @ moved / moved.shape[0])

@@ -24,6 +24,7 @@ from ..models.motion import DEFAULT_H_DIM, DEFAULT_N_PCA, DEFAULT_W_RESIDUAL, de
 
 MODES = ("in-domain", "cross-domain")
 SAMPLE_FORMATS = ("mp4", "gif", "png")
+PCA_SOURCES = ("latents", "videos")  # --pca-source: what the motion basis is the PCA of
 # The discriminators' frame size left to the backbone: the release's, capped by the backbone's resolution.
 DEFAULT_VIDEO_FRAME_SIZE = 128
 DEFAULT_EPOCHS = 100
@@ -37,9 +38,10 @@ UPPER_BOUNDS = {"frames": 1024, "drift_horizon": 4096, "time_step": 1000, "h_dim
 # Settings a resumed run must share with the run it continues (they shape the models or the data stream).
 RESUME_KEYS = ("mode", "frames", "time_step", "video_frame_size", "h_dim", "n_pca", "pca", "w_residual", "d_scales",
                "d_channels", "d_layers", "batch_size", "g_steps", "seed", "video_d_view", "drift_momentum",
-               "w_latent_motion", "w_identity")
+               "w_latent_motion", "w_identity", "pca_source")
 # Resume keys that states written before them lack: such a state was trained with these values.
-RESUME_KEYS_ADDED = {"video_d_view": "clip", "drift_momentum": 0.0, "w_latent_motion": 0.0, "w_identity": 0.0}
+RESUME_KEYS_ADDED = {"video_d_view": "clip", "drift_momentum": 0.0, "w_latent_motion": 0.0, "w_identity": 0.0,
+                     "pca_source": "latents"}
 
 
 def knob(default, help: str, *, modes: tuple[str, ...] = MODES, **cli):
@@ -80,6 +82,10 @@ class TrainConfig:
     pca_samples: int = knob(1_000_000, "Latents sampled for the motion-space PCA (cached per checkpoint).")
     pca: bool = knob(True, "Move along the principal directions of the latent space, scaled by their spread; "
                      "--no-pca moves along the first n_pca latent axes with unit scale (an ablation).")
+    pca_source: str = knob("latents", "What the motion basis is the PCA of: latents (the release's: sampled content "
+                           "codes, scaled by their spread) or videos (the training videos projected into the backbone: "
+                           "the directions and spreads of their walks from frame 0; the projections of "
+                           "--latent-motion, made on first use).", modes=("in-domain",))
     truncation: float = knob(1.0, "Truncation of the content codes.")
     classes: list[int] | None = knob(None, "Conditional backbones: a class (index, or name with --labels) the "
                                      "videos cycle over; repeat for several.", flag="--class", cli_type=list[str],
@@ -102,8 +108,9 @@ class TrainConfig:
     w_latent_motion: float = knob(0.0, "Weight of the latent motion discriminator's term: it tells the generated "
                                   "clips' walks in the latent space from those of the training videos projected "
                                   "into the backbone.", modes=("in-domain",))
-    latent_motion: str | None = knob(None, "Projections file for the latent motion discriminator (mocohd writes "
-                                     "one in its cache the first time).",
+    latent_motion: str | None = knob(None, "Projections file of the training videos, for the latent motion "
+                                     "discriminator and --pca-source videos (mocohd writes one in its cache the "
+                                     "first time).",
                                      default_text="the training videos, projected on first use",
                                      modes=("in-domain",))
     w_identity: float = knob(0.0, "Weight of the identity loss: each generated frame must keep frame 0's identity "
@@ -218,6 +225,10 @@ class TrainConfig:
 
         need(self.video_d_view in VIDEO_VIEW_NAMES, f"unknown --video-d-view {self.video_d_view!r}",
              f"use one of {', '.join(VIDEO_VIEW_NAMES)}")
+        need(self.pca_source in PCA_SOURCES, f"unknown --pca-source {self.pca_source!r}",
+             f"use one of {', '.join(PCA_SOURCES)}")
+        need(self.pca or self.pca_source == "latents", "--no-pca and --pca-source videos contradict each other",
+             "pass --pca-source latents with --no-pca (the built-in example's default is videos)")
         need(self.precision in PRECISIONS, f"unknown precision {self.precision!r}", "use fp32, bf16 or fp16")
         need(self.sample_format in SAMPLE_FORMATS, f"unknown sample format {self.sample_format!r}",
              f"use one of {', '.join(SAMPLE_FORMATS)}")

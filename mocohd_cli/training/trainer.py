@@ -143,6 +143,7 @@ class Trainer:
                        size=config.video_frame_size, seed=config.seed) if self.ctx.is_main else None)
         self.iterations = self._resolve_iterations()
         torch.manual_seed(config.seed)  # identical initial weights on every rank
+        self._projections: Tensor | None = None  # read on first use: _projected_videos
         self.motion = self._build_motion()
         factory = objective_factory or objective_for(config.mode)
         self.objective = factory(config, self.backbone).to(self.device)
@@ -193,23 +194,33 @@ class Trainer:
         config = self.config
         if not config.w_latent_motion:
             return None
-        from ..models.latent_prior import LatentMotionDiscriminator, read_projections
+        from ..models.latent_prior import LatentMotionDiscriminator
+
+        disc = LatentMotionDiscriminator(config.frames - 1, config.n_pca).to(self.device)
+        opt = torch.optim.Adam(disc.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
+        return LatentPrior(disc, opt, self._projected_videos())
+
+    def _projected_videos(self) -> Tensor:
+        """The training videos projected into the backbone [N, F, D] (`--latent-motion`'s file, or projected
+        by rank 0 on first use and cached), read once for the latent motion discriminator and the basis."""
+        if self._projections is not None:
+            return self._projections
+        from ..models.latent_prior import read_projections
         from .projections import project_training_videos
 
-        sha = self.backbone.checkpoint_sha256
+        config = self.config
         if config.latent_motion:
-            latents = read_projections(config.latent_motion, backbone_sha256=sha, time_step=config.time_step,
-                                       frames=config.frames, latent_dim=self.backbone.latent_dim)
+            latents = read_projections(config.latent_motion, backbone_sha256=self.backbone.checkpoint_sha256,
+                                       time_step=config.time_step, frames=config.frames,
+                                       latent_dim=self.backbone.latent_dim)
         else:  # rank 0 projects (or finds them in the cache) and shares them
             if self.ctx.is_main:
-                log.info("projecting the training videos into the backbone for the latent motion discriminator "
-                         "(cached for later runs)")
+                log.info("projecting the training videos into the backbone (cached for later runs)")
             latents = self.ctx.broadcast(project_training_videos(
                 self.backbone, config.data, frames=config.frames, time_step=config.time_step,
                 size=self.backbone.resolution, seed=config.seed) if self.ctx.is_main else None)
-        disc = LatentMotionDiscriminator(config.frames - 1, config.n_pca).to(self.device)
-        opt = torch.optim.Adam(disc.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
-        return LatentPrior(disc, opt, latents)
+        self._projections = latents
+        return latents
 
     def _build_identity(self) -> IdentityTerm | None:
         """The identity loss's frozen encoder and its training videos' within-video distance, if asked for."""
@@ -249,18 +260,38 @@ class Trainer:
         return RunningSharedDrift(steps, config.n_pca, config.drift_momentum).to(self.device)
 
     def _build_motion(self) -> MotionGenerator:
-        from ..models.pca import motion_pca
-
         config, latent_dim = self.config, self.backbone.latent_dim
         pca = None
-        if self.ctx.is_main and not config.resume and config.pca:
-            with self._progress_bar("motion-space PCA", config.pca_samples) as report:
-                pca = motion_pca(self.backbone, n_pca=config.n_pca, n_samples=config.pca_samples,
-                                 seed=config.seed, progress=report)
-        pca = self.ctx.broadcast(pca)  # resumed runs get the basis from the state instead
+        if config.resume or not config.pca:
+            pass  # resumed runs get the basis from the state
+        elif config.pca_source == "videos":
+            pca = self._video_basis()
+        else:
+            from ..models.pca import motion_pca
+
+            if self.ctx.is_main:
+                with self._progress_bar("motion-space PCA", config.pca_samples) as report:
+                    pca = motion_pca(self.backbone, n_pca=config.n_pca, n_samples=config.pca_samples,
+                                     seed=config.seed, progress=report)
+            pca = self.ctx.broadcast(pca)
         components, stdev = pca if pca is not None else (None, None)
         return MotionGenerator(latent_dim, h_dim=config.h_dim, n_pca=config.n_pca, w_residual=config.w_residual,
                                pca_components=components, pca_stdev=stdev).to(self.device)
+
+    def _video_basis(self) -> tuple[Tensor, Tensor]:
+        """`--pca-source videos`: the first n_pca directions of the projected training videos' walks, each
+        scaled by their spread along it (every rank computes the same from the same projections)."""
+        from ..models.pca import displacement_pca
+
+        n_pca = self.config.n_pca
+        components, stdev = displacement_pca(self._projected_videos())
+        if stdev[n_pca - 1] <= 1e-6 * stdev[0]:
+            spanned = int((stdev > 1e-6 * stdev[0]).sum())
+            source = self.config.latent_motion or f"the projections of {self.config.data}"
+            raise MocohdError(f"the projected training videos move along only {spanned} directions, fewer than "
+                              f"--n-pca {n_pca}", path=source,
+                              fix=f"lower --n-pca to {spanned} or less, or project more (or longer) videos")
+        return components[:n_pca], stdev[:n_pca]
 
     @contextlib.contextmanager
     def _progress_bar(self, label: str, total: int):

@@ -128,6 +128,9 @@ EXAMPLE_LATENT_MOTION = 20.0
 # The identity loss of the in-domain example (docs/examples.md, "Identity"): its weight, and the identity encoder
 # trained on the example dataset's videos (shipped: training it takes about a minute on the 2-core CPU).
 EXAMPLE_IDENTITY = 5.0
+# The in-domain example's motion basis (docs/examples.md, "Motion basis"): the PCA of its projected training
+# videos' walks (the shipped projections above), not of sampled content codes.
+EXAMPLE_PCA_SOURCE = "videos"
 
 
 def projections_file(name: str) -> str:
@@ -141,11 +144,12 @@ def identity_file(name: str) -> str:
 def default_train_values() -> dict:
     """Training options of the built-in in-domain example: the "faces" backbone on rendered
     "faces" videos (the dataset is rendered into the cache on first use), with the latent motion
-    discriminator on the shipped projections of those videos and the identity loss with the shipped
-    identity encoder of those videos."""
+    discriminator on the shipped projections of those videos, the motion basis taken from the same
+    projections, and the identity loss with the shipped identity encoder of those videos."""
     return dict(QUICK_SCHEDULE, mode="in-domain", backbone="stylegan2",
                 checkpoint=str(default_backbone("faces")), data=str(default_dataset("faces")),
                 w_latent_motion=EXAMPLE_LATENT_MOTION, latent_motion=str(ASSETS / projections_file("faces")),
+                pca_source=EXAMPLE_PCA_SOURCE,
                 w_identity=EXAMPLE_IDENTITY, identity_encoder=str(ASSETS / identity_file("faces")))
 
 
