@@ -142,7 +142,6 @@ class Trainer:
             VideoClips(config.data, n_frames=config.frames, time_step=config.time_step,
                        size=config.video_frame_size, seed=config.seed) if self.ctx.is_main else None)
         self.iterations = self._resolve_iterations()
-        torch.manual_seed(config.seed)  # identical initial weights on every rank
         self._projections: Tensor | None = None  # read on first use: _projected_videos
         self.motion = self._build_motion()
         factory = objective_factory or objective_for(config.mode)
@@ -275,6 +274,8 @@ class Trainer:
                                      seed=config.seed, progress=report)
             pca = self.ctx.broadcast(pca)
         components, stdev = pca if pca is not None else (None, None)
+        # identical initial weights on every rank, whatever setting up the basis drew (a first projection)
+        torch.manual_seed(config.seed)
         return MotionGenerator(latent_dim, h_dim=config.h_dim, n_pca=config.n_pca, w_residual=config.w_residual,
                                pca_components=components, pca_stdev=stdev).to(self.device)
 
