@@ -12,6 +12,7 @@ objective's after-D hook.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -142,7 +143,6 @@ class Trainer:
             VideoClips(config.data, n_frames=config.frames, time_step=config.time_step,
                        size=config.video_frame_size, seed=config.seed) if self.ctx.is_main else None)
         self.iterations = self._resolve_iterations()
-        self._projections: Tensor | None = None  # read on first use: _projected_videos
         self.motion = self._build_motion()
         factory = objective_factory or objective_for(config.mode)
         self.objective = factory(config, self.backbone).to(self.device)
@@ -197,13 +197,12 @@ class Trainer:
 
         disc = LatentMotionDiscriminator(config.frames - 1, config.n_pca).to(self.device)
         opt = torch.optim.Adam(disc.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
-        return LatentPrior(disc, opt, self._projected_videos())
+        return LatentPrior(disc, opt, self._projected_videos)
 
+    @functools.cached_property
     def _projected_videos(self) -> Tensor:
         """The training videos projected into the backbone [N, F, D] (`--latent-motion`'s file, or projected
         by rank 0 on first use and cached), read once for the latent motion discriminator and the basis."""
-        if self._projections is not None:
-            return self._projections
         from ..models.latent_prior import read_projections
         from .projections import project_training_videos
 
@@ -218,7 +217,6 @@ class Trainer:
             latents = self.ctx.broadcast(project_training_videos(
                 self.backbone, config.data, frames=config.frames, time_step=config.time_step,
                 size=self.backbone.resolution, seed=config.seed) if self.ctx.is_main else None)
-        self._projections = latents
         return latents
 
     def _build_identity(self) -> IdentityTerm | None:
@@ -285,7 +283,7 @@ class Trainer:
         from ..models.pca import displacement_pca
 
         n_pca = self.config.n_pca
-        components, stdev = displacement_pca(self._projected_videos())
+        components, stdev = displacement_pca(self._projected_videos)
         if stdev[n_pca - 1] <= 1e-6 * stdev[0]:
             spanned = int((stdev > 1e-6 * stdev[0]).sum())
             source = self.config.latent_motion or f"the projections of {self.config.data}"
