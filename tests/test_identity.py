@@ -156,3 +156,34 @@ def test_the_shipped_faces_encoder_tells_a_face_kept_from_a_face_changed():
     with torch.no_grad():
         within, across = (within_video_distance(encoder, v).mean().item() for v in (real, swapped))
     assert distance < 0.05 and within < 0.1 and across > 0.5
+
+
+def test_the_identity_horizon_judges_frames_past_the_clip(tiny_stylegan2_checkpoint, tiny_videos, tmp_path,
+                                                         monkeypatch):
+    torch.manual_seed(0)
+    encoder = write_identity_encoder(tmp_path / "id.safetensors", IdentityEncoder(), real_distance=0.0, data="d",
+                                     videos=3, steps=0)
+    # the drift penalty's running estimate is sized for its own horizon (6): it fails if it sees the identity's 12
+    settings = {"iterations": 2, "sample_every": 100, "num_samples": 0, "g_steps": 1, "w_identity": 1.0,
+                "identity_encoder": str(encoder), "identity_horizon": 12, "w_drift": 1.0, "drift_horizon": 6,
+                "drift_momentum": 0.9}
+    trainer = Trainer(config(tiny_stylegan2_checkpoint, tiny_videos, tmp_path / "run", **settings),
+                      init_distributed("cpu"), progress=False)
+    rendered = []
+    synthesize = trainer.backbone.synthesize
+    monkeypatch.setattr(trainer.backbone, "synthesize",
+                        lambda latents, **kw: rendered.append(latents.detach()) or synthesize(latents, **kw))
+    fake, rollout, later = trainer.generate(trainer.rollout_local, 3, 12, extra_frames=2, extra_stop=10)
+    assert fake.shape[1] == 4 and later.shape[:2] == (3, 2) and later.shape[2:] == fake.shape[2:]
+    latents = rollout.latents.detach()
+    assert torch.equal(rendered[0][:, :4], latents[:, :4])
+    for video in range(3):  # each extra frame is the video's own latent at a step past the clip, before the stop
+        for extra in rendered[0][video, 4:]:
+            steps = [t for t in range(12) if torch.equal(latents[video, t], extra)]
+            assert steps and 4 <= steps[0] < 10
+    result = trainer.fit()
+    assert np.isfinite(result.losses["g/identity"]) and np.isfinite(result.losses["g/drift"])
+    for bad, match in (({"identity_horizon": 3}, "at least --frames"),
+                       ({"w_identity": 0.0}, "--w-identity")):
+        with pytest.raises(MocohdError, match=match):
+            config(tiny_stylegan2_checkpoint, tiny_videos, tmp_path / "bad", **{**settings, **bad}).validate()

@@ -191,8 +191,9 @@ def test_shared_drift_penalty_unrolls_latents_past_the_clip(tiny_stylegan2_check
     cfg = config(tiny_stylegan2_checkpoint, videos, tmp_path / "run", iterations=1, g_steps=1, w_drift=10.0,
                  drift_horizon=9)
     trainer = Trainer(cfg, init_distributed("cpu"), progress=False)
-    fake, rollout = trainer.generate(trainer.rollout_local, 2, cfg.drift_horizon)
+    fake, rollout, later = trainer.generate(trainer.rollout_local, 2, cfg.drift_horizon)
     assert rollout.latents.shape[1] == 9 and fake.shape[1] == cfg.frames  # only the clip is synthesised
+    assert later is None
     result = trainer.fit()
     assert "g/drift" in result.losses and np.isfinite(result.losses["g/drift"])
     with pytest.raises(MocohdError, match="--drift-horizon"):

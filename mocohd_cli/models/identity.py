@@ -36,6 +36,9 @@ WIDTHS = (32, 64, 128, 128)
 TEMPERATURE = 0.1
 DEFAULT_STEPS = 1000
 BATCH_VIDEOS = 32
+# --identity-horizon: frames per video synthesised past the clip for the identity loss (each a random step of
+# the unrolled latents). Two cost a quarter of the synthesis of an 8-frame clip and reach every step in time.
+EXTRA_FRAMES = 2
 
 
 class IdentityEncoder(nn.Module):

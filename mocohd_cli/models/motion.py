@@ -58,6 +58,12 @@ class Rollout:
     noise_pred: Tensor  # [B, T-1, D] the MI head's reconstruction of them
     displacements: Tensor | None = None  # [B, T-1, n_pca] w_t - w_0 in PCA units (see `rollout`)
 
+    def first(self, n_frames: int) -> "Rollout":
+        """The rollout's first `n_frames` frames (the same tensors, sliced)."""
+        steps = n_frames - 1
+        return Rollout(self.latents[:, :n_frames], self.noise[:, :steps], self.noise_pred[:, :steps],
+                       None if self.displacements is None else self.displacements[:, :steps])
+
 
 def _orthogonal_lstm_(cell: nn.LSTMCell) -> None:
     """Each of the four gate blocks gets its own orthogonal matrix; biases start at zero

@@ -20,6 +20,7 @@ from ..infra.errors import MocohdError
 from ..infra.runs import DEFAULT_RUNS_ROOT
 from ..infra.settings import check_setting_types, require_positive, setting, settings_from_dict
 from ..models.backbone import BACKBONE_HELP, ImageGenerator
+from ..models.identity import EXTRA_FRAMES as IDENTITY_EXTRA_FRAMES
 from ..models.motion import DEFAULT_H_DIM, DEFAULT_N_PCA, DEFAULT_W_RESIDUAL, default_n_pca
 
 MODES = ("in-domain", "cross-domain")
@@ -30,7 +31,7 @@ DEFAULT_VIDEO_FRAME_SIZE = 128
 DEFAULT_EPOCHS = 100
 # Upper bounds of the counts, far past the release's settings (h_dim 384, d_channels 64, 16 frames,
 # 1e6 PCA samples) and short of what no machine holds or no run finishes: larger values are typos.
-UPPER_BOUNDS = {"frames": 1024, "drift_horizon": 4096, "time_step": 1000, "h_dim": 8192, "n_pca": 65_536,
+UPPER_BOUNDS = {"frames": 1024, "drift_horizon": 4096, "identity_horizon": 4096, "time_step": 1000, "h_dim": 8192, "n_pca": 65_536,
                 "d_scales": 8, "d_layers": 8, "d_channels": 1024, "image_d_channels": 1024, "proj_dim": 8192,
                 "queue_size": 1_000_000,
                 "pca_samples": 100_000_000, "num_samples": 1024, "eval_videos": 100_000, "g_steps": 100,
@@ -120,6 +121,10 @@ class TrainConfig:
                                         "the training videos and caches it the first time).",
                                         default_text="trained on the training videos on first use",
                                         modes=("in-domain",))
+    identity_horizon: int | None = knob(None, "Frames the identity loss covers: past --frames the latents are "
+                                        f"unrolled this far and {IDENTITY_EXTRA_FRAMES} frames per video, drawn "
+                                        "from the steps past the clip, are synthesised for it too: longer keeps long "
+                                        "videos the same face.", default_text="--frames", modes=("in-domain",))
     # cross-domain objective only (docs/method.md, "Cross-domain training")
     image_d_channels: int = knob(96, "Base width of the contrastive image discriminator.", modes=CROSS)
     proj_dim: int = knob(256, "Size of its projection head's features.", modes=CROSS)
@@ -206,6 +211,12 @@ class TrainConfig:
         need(self.drift_horizon is None or self.drift_horizon >= self.frames,
              f"--drift-horizon must be at least --frames ({self.frames}), got {self.drift_horizon}",
              "leave it out (it defaults to --frames) or make it longer")
+        need(self.identity_horizon is None or self.identity_horizon >= self.frames,
+             f"--identity-horizon must be at least --frames ({self.frames}), got {self.identity_horizon}",
+             "leave it out (it defaults to --frames) or make it longer")
+        need(self.identity_horizon is None or self.w_identity > 0,
+             "--identity-horizon is the identity loss's, which is off (--w-identity 0)",
+             "add --w-identity (e.g. 5) or leave --identity-horizon out")
         # the video discriminator's pooling between scales is 3 frames deep and, in-domain, it sees T-1 frames
         need(self.frames >= 4, f"--frames must be >= 4, got {self.frames}",
              "the video discriminator needs clips of at least 4 frames: use --frames 4 or more")

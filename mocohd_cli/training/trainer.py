@@ -36,6 +36,7 @@ from ..infra.runs import RunDir, dumps_flat_toml
 from ..infra.settings import torch_seed
 from ..models.backbone import ImageGenerator, load_backbone
 from ..models.generation import pool_frames
+from ..models.identity import EXTRA_FRAMES as IDENTITY_EXTRA_FRAMES, identity_loss
 from ..models.losses import RunningSharedDrift, ra_lsgan_d_loss, ra_lsgan_g_loss, shared_drift_loss
 from ..models.motion import MotionGenerator, Rollout
 from .config import DEFAULT_EPOCHS, TrainConfig, check_drift_batch, fit_to_backbone, fit_to_world
@@ -390,37 +391,52 @@ class Trainer:
         self.rng.manual_seed(seed)
         self.cpu_rng.manual_seed(seed)
 
-    def generate(self, rollout_fn: Callable, batch: int, horizon: int | None = None) -> tuple[Tensor, Rollout]:
-        """Fake clips [B, T, 3, S, S] (pooled to the real clips' size) and their rollout, which runs
-        for `horizon` frames (default T); only the first T are synthesised."""
+    def generate(self, rollout_fn: Callable, batch: int, horizon: int | None = None, *, extra_frames: int = 0,
+                 extra_stop: int | None = None) -> tuple[Tensor, Rollout, Tensor | None]:
+        """Fake clips [B, T, 3, S, S] (pooled to the real clips' size), their rollout, which runs for
+        `horizon` frames (default T), and `extra_frames` more frames per video [B, extra, 3, S, S] (else None),
+        each at a random step in [T, extra_stop) of the rollout (default: its end). Only these are synthesised."""
+        clip = self.config.frames
         w0 = self.backbone.sample_latent(batch, rng=self.rng)
-        rollout = rollout_fn(w0, max(horizon or 0, self.config.frames), self.rng)
+        rollout = rollout_fn(w0, max(horizon or 0, clip), self.rng)
+        latents = rollout.latents[:, :clip]
+        if extra_frames:
+            stop = extra_stop or rollout.latents.shape[1]
+            steps = torch.randint(clip, stop, (batch, extra_frames), generator=self.rng, device=self.rng.device)
+            index = steps.to(latents.device)[..., None].expand(-1, -1, latents.shape[-1])
+            latents = torch.cat([latents, rollout.latents.gather(1, index)], 1)
         condition_gen = self.rng if self.rng.device.type == "cpu" else self.cpu_rng
         condition = self.backbone.sample_condition(batch, self.config.classes, rng=condition_gen)
-        frames = self.backbone.synthesize(rollout.latents[:, :self.config.frames], condition=condition,
-                                          noise="random", rng=self.rng)
-        return pool_frames(frames, self.config.video_frame_size), rollout
+        frames = self.backbone.synthesize(latents, condition=condition, noise="random", rng=self.rng)
+        frames = pool_frames(frames, self.config.video_frame_size)
+        return frames[:, :clip], rollout, frames[:, clip:] if extra_frames else None
 
     def g_step(self, real: Tensor) -> Losses:
-        drift_weight = self.config.w_drift
+        config = self.config
+        # the discriminators' and the drift penalty's frames; the identity loss may look further
+        horizon = max(config.drift_horizon or 0, config.frames)
+        extra = IDENTITY_EXTRA_FRAMES if self.identity is not None and (config.identity_horizon or 0) > config.frames else 0
         with self.autocast():
-            fake, rollout = self.generate(self.rollout_net, real.shape[0], self.config.drift_horizon)
+            fake, rollout, later = self.generate(self.rollout_net, real.shape[0],
+                                                 max(horizon, config.identity_horizon or 0), extra_frames=extra,
+                                                 extra_stop=config.identity_horizon)
+            if rollout.latents.shape[1] > horizon:
+                rollout = rollout.first(horizon)
             losses = self.objective.g_loss(real, fake, rollout, rng=self.rng)
-        if self.config.w_mi != 1.0 and "mi" in losses:
-            losses["mi"] = self.config.w_mi * losses["mi"]
-        if drift_weight:
-            losses["drift"] = drift_weight * self.drift_penalty(rollout.displacements)
+        if config.w_mi != 1.0 and "mi" in losses:
+            losses["mi"] = config.w_mi * losses["mi"]
+        if config.w_drift:
+            losses["drift"] = config.w_drift * self.drift_penalty(rollout.displacements)
         if self.latent_prior is not None:
             disc = self.latent_prior.discriminator
             with torch.no_grad():
                 real_scores = disc(self._real_displacements(real.shape[0]))
-            fake_z = rollout.displacements[:, :self.config.frames - 1]
-            losses["latent"] = self.config.w_latent_motion * ra_lsgan_g_loss(real_scores, disc(fake_z))
+            fake_z = rollout.displacements[:, :config.frames - 1]
+            losses["latent"] = config.w_latent_motion * ra_lsgan_g_loss(real_scores, disc(fake_z))
         if self.identity is not None:
-            from ..models.identity import identity_loss
-
-            losses["identity"] = self.config.w_identity * identity_loss(self.identity.encoder, fake,
-                                                                        self.identity.real_distance)
+            seen = fake if later is None else torch.cat([fake, later], 1)
+            losses["identity"] = config.w_identity * identity_loss(self.identity.encoder, seen,
+                                                                   self.identity.real_distance)
         total = sum(losses.values())
         self.opt_g.zero_grad(set_to_none=True)
         # Gradients for the motion generator only: the discriminators are not updated here.
@@ -431,7 +447,7 @@ class Trainer:
 
     def d_step(self, real: Tensor) -> Losses:
         with torch.no_grad(), self.autocast():
-            fake, rollout = self.generate(self.rollout_local, real.shape[0])
+            fake, rollout, _ = self.generate(self.rollout_local, real.shape[0])
         if self.latent_prior is not None:
             # one pass over real and generated clips together (the MLP treats samples apart), so that the
             # DDP wrapper under torchrun sees one forward per backward
