@@ -43,6 +43,7 @@ VARIANTS = {
     "n_pca_256": ({"n_pca": 256}, "every direction of the projected walks (the example uses 128)"),
     "latent_motion_50": ({"w_latent_motion": 50.0}, "2.5x the latent motion discriminator's weight"),
     "motion_view": ({"video_d_view": "motion"}, "the video discriminator sees frame t - frame 0"),
+    "identity_horizon_64": ({"identity_horizon": 64}, "the identity loss also judges frames up to 64 (the shipped model's)"),
 }
 
 
