@@ -31,7 +31,8 @@ DEFAULT_VIDEO_FRAME_SIZE = 128
 DEFAULT_EPOCHS = 100
 # Upper bounds of the counts, far past the release's settings (h_dim 384, d_channels 64, 16 frames,
 # 1e6 PCA samples) and short of what no machine holds or no run finishes: larger values are typos.
-UPPER_BOUNDS = {"frames": 1024, "drift_horizon": 4096, "identity_horizon": 4096, "time_step": 1000, "h_dim": 8192, "n_pca": 65_536,
+UPPER_BOUNDS = {"frames": 1024, "drift_horizon": 4096, "identity_horizon": 4096, "time_step": 1000, "h_dim": 8192,
+                "n_pca": 65_536,
                 "d_scales": 8, "d_layers": 8, "d_channels": 1024, "image_d_channels": 1024, "proj_dim": 8192,
                 "queue_size": 1_000_000,
                 "pca_samples": 100_000_000, "num_samples": 1024, "eval_videos": 100_000, "g_steps": 100,

@@ -415,7 +415,8 @@ class Trainer:
         config = self.config
         # the discriminators' and the drift penalty's frames; the identity loss may look further
         horizon = max(config.drift_horizon or 0, config.frames)
-        extra = IDENTITY_EXTRA_FRAMES if self.identity is not None and (config.identity_horizon or 0) > config.frames else 0
+        judged_later = self.identity is not None and (config.identity_horizon or 0) > config.frames
+        extra = IDENTITY_EXTRA_FRAMES if judged_later else 0
         with self.autocast():
             fake, rollout, later = self.generate(self.rollout_net, real.shape[0],
                                                  max(horizon, config.identity_horizon or 0), extra_frames=extra,
