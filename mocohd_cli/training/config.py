@@ -184,6 +184,12 @@ class TrainConfig:
         """Build from (for example TOML) values; dashes in keys are accepted; unknown keys are an error."""
         return settings_from_dict(cls, values, what="training", source=source)
 
+    @property
+    def drift_frames(self) -> int:
+        """Frames of the rollout that the discriminators, the MI loss and the shared-drift penalty see:
+        --drift-horizon, at least --frames (the identity loss may look further, --identity-horizon)."""
+        return max(self.drift_horizon or 0, self.frames)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -209,12 +215,11 @@ class TrainConfig:
              "--w-drift, --w-mi, --w-latent-motion and --w-identity must be >= 0", "0 turns a term off")
         need(0.0 <= self.drift_momentum < 1.0, f"--drift-momentum must be in [0, 1), got {self.drift_momentum}",
              "0 (pairs within the batch) or e.g. 0.9")
-        need(self.drift_horizon is None or self.drift_horizon >= self.frames,
-             f"--drift-horizon must be at least --frames ({self.frames}), got {self.drift_horizon}",
-             "leave it out (it defaults to --frames) or make it longer")
-        need(self.identity_horizon is None or self.identity_horizon >= self.frames,
-             f"--identity-horizon must be at least --frames ({self.frames}), got {self.identity_horizon}",
-             "leave it out (it defaults to --frames) or make it longer")
+        for name in ("drift_horizon", "identity_horizon"):
+            horizon = getattr(self, name)
+            need(horizon is None or horizon >= self.frames,
+                 f"--{name.replace('_', '-')} must be at least --frames ({self.frames}), got {horizon}",
+                 "leave it out (it defaults to --frames) or make it longer")
         need(self.identity_horizon is None or self.w_identity > 0,
              "--identity-horizon is the identity loss's, which is off (--w-identity 0)",
              "add --w-identity (e.g. 5) or leave --identity-horizon out")

@@ -254,7 +254,7 @@ class Trainer:
         config = self.config
         if not config.drift_momentum:
             return shared_drift_loss
-        steps = max(config.drift_horizon or 0, config.frames) - 1
+        steps = config.drift_frames - 1
         return RunningSharedDrift(steps, config.n_pca, config.drift_momentum).to(self.device)
 
     def _build_motion(self) -> MotionGenerator:
@@ -413,8 +413,7 @@ class Trainer:
 
     def g_step(self, real: Tensor) -> Losses:
         config = self.config
-        # the discriminators' and the drift penalty's frames; the identity loss may look further
-        horizon = max(config.drift_horizon or 0, config.frames)
+        horizon = config.drift_frames  # the identity loss may look further
         judged_later = self.identity is not None and (config.identity_horizon or 0) > config.frames
         extra = IDENTITY_EXTRA_FRAMES if judged_later else 0
         with self.autocast():
