@@ -200,6 +200,22 @@ def test_resume_continues_exactly(tmp_path, dataset):
     assert (tmp_path / "b" / "samples" / "step_4.png").exists()
 
 
+def test_minutes_stops_early_with_a_resumable_state(tmp_path, dataset):
+    run = tmp_path / "run"
+    stopped = pretrain_cli(dataset, run, "--steps", "5", "--minutes", "1e-9")  # the budget ends after one step
+    assert stopped.exit_code == 0, stopped.output
+    assert int(torch_load_safely(run / "state" / "latest.pt")["step"]) == 1
+    assert load_backbone(None, run / "generator.safetensors").resolution == 16
+    log = (run / "log.txt").read_text()
+    assert "stopped at step 1/5 after --minutes" in log and "finished" not in log
+    resumed = cli("pretrain", "--resume", "--out", run, "--minutes", "0")
+    assert resumed.exit_code == 0, resumed.output
+    assert int(torch_load_safely(run / "state" / "latest.pt")["step"]) == 5
+    assert "finished at step 5" in (run / "log.txt").read_text()
+    negative = pretrain_cli(dataset, tmp_path / "other", "--minutes", "-1")
+    assert negative.exit_code == 2 and "--minutes must be >= 0" in negative.output
+
+
 def test_resume_rules(tmp_path, dataset):
     run = tmp_path / "run"
     no_state = cli("pretrain", "--resume", "--out", run, "--data", dataset, *TINY_ARGS)

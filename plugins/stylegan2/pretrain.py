@@ -61,7 +61,7 @@ STATE_FIELDS = tuple(Field(key, dict) for key in ("generator", "discriminator", 
     Field("step", int, lo=0, hi=10**9), Field("init_sha256", str, hi=64, default=None))
 # Settings of the invocation rather than of the model: not stored in the exported file.
 # (--init is recorded in the export as the sha256 of the checkpoint it started from, not as a path.)
-RUN_KEYS = ("data", "out", "runs_root", "resume", "device", "init")
+RUN_KEYS = ("data", "out", "runs_root", "resume", "device", "init", "minutes")
 # What --init takes from the checkpoint it starts from, unless given.
 INIT_ARCHITECTURE_KEYS = ("size", "style_dim", "n_mlp", "channels")
 AUTO_AUGMENT_IMAGES = 20_000
@@ -149,6 +149,10 @@ class PretrainConfig:
     precision: str = setting("fp32", "fp32, bf16 or fp16 (autocast; fp16 on CUDA only).")
     sample_every: int = setting(250, "Log the losses and write a sample grid (samples/step_N.png) every N steps.")
     checkpoint_minutes: float = setting(5.0, "Write the state (state/latest.pt) and the export this often.")
+    # a budget for machines lent for a fixed time (a session, a GPU lease): the run stops cleanly
+    # before the machine goes, and `--resume` carries on elsewhere
+    minutes: float = setting(0.0, "Stop after this many minutes of training in this call, writing the state and the "
+                             "export (continue with --resume); 0: no limit.")
 
     def __post_init__(self):
         self.channels = parse_channels(self.channels) or compact_channels(self.size)
@@ -170,6 +174,7 @@ class PretrainConfig:
              "pass --batch-size 2 or more")
         require_positive(self, ("style_dim", "n_mlp", "steps", "d_reg_every", "sample_every", "max_images"))
         need(self.lr > 0, f"--lr must be > 0, got {self.lr}")
+        need(self.minutes >= 0, f"--minutes must be >= 0, got {self.minutes}", "pass 0 for no time limit")
         need(self.augment in AUGMENT_MODES, f"unknown augment mode {self.augment!r}",
              f"use one of {', '.join(AUGMENT_MODES)}")
         need(0.0 <= self.augment_strength <= 1.0, f"--augment-strength must lie in [0, 1], got {self.augment_strength}",
@@ -471,8 +476,8 @@ class Pretrainer:
         return write_image_grid(images, self.sample_path(self.step))
 
     def run(self) -> Path:
-        """Train up to config.steps, holding the run folder's lock; checkpoint every few minutes
-        and at the end. Returns the export."""
+        """Train up to config.steps (or until config.minutes have passed), holding the run folder's
+        lock; checkpoint every few minutes and at the end. Returns the export."""
         with claim_run_folder(self.folder.path, self.config.runs_root, self.config.resume):
             return self._run_locked()
 
@@ -498,11 +503,18 @@ class Pretrainer:
         if not self.sample_path(self.step).exists():
             self.write_samples()
         export = self.export()
-        self.folder.append_log(f"finished at step {self.step}: {export}")
+        if self.step < self.config.steps:
+            self.folder.append_log(f"stopped at step {self.step}/{self.config.steps} after --minutes "
+                                   f"{self.config.minutes:g}: {export}")
+            self.log(f"stopped at step {self.step} of {self.config.steps} after {self.config.minutes:g} minutes: "
+                     f"state and export saved; continue with --resume --out {self.folder.path}")
+        else:
+            self.folder.append_log(f"finished at step {self.step}: {export}")
         return export
 
     def _loop(self) -> None:
         last_checkpoint = time.monotonic()
+        deadline = last_checkpoint + 60 * self.config.minutes if self.config.minutes > 0 else math.inf
         totals, count = StepLosses(0.0, 0.0, 0.0, 0.0, 0.0), 0
         started, last_r1 = time.monotonic(), float("nan")
         with progress() as bar:
@@ -529,6 +541,8 @@ class Pretrainer:
                     if bar.disable:
                         self.log(f"step {self.step}: D {means['d']:.3f} G {means['g']:.3f} "
                                  f"(mean logits: real {means['real_logits']:+.2f}, fake {means['fake_logits']:+.2f})")
+                if time.monotonic() >= deadline:
+                    return  # _run_locked writes the state and the export
                 if time.monotonic() - last_checkpoint > 60 * self.config.checkpoint_minutes:
                     self.save_state()
                     self.export()
