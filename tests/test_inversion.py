@@ -182,6 +182,39 @@ def test_the_anchor_pulls_latents_towards_it_and_weight_zero_changes_nothing(tin
     assert (distance(pulled) < 0.5 * distance(plain)).all()
 
 
+def test_pixel_weights_are_a_weighted_mean_of_the_pixel_error(tiny_stylegan2):
+    _, images = own_images(tiny_stylegan2, 3)
+    stats = latent_statistics(tiny_stylegan2)
+    start = tiny_stylegan2.sample_latent(3, rng=torch.Generator().manual_seed(11))
+    weights = torch.rand(3, 1, *images.shape[-2:], generator=torch.Generator().manual_seed(2)) * 10
+    scored = invert(tiny_stylegan2, images, init=start, stats=stats, steps=0, pixel_weights=weights)
+    with torch.no_grad():
+        rendered = render_fixed_noise(tiny_stylegan2, start[:, None], condition=None, noise="const")[:, 0]
+    error = (rendered.clamp(-1, 1) - images).pow(2) * weights / weights.mean((1, 2, 3), keepdim=True)
+    assert scored.losses[0] == pytest.approx(float(error.flatten(1).mean(1).mean()), rel=1e-5)
+    plain = invert(tiny_stylegan2, images, init=start, stats=stats, steps=25)
+    uniform = invert(tiny_stylegan2, images, init=start, stats=stats, steps=25,
+                     pixel_weights=torch.full((3, 1, *images.shape[-2:]), 3.0))
+    assert torch.equal(plain.latents, uniform.latents)  # only the weights' ratios count
+
+
+def test_motion_pixel_weights_mark_what_moved():
+    from mocohd_cli.models.inversion import motion_pixel_weights
+
+    first = torch.zeros(1, 3, 8, 8)
+    previous = first.clone()
+    frame = first.clone()
+    frame[..., 4, 4] = 1.0     # moved since the previous frame
+    previous[..., 1, 6] = 0.5  # moved since the first frame, and still there at half the change
+    frame[..., 1, 6] = 0.5
+    weights = motion_pixel_weights(frame, previous, first, 10.0)
+    assert weights.shape == (1, 1, 8, 8)
+    assert weights[0, 0, 4, 4] == 11.0 and weights[0, 0, 3, 5] == 11.0  # grown by a pixel each way
+    assert weights[0, 0, 1, 6] == 6.0
+    assert weights[0, 0, 7, 0] == 1.0
+    assert torch.equal(motion_pixel_weights(first, first, first, 10.0), torch.ones(1, 1, 8, 8))
+
+
 def test_project_videos_follows_a_known_trajectory(tiny_stylegan2):
     from mocohd_cli.models.inversion import project_videos
 
@@ -206,3 +239,5 @@ def test_project_videos_follows_a_known_trajectory(tiny_stylegan2):
     assert torch.allclose(again, result.frames, atol=1e-5)
     with pytest.raises(MocohdError, match=r"\[N, T, 3, H, W\]"):
         project_videos(tiny_stylegan2, videos[:, 0], stats=stats)
+    with pytest.raises(MocohdError, match="motion weight"):
+        project_videos(tiny_stylegan2, videos, stats=stats, motion_weight=-1.0)

@@ -170,6 +170,7 @@ def test_video_basis_is_the_projected_walks_pca_and_survives_resume(tiny_stylega
 
 
 def test_training_videos_are_projected_once_and_cached(tiny_stylegan2_checkpoint, videos, tmp_path, monkeypatch):
+    from mocohd_cli.models import inversion
     from mocohd_cli.training import projections
 
     backbone = load_backbone("stylegan2", tiny_stylegan2_checkpoint)
@@ -185,6 +186,11 @@ def test_training_videos_are_projected_once_and_cached(tiny_stylegan2_checkpoint
     again = projections.project_training_videos(backbone, str(videos), frames=4, time_step=2,
                                                 size=backbone.resolution, **quick)
     assert not calls and torch.equal(again, latents)  # read from the cache
+    # the key holds every setting with its default filled in: giving a default explicitly finds the same
+    # file, any other value (or a changed default) does not
+    key = lambda **projection: projections.projections_cache_path("sha", 1.0, str(videos), [], 5, 2, 16, 0, projection)
+    assert key(**quick) == key(**quick, motion_weight=inversion.project_videos.__kwdefaults__["motion_weight"])
+    assert key(**quick) != key(**quick, motion_weight=3.0) != key(**quick, anchor_weight=0.5)
 
 
 def test_shared_drift_penalty_unrolls_latents_past_the_clip(tiny_stylegan2_checkpoint, videos, tmp_path):

@@ -186,6 +186,7 @@ def invert(backbone: ImageGenerator, targets: Tensor, *, init: Tensor | None = N
            lr: float = DEFAULT_LR, noise: str = "const", seeds: Sequence[int] | None = None,
            features: Callable[[Tensor], Sequence[Tensor]] | None = None,
            feature_weight: float = DEFAULT_FEATURE_WEIGHT, anchor: Tensor | None = None, anchor_weight: float = 0.0,
+           pixel_weights: Tensor | None = None,
            progress: Callable[[int, int], None] | None = None) -> InversionResult:
     """Latents [N, D] whose renderings match `targets` [N, 3, H, W] in [-1, 1] (H = the backbone's
     resolution). `init` [N, D] is the starting guess (default: the mean latent); `features` maps
@@ -194,7 +195,8 @@ def invert(backbone: ImageGenerator, targets: Tensor, *, init: Tensor | None = N
     `render_fixed_noise`); each image's best step is kept. With `anchor` [N, D] the loss adds
     `anchor_weight` x the mean squared distance from it in units of the spread: of the latents that
     explain an image about equally well, the one nearest the anchor wins (directions the image does
-    not need stay where the anchor has them)."""
+    not need stay where the anchor has them). `pixel_weights` [N, 1, H, W] (>= 0) weight the pixel term
+    per pixel (a weighted mean: the loss keeps its scale)."""
     backbone.check_noise_mode(noise)
     if steps < 0:
         raise MocohdError(f"--steps must be >= 0, got {steps}", fix="use 0 (the starting guess) or more steps")
@@ -211,6 +213,9 @@ def invert(backbone: ImageGenerator, targets: Tensor, *, init: Tensor | None = N
     u = keep_within((start - mean) / scale, stats.radius).detach().clone().requires_grad_(True)
     optimiser = torch.optim.Adam([u], lr=lr, betas=(0.9, 0.999))
     u_anchor = None if anchor is None or anchor_weight <= 0 else ((anchor.to(device, torch.float32) - mean) / scale)
+    if pixel_weights is not None:
+        pixel_weights = pixel_weights.to(device, torch.float32)
+        pixel_weights = pixel_weights / pixel_weights.mean((1, 2, 3), keepdim=True).clamp_min(1e-12)
     target_features = None
     if features is not None and feature_weight > 0:
         with torch.no_grad():
@@ -220,7 +225,10 @@ def invert(backbone: ImageGenerator, targets: Tensor, *, init: Tensor | None = N
         # compared as written to a file (clamped to [-1, 1]), with the gradient passed straight
         # through the clamp, so that an overshooting pixel is pulled back as well
         images = images + (images.clamp(-1, 1) - images).detach()
-        loss = (images - targets).pow(2).flatten(1).mean(1)
+        error = (images - targets).pow(2)
+        if pixel_weights is not None:
+            error = error * pixel_weights
+        loss = error.flatten(1).mean(1)
         if target_features is not None:
             loss = loss + feature_weight * feature_distance(features(images), target_features)
         if u_anchor is not None:
@@ -291,6 +299,20 @@ def invert_images(backbone: ImageGenerator, targets: Tensor, *, encoder=None, ca
 # identity drift 0.96x the real videos' instead of 1.37x; docs/examples.md, "What the backbone can show").
 DEFAULT_VIDEO_ANCHOR_WEIGHT = 0.0
 DEFAULT_VIDEO_STEPS = 40  # per frame after the first, which starts from its predecessor's latent
+# Video projection: how much more the pixels that move count than the still ones. A mouth or an eye is a
+# few pixels of a 64 px frame, so a plain pixel loss leaves them where the previous frame had them (the
+# faces example: 0.31 of the real mouth movement survives it; docs/examples.md, "What the backbone can show").
+DEFAULT_VIDEO_MOTION_WEIGHT = 0.0
+
+
+def motion_pixel_weights(frame: Tensor, previous: Tensor, first: Tensor, motion_weight: float) -> Tensor:
+    """Per-pixel weights [N, 1, H, W] for projecting `frame` [N, 3, H, W] in [-1, 1]: 1 + motion_weight
+    where it differs most from its predecessor or from the video's first frame (grown by a pixel each
+    way, normalised per image so that its most changed pixel gets the full weight)."""
+    change = torch.maximum((frame - previous).abs(), (frame - first).abs()).mean(1, keepdim=True)
+    change = F.max_pool2d(change, 3, stride=1, padding=1)
+    change = change / change.amax((2, 3), keepdim=True).clamp_min(1e-6)
+    return 1 + motion_weight * change
 
 
 @dataclass
@@ -302,12 +324,14 @@ class VideoProjection:
 
 def project_videos(backbone: ImageGenerator, videos: Tensor, *, first_steps: int = DEFAULT_STEPS,
                    steps: int = DEFAULT_VIDEO_STEPS, anchor_weight: float = DEFAULT_VIDEO_ANCHOR_WEIGHT,
+                   motion_weight: float = DEFAULT_VIDEO_MOTION_WEIGHT,
                    candidates: int = DEFAULT_CANDIDATES, stats: LatentStatistics | None = None, lr: float = DEFAULT_LR,
                    noise: str = "const", seed: int = 0,
                    progress: Callable[[int, int], None] | None = None) -> VideoProjection:
     """Each frame of `videos` [N, T, 3, H, W] in [-1, 1] inverted into the motion space: frame 0 as
     `invert_images` does it (`first_steps`, from the best of `candidates`), every later frame from its
-    predecessor's latent (`steps`), pulled towards frame 0's (`anchor_weight`). The noise maps are
+    predecessor's latent (`steps`), pulled towards frame 0's (`anchor_weight`), with the pixels that
+    moved weighted 1 + `motion_weight` (`motion_pixel_weights`). The noise maps are
     the same for every frame. The rendered projection of a real video is what the backbone can show
     of it: its motion, read off the frames, bounds what any motion model on this backbone reaches."""
     if videos.dim() != 5:
@@ -318,9 +342,13 @@ def project_videos(backbone: ImageGenerator, videos: Tensor, *, first_steps: int
     first = invert_images(backbone, videos[:, 0], stats=stats, candidates=candidates, steps=first_steps, lr=lr,
                           noise=noise, seed=seed)
     results = [first]
+    if motion_weight < 0:
+        raise MocohdError(f"the motion weight must be >= 0, got {motion_weight}", fix="use 0 (plain pixels) or more")
     for t in range(1, n_frames):
+        weights = (motion_pixel_weights(videos[:, t], videos[:, t - 1], videos[:, 0], motion_weight)
+                   if motion_weight > 0 else None)
         results.append(invert(backbone, videos[:, t], init=results[-1].latents, stats=stats, steps=steps, lr=lr,
-                              noise=noise, anchor=first.latents, anchor_weight=anchor_weight))
+                              noise=noise, anchor=first.latents, anchor_weight=anchor_weight, pixel_weights=weights))
         if progress is not None:
             progress(t, n_frames - 1)
     return VideoProjection(torch.stack([r.latents for r in results], 1).cpu(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from torch import Tensor
 
 from ..data.clips import VideoClips
 from ..infra.files import cache_dir
+from ..models import inversion
 from ..models.inversion import project_videos
 from ..models.latent_prior import read_projections, write_projections
 
@@ -20,12 +22,21 @@ PROJECTED_FRAMES = 16
 PROJECTED_VIDEOS = 64
 
 
+def projection_settings(projection: dict) -> dict:
+    """Every setting of `project_videos` that changes its result, its defaults filled in where `projection`
+    does not give one: the cache key, so that a cache made under other defaults is not read back."""
+    parameters = inspect.signature(inversion.project_videos).parameters
+    settings = {name: p.default for name, p in parameters.items()
+                if p.default is not inspect.Parameter.empty and name not in ("stats", "progress")}
+    return settings | projection
+
+
 def projections_cache_path(backbone_sha256: str, truncation: float, data: str, videos: list[tuple[str, int]],
                            n_frames: int, time_step: int, size: int, seed: int, projection: dict) -> Path:
     """Where the projections of a dataset into a backbone are cached: keyed by both (the backbone's file and
     truncation; the dataset's folder, video names and lengths) and every setting that changes the result."""
     key = json.dumps([backbone_sha256, truncation, str(Path(data).resolve()), videos, n_frames, time_step, size,
-                      seed, PROJECTED_VIDEOS, sorted(projection.items())])
+                      seed, PROJECTED_VIDEOS, sorted(projection_settings(projection).items())])
     return cache_dir() / "projections" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
 
 
