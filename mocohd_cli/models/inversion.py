@@ -337,13 +337,13 @@ def project_videos(backbone: ImageGenerator, videos: Tensor, *, first_steps: int
     if videos.dim() != 5:
         raise MocohdError(f"videos to project must be [N, T, 3, H, W], got {list(videos.shape)}",
                           fix="stack the frames of each video")
+    if motion_weight < 0:
+        raise MocohdError(f"the motion weight must be >= 0, got {motion_weight}", fix="use 0 (plain pixels) or more")
     stats = stats or latent_statistics(backbone)
     n_frames = videos.shape[1]
     first = invert_images(backbone, videos[:, 0], stats=stats, candidates=candidates, steps=first_steps, lr=lr,
                           noise=noise, seed=seed)
     results = [first]
-    if motion_weight < 0:
-        raise MocohdError(f"the motion weight must be >= 0, got {motion_weight}", fix="use 0 (plain pixels) or more")
     for t in range(1, n_frames):
         weights = (motion_pixel_weights(videos[:, t], videos[:, t - 1], videos[:, 0], motion_weight)
                    if motion_weight > 0 else None)
