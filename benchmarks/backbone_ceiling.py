@@ -26,6 +26,7 @@ import torch
 
 def project_and_measure(checkpoint: str, domain: str, real: torch.Tensor, *, steps: int, first_steps: int,
                         anchor_weight: float, motion_weight: float = 0.0) -> dict:
+    from mocohd_cli.data.video import quantize
     from mocohd_cli.evaluation import groundtruth as gt
     from mocohd_cli.evaluation.readers import load_reader
     from mocohd_cli.models.backbone import load_backbone
@@ -37,7 +38,7 @@ def project_and_measure(checkpoint: str, domain: str, real: torch.Tensor, *, ste
     projection = project_videos(backbone, videos, first_steps=first_steps, steps=steps, anchor_weight=anchor_weight,
                                  motion_weight=motion_weight)
     seconds = time.perf_counter() - start
-    frames = ((projection.frames.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    frames = quantize(projection.frames)
     metrics = gt.groundtruth_metrics(load_reader(domain), real, frames)
     metrics["psnr"] = float(projection.psnr.median())
     metrics["seconds"] = seconds

@@ -42,11 +42,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args()
 
-    from PIL import Image
-
+    from mocohd_cli.data.video import quantize
     from mocohd_cli.evaluation import groundtruth as gt
     from mocohd_cli.evaluation.readers import load_reader
     from mocohd_cli.models.backbone import load_backbone
+    from mocohd_cli.workflows.backbone_grid import write_image_grid
 
     backbone = load_backbone(None, args.checkpoint).freeze()
     reader = load_reader(args.domain, backbone.resolution).requires_grad_(False)
@@ -55,9 +55,6 @@ def main() -> None:
     motion = reader.usable(reader.motion_names)
     content = [reader.factor_names.index(n) for n in reader.usable(reader.content_names)]
     real_drift = float(gt.identity_drift(real_factors[..., content]).mean())
-
-    def to_u8(frames: torch.Tensor) -> torch.Tensor:
-        return ((frames.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
     def render(w: torch.Tensor) -> torch.Tensor:
         return backbone.synthesize(w[:, None], noise="const")[:, 0]
@@ -69,7 +66,7 @@ def main() -> None:
     with torch.no_grad():
         start = render(w0)
         f0 = read(start)
-    rows, grid = [], [to_u8(start[:8])]
+    rows, grid = [], [start[:8]]
     began = time.perf_counter()
     for name in motion:
         k = reader.factor_names.index(name)
@@ -89,7 +86,7 @@ def main() -> None:
         with torch.no_grad():
             edited = render(w)
         # read as the metrics read generated videos: uint8 frames, frame 0 and the edit
-        pair = gt.read_videos(reader, torch.stack([to_u8(start), to_u8(edited)], 1)).factors
+        pair = gt.read_videos(reader, torch.stack([quantize(start), quantize(edited)], 1)).factors
         towards_np = towards.numpy()
         rows.append({
             "factor": name, "span": span,
@@ -98,7 +95,7 @@ def main() -> None:
             "others": float(np.abs(pair[:, 1, others] - pair[:, 0, others]).mean()),
             "step": float((w.detach() - w0).norm(dim=1).mean()),
         })
-        grid.append(to_u8(edited[:8]))
+        grid.append(edited[:8])
 
     print(f"{args.checkpoint}: {args.images} sampled images per factor, {args.steps} steps "
           f"({time.perf_counter() - began:.0f} s); content change in units of the real videos' identity drift "
@@ -109,10 +106,7 @@ def main() -> None:
     for r in rows:
         print(f"| {r['factor']} | {r['span']:.2f} | {r['reached']:.2f} | {r['content']:.2f} | {r['others']:.2f} | "
               f"{r['step']:.2f} |")
-    images = torch.stack(grid)  # [1 + factors, 8, 3, H, W]
-    n_rows, n_cols, _, h, w_ = images.shape
-    sheet = images.permute(0, 3, 1, 4, 2).reshape(n_rows * h, n_cols * w_, 3).numpy()
-    Image.fromarray(sheet).save(args.out)
+    write_image_grid(torch.cat(grid), args.out, nrow=len(grid[0]))  # a row per factor
     print(f"\nedits written to {args.out}")
 
 
