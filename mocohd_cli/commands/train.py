@@ -95,7 +95,7 @@ def _fit_example_projections(config):
     from ..infra.files import sha256_of
     from ..models.latent_prior import read_projections
 
-    if not (config.w_latent_motion or config.pca_source == "videos") or not config.latent_motion:
+    if not (config.w_latent_motion or config.w_walk or config.pca_source == "videos") or not config.latent_motion:
         return config
     try:
         read_projections(config.latent_motion, backbone_sha256=sha256_of(config.checkpoint),

@@ -58,6 +58,12 @@ class Rollout:
     noise_pred: Tensor  # [B, T-1, D] the MI head's reconstruction of them
     displacements: Tensor | None = None  # [B, T-1, n_pca] w_t - w_0 in PCA units (see `rollout`)
 
+    def videos(self, start: int, stop: int | None = None) -> "Rollout":
+        """The rollout of videos start..stop-1 of the batch (the same tensors, sliced)."""
+        rows = slice(start, stop)
+        return Rollout(self.latents[rows], self.noise[rows], self.noise_pred[rows],
+                       None if self.displacements is None else self.displacements[rows])
+
     def first(self, n_frames: int) -> "Rollout":
         """The rollout's first `n_frames` frames (the same tensors, sliced)."""
         steps = n_frames - 1

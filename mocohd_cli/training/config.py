@@ -36,7 +36,8 @@ UPPER_BOUNDS = {"frames": 1024, "drift_horizon": 4096, "identity_horizon": 4096,
                 "d_scales": 8, "d_layers": 8, "d_channels": 1024, "image_d_channels": 1024, "proj_dim": 8192,
                 "queue_size": 1_000_000,
                 "pca_samples": 100_000_000, "num_samples": 1024, "eval_videos": 100_000, "g_steps": 100,
-                "workers": 64, "batch_size": 1_000_000, "global_batch": 1_000_000, "iterations": 10**9}
+                "workers": 64, "walk_batch": 1_000_000, "walk_frames": 4096, "batch_size": 1_000_000,
+                "global_batch": 1_000_000, "iterations": 10**9}
 # Settings a resumed run must share with the run it continues (they shape the models or the data stream).
 RESUME_KEYS = ("mode", "frames", "time_step", "video_frame_size", "h_dim", "n_pca", "pca", "w_residual", "d_scales",
                "d_channels", "d_layers", "batch_size", "g_steps", "seed", "video_d_view", "drift_momentum",
@@ -115,6 +116,14 @@ class TrainConfig:
                                      "first time).",
                                      default_text="the training videos, projected on first use",
                                      modes=("in-domain",))
+    w_walk: float = knob(0.0, "Weight of walk matching: the energy distance between the distribution of generated "
+                         "walks in the latent space (a large batch, latents only, windows anywhere in the rollout) and "
+                         "that of the training videos projected into the backbone.", modes=("in-domain",))
+    walk_batch: int = knob(256, "Walks rolled out per step for walk matching (no frames are synthesised for them).",
+                           modes=("in-domain",))
+    walk_frames: int | None = knob(None, "Frames per window that walk matching compares.",
+                                   default_text="the projected videos' length, at most the rollout's",
+                                   modes=("in-domain",))
     w_identity: float = knob(0.0, "Weight of the identity loss: each generated frame must keep frame 0's identity "
                              "as closely as the training videos' frames keep theirs, as an encoder trained on those "
                              "videos sees it.", modes=("in-domain",))
@@ -211,8 +220,10 @@ class TrainConfig:
              f"--beta1 and --beta2 must be in [0, 1), got {self.beta1} and {self.beta2}", "the authors use 0.5 and 0.999")
         need(self.w_residual >= 0 and self.gp_weight >= 0, "--w-residual and --gp-weight must be >= 0",
              "the authors use 0.2 and 10")
-        need(all(w >= 0 for w in (self.w_drift, self.w_mi, self.w_latent_motion, self.w_identity)),
-             "--w-drift, --w-mi, --w-latent-motion and --w-identity must be >= 0", "0 turns a term off")
+        need(all(w >= 0 for w in (self.w_drift, self.w_mi, self.w_latent_motion, self.w_walk, self.w_identity)),
+             "--w-drift, --w-mi, --w-latent-motion, --w-walk and --w-identity must be >= 0", "0 turns a term off")
+        need(self.walk_frames is None or self.walk_frames >= 2, f"--walk-frames must be >= 2, got {self.walk_frames}",
+             "leave it out (the projected videos' length) or pass 2 or more")
         need(0.0 <= self.drift_momentum < 1.0, f"--drift-momentum must be in [0, 1), got {self.drift_momentum}",
              "0 (pairs within the batch) or e.g. 0.9")
         for name in ("drift_horizon", "identity_horizon"):
@@ -227,7 +238,7 @@ class TrainConfig:
         need(self.frames >= 4, f"--frames must be >= 4, got {self.frames}",
              "the video discriminator needs clips of at least 4 frames: use --frames 4 or more")
         require_positive(self, ("time_step", "video_frame_size", "h_dim", "n_pca", "batch_size", "global_batch",
-                                "g_steps", "d_scales", "d_channels", "d_layers", "log_every", "sample_every",
+                                "g_steps", "walk_batch", "d_scales", "d_channels", "d_layers", "log_every", "sample_every",
                                 "checkpoint_every", "pca_samples", "iterations", "eval_every", "eval_videos"))
         need(self.epochs is None or self.epochs > 0, f"--epochs must be > 0, got {self.epochs}", "use a positive value")
         need(math.isfinite(self.truncation), f"--truncation must be finite, got {self.truncation}", "pass e.g. 0.7")

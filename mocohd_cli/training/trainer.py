@@ -162,6 +162,7 @@ class Trainer:
             self._load_state()
         if self.latent_prior is not None:
             self.latent_prior.set_basis(self.motion, config.frames)
+        self.walk_bank = self._build_walk_bank()
         self.rollout_local = _RolloutModule(self.motion)  # for no-grad rollouts (no DDP bookkeeping)
         self.rollout_net, self.objective_net = self._distribute()
         self.latent_d_net = self._distribute_latent_d()
@@ -248,6 +249,40 @@ class Trainer:
         bank = self.latent_prior.bank
         index = torch.randint(0, bank.shape[0], (batch,), generator=self.rng, device=self.rng.device)
         return bank[index.to(bank.device)]
+
+    def _walk_loss(self, displacements: Tensor) -> Tensor:
+        """Walk matching (`--w-walk`, mocohd_cli/models/walk_matching.py): windows of the generated walks
+        [B, H-1, n], each starting at a random frame, against as many projected training clips."""
+        from ..models.walk_matching import energy_distance, walk_windows
+
+        bank, batch = self.walk_bank, displacements.shape[0]
+        length = bank.shape[1] + 1
+        starts = torch.randint(0, displacements.shape[1] + 2 - length, (batch,), generator=self.rng,
+                               device=self.rng.device)
+        index = torch.randint(0, bank.shape[0], (batch,), generator=self.rng, device=self.rng.device)
+        return energy_distance(walk_windows(displacements, length, starts), bank[index.to(bank.device)])
+
+    def _build_walk_bank(self) -> Tensor | None:
+        """The projected training clips' displacements in the motion model's PCA units [M, L-1, n] that walk
+        matching compares the generated walks with (after the basis is known: a resumed run's comes with its state)."""
+        from ..models.latent_prior import clip_bank
+
+        config = self.config
+        if not config.w_walk:
+            return None
+        projected = self._projected_videos
+        rollout_frames = max(config.drift_frames, config.identity_horizon or 0)
+        length = config.walk_frames or min(projected.shape[1], rollout_frames)
+        source = config.latent_motion or f"the projections of {config.data}"
+        if length > projected.shape[1]:
+            raise MocohdError(f"--walk-frames {length} is longer than the projected videos ({projected.shape[1]} "
+                              "frames)", path=source, fix=f"pass --walk-frames {projected.shape[1]} or less, or "
+                              "project longer videos")
+        if length > rollout_frames:
+            raise MocohdError(f"--walk-frames {length} is longer than the rollout ({rollout_frames} frames)",
+                              fix=f"pass --walk-frames {rollout_frames} or less, or a longer --drift-horizon")
+        motion = self.motion
+        return clip_bank(projected, length, motion.pca_components.cpu(), motion.pca_stdev.cpu()).to(self.device)
 
     def _build_drift_penalty(self) -> Callable[[Tensor], Tensor]:
         """The shared-drift penalty's estimator: pairs within the batch, or a running mean."""
@@ -392,19 +427,22 @@ class Trainer:
         self.cpu_rng.manual_seed(seed)
 
     def generate(self, rollout_fn: Callable, batch: int, horizon: int | None = None, *, extra_frames: int = 0,
-                 extra_stop: int | None = None) -> tuple[Tensor, Rollout, Tensor | None]:
+                 extra_stop: int | None = None, walks: int = 0) -> tuple[Tensor, Rollout, Tensor | None]:
         """Fake clips [B, T, 3, S, S] (pooled to the real clips' size), their rollout, which runs for
         `horizon` frames (default T), and `extra_frames` more frames per video [B, extra, 3, S, S] (else None),
-        each at a random step in [T, extra_stop) of the rollout (default: its end). Only these are synthesised."""
+        each at a random step in [T, extra_stop) of the rollout (default: its end). Only these are synthesised.
+        With `walks`, the rollout holds that many more videos after the B clips' (latents only, for walk
+        matching): one forward pass, as DistributedDataParallel wants."""
         clip = self.config.frames
-        w0 = self.backbone.sample_latent(batch, rng=self.rng)
+        w0 = self.backbone.sample_latent(batch + walks, rng=self.rng)
         rollout = rollout_fn(w0, max(horizon or 0, clip), self.rng)
-        latents = rollout.latents[:, :clip]
+        shown = rollout.latents[:batch]
+        latents = shown[:, :clip]
         if extra_frames:
-            stop = extra_stop or rollout.latents.shape[1]
+            stop = extra_stop or shown.shape[1]
             steps = torch.randint(clip, stop, (batch, extra_frames), generator=self.rng, device=self.rng.device)
             index = steps.to(latents.device)[..., None].expand(-1, -1, latents.shape[-1])
-            latents = torch.cat([latents, rollout.latents.gather(1, index)], 1)
+            latents = torch.cat([latents, shown.gather(1, index)], 1)
         condition_gen = self.rng if self.rng.device.type == "cpu" else self.cpu_rng
         condition = self.backbone.sample_condition(batch, self.config.classes, rng=condition_gen)
         frames = self.backbone.synthesize(latents, condition=condition, noise="random", rng=self.rng)
@@ -416,10 +454,14 @@ class Trainer:
         horizon = config.drift_frames  # the identity loss may look further
         judged_later = self.identity is not None and (config.identity_horizon or 0) > config.frames
         extra = IDENTITY_EXTRA_FRAMES if judged_later else 0
+        walks = config.walk_batch if config.w_walk else 0
         with self.autocast():
             fake, rollout, later = self.generate(self.rollout_net, real.shape[0],
                                                  max(horizon, config.identity_horizon or 0), extra_frames=extra,
-                                                 extra_stop=config.identity_horizon)
+                                                 extra_stop=config.identity_horizon, walks=walks)
+            if walks:
+                losses_walk = config.w_walk * self._walk_loss(rollout.videos(real.shape[0]).displacements)
+                rollout = rollout.videos(0, real.shape[0])
             if rollout.latents.shape[1] > horizon:
                 rollout = rollout.first(horizon)
             losses = self.objective.g_loss(real, fake, rollout, rng=self.rng)
@@ -433,6 +475,8 @@ class Trainer:
                 real_scores = disc(self._real_displacements(real.shape[0]))
             fake_z = rollout.displacements[:, :config.frames - 1]
             losses["latent"] = config.w_latent_motion * ra_lsgan_g_loss(real_scores, disc(fake_z))
+        if walks:
+            losses["walk"] = losses_walk
         if self.identity is not None:
             seen = fake if later is None else torch.cat([fake, later], 1)
             losses["identity"] = config.w_identity * identity_loss(self.identity.encoder, seen,
