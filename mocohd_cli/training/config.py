@@ -31,7 +31,8 @@ DEFAULT_VIDEO_FRAME_SIZE = 128
 DEFAULT_EPOCHS = 100
 # Upper bounds of the counts, far past the release's settings (h_dim 384, d_channels 64, 16 frames,
 # 1e6 PCA samples) and short of what no machine holds or no run finishes: larger values are typos.
-UPPER_BOUNDS = {"frames": 1024, "drift_horizon": 4096, "identity_horizon": 4096, "time_step": 1000, "h_dim": 8192,
+UPPER_BOUNDS = {"frames": 1024, "drift_horizon": 4096, "identity_horizon": 4096, "image_horizon": 4096,
+                "time_step": 1000, "h_dim": 8192,
                 "n_pca": 65_536,
                 "d_scales": 8, "d_layers": 8, "d_channels": 1024, "image_d_channels": 1024, "proj_dim": 8192,
                 "queue_size": 1_000_000,
@@ -135,6 +136,12 @@ class TrainConfig:
                                         f"unrolled this far and {IDENTITY_EXTRA_FRAMES} frames per video, drawn "
                                         "from the steps past the clip, are synthesised for it too: longer keeps long "
                                         "videos the same face.", default_text="--frames", modes=("in-domain",))
+    image_horizon: int | None = knob(None, "Frames the image discriminator covers: past --frames the latents are "
+                                     f"unrolled this far and {IDENTITY_EXTRA_FRAMES} frames per video, drawn from the "
+                                     "steps past the clip, are synthesised and judged as (frame 0, frame t) pairs, by "
+                                     "the discriminator and for the motion generator: longer keeps long videos looking "
+                                     "real. With --identity-horizon, the same value: both judge the same frames.",
+                                     default_text="--frames", modes=("in-domain",))
     # cross-domain objective only (docs/method.md, "Cross-domain training")
     image_d_channels: int = knob(96, "Base width of the contrastive image discriminator.", modes=CROSS)
     proj_dim: int = knob(256, "Size of its projection head's features.", modes=CROSS)
@@ -199,6 +206,14 @@ class TrainConfig:
         --drift-horizon, at least --frames (the identity loss may look further, --identity-horizon)."""
         return max(self.drift_horizon or 0, self.frames)
 
+    @property
+    def later_horizon(self) -> int | None:
+        """The horizon of the frames synthesised past the clip for the identity loss and the image
+        discriminator (--identity-horizon, --image-horizon: equal when both are given); None when neither
+        reaches past --frames."""
+        horizon = max(self.identity_horizon or 0, self.image_horizon or 0)
+        return horizon if horizon > self.frames else None
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -226,11 +241,16 @@ class TrainConfig:
              "leave it out (the projected videos' length) or pass 2 or more")
         need(0.0 <= self.drift_momentum < 1.0, f"--drift-momentum must be in [0, 1), got {self.drift_momentum}",
              "0 (pairs within the batch) or e.g. 0.9")
-        for name in ("drift_horizon", "identity_horizon"):
+        for name in ("drift_horizon", "identity_horizon", "image_horizon"):
             horizon = getattr(self, name)
             need(horizon is None or horizon >= self.frames,
                  f"--{name.replace('_', '-')} must be at least --frames ({self.frames}), got {horizon}",
                  "leave it out (it defaults to --frames) or make it longer")
+        need(self.image_horizon is None or self.mode == "in-domain",
+             "--image-horizon is the in-domain image discriminator's", "leave it out of cross-domain runs")
+        need(self.identity_horizon is None or self.image_horizon is None or self.identity_horizon == self.image_horizon,
+             f"--identity-horizon {self.identity_horizon} and --image-horizon {self.image_horizon} differ; both judge "
+             "the same frames past the clip", "give them the same value, or leave one out")
         need(self.identity_horizon is None or self.w_identity > 0,
              "--identity-horizon is the identity loss's, which is off (--w-identity 0)",
              "add --w-identity (e.g. 5) or leave --identity-horizon out")

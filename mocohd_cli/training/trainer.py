@@ -36,7 +36,7 @@ from ..infra.runs import RunDir, dumps_flat_toml
 from ..infra.settings import torch_seed
 from ..models.backbone import ImageGenerator, load_backbone
 from ..models.generation import pool_frames
-from ..models.identity import EXTRA_FRAMES as IDENTITY_EXTRA_FRAMES, identity_loss
+from ..models.identity import EXTRA_FRAMES, identity_loss
 from ..models.losses import RunningSharedDrift, ra_lsgan_d_loss, ra_lsgan_g_loss, shared_drift_loss
 from ..models.motion import MotionGenerator, Rollout
 from .config import DEFAULT_EPOCHS, TrainConfig, check_drift_batch, fit_to_backbone, fit_to_world
@@ -250,6 +250,10 @@ class Trainer:
         index = torch.randint(0, bank.shape[0], (batch,), generator=self.rng, device=self.rng.device)
         return bank[index.to(bank.device)]
 
+    def _image_later(self, later: Tensor | None) -> dict:
+        """The frames past the clip for the image discriminator (`--image-horizon`), as the objective's keyword."""
+        return {"later": later} if self.config.image_horizon and later is not None else {}
+
     def _walk_loss(self, displacements: Tensor) -> Tensor:
         """Walk matching (`--w-walk`, mocohd_cli/models/walk_matching.py): windows of the generated walks
         [B, H-1, n], each starting at a random frame, against as many projected training clips."""
@@ -271,7 +275,7 @@ class Trainer:
         if not config.w_walk:
             return None
         projected = self._projected_videos
-        rollout_frames = max(config.drift_frames, config.identity_horizon or 0)
+        rollout_frames = max(config.drift_frames, config.later_horizon or 0)
         length = config.walk_frames or min(projected.shape[1], rollout_frames)
         source = config.latent_motion or f"the projections of {config.data}"
         if length > projected.shape[1]:
@@ -451,20 +455,19 @@ class Trainer:
 
     def g_step(self, real: Tensor) -> Losses:
         config = self.config
-        horizon = config.drift_frames  # the identity loss may look further
-        judged_later = self.identity is not None and (config.identity_horizon or 0) > config.frames
-        extra = IDENTITY_EXTRA_FRAMES if judged_later else 0
+        horizon = config.drift_frames  # the identity loss and the image discriminator may look further
+        later_horizon = config.later_horizon
         walks = config.walk_batch if config.w_walk else 0
         with self.autocast():
-            fake, rollout, later = self.generate(self.rollout_net, real.shape[0],
-                                                 max(horizon, config.identity_horizon or 0), extra_frames=extra,
-                                                 extra_stop=config.identity_horizon, walks=walks)
+            fake, rollout, later = self.generate(self.rollout_net, real.shape[0], max(horizon, later_horizon or 0),
+                                                 extra_frames=EXTRA_FRAMES if later_horizon else 0,
+                                                 extra_stop=later_horizon, walks=walks)
             if walks:
                 losses_walk = config.w_walk * self._walk_loss(rollout.videos(real.shape[0]).displacements)
                 rollout = rollout.videos(0, real.shape[0])
             if rollout.latents.shape[1] > horizon:
                 rollout = rollout.first(horizon)
-            losses = self.objective.g_loss(real, fake, rollout, rng=self.rng)
+            losses = self.objective.g_loss(real, fake, rollout, rng=self.rng, **self._image_later(later))
         if config.w_mi != 1.0 and "mi" in losses:
             losses["mi"] = config.w_mi * losses["mi"]
         if config.w_drift:
@@ -478,7 +481,8 @@ class Trainer:
         if walks:
             losses["walk"] = losses_walk
         if self.identity is not None:
-            seen = fake if later is None else torch.cat([fake, later], 1)
+            judged_later = later is not None and (config.identity_horizon or 0) > config.frames
+            seen = torch.cat([fake, later], 1) if judged_later else fake
             losses["identity"] = config.w_identity * identity_loss(self.identity.encoder, seen,
                                                                    self.identity.real_distance)
         total = sum(losses.values())
@@ -490,8 +494,11 @@ class Trainer:
         return losses
 
     def d_step(self, real: Tensor) -> Losses:
+        image_horizon = self.config.later_horizon if self.config.image_horizon else None
         with torch.no_grad(), self.autocast():
-            fake, rollout, _ = self.generate(self.rollout_local, real.shape[0])
+            fake, rollout, later = self.generate(self.rollout_local, real.shape[0], image_horizon,
+                                                 extra_frames=EXTRA_FRAMES if image_horizon else 0,
+                                                 extra_stop=image_horizon)
         if self.latent_prior is not None:
             # one pass over real and generated clips together (the MLP treats samples apart), so that the
             # DDP wrapper under torchrun sees one forward per backward
@@ -503,7 +510,7 @@ class Trainer:
             latent_loss.backward()
             self.latent_prior.optimizer.step()
         with self.autocast():
-            losses = self.objective_net(real, fake, self.rng)
+            losses = self.objective_net(real, fake, self.rng, **self._image_later(later))
         total = sum(losses.values())
         self.opt_d.zero_grad(set_to_none=True)
         self.scaler_d.scale(total).backward()

@@ -39,8 +39,9 @@ class Objective(nn.Module):
         with the configured betas; an objective whose discriminators use other settings splits them."""
         return [trainable_group(self, betas=(config.beta1, config.beta2))]
 
-    def forward(self, real: Tensor, fake: Tensor, rng: torch.Generator) -> Losses:
-        return self.d_loss(real, fake, rng=rng)
+    def forward(self, real: Tensor, fake: Tensor, rng: torch.Generator, **extra) -> Losses:
+        """`extra`: what an objective takes beyond the clips (the in-domain one: `later`, `--image-horizon`)."""
+        return self.d_loss(real, fake, rng=rng, **extra)
 
 
 def trainable_group(module: nn.Module, **settings) -> dict:

@@ -16,6 +16,18 @@ from .base import (Losses, Objective, RealSide, first_frame_pairs, frame_differe
 VIDEO_VIEWS = {"clip": (with_first_frame, 6), "motion": (frame_differences, 3)}
 
 
+def fake_pairs(fake: Tensor, t: Tensor, later: Tensor | None) -> Tensor:
+    """The generated (frame 0, frame t) pairs the image discriminator judges [B (+ B E), 6, S, S]: the clip's at
+    the shared t, and with `later` [B, E, 3, S, S] (frames past the clip, `--image-horizon`) each of those
+    beside its video's frame 0 as well. The real side stays B pairs of the clips (the losses compare each
+    side with the other's mean)."""
+    pairs = first_frame_pairs(fake, t)
+    if later is None:
+        return pairs
+    first = fake[:, :1].expand(-1, later.shape[1], -1, -1, -1)
+    return torch.cat([pairs, torch.cat([first, later], 2).flatten(0, 1)])
+
+
 class InDomainObjective(Objective):
     """Video PatchGAN on (frame t, frame 0) clips (or frame t - frame 0) + image PatchGAN on
     (frame 0, frame t) pairs, relativistic-average LSGAN, gradient penalty on the video
@@ -34,19 +46,21 @@ class InDomainObjective(Objective):
         return judge(self.video_d, self.video_view(real), self.video_view(fake), rng=rng,
                      reverse_time_dim=2)
 
-    def _image_outputs(self, real: Tensor, fake: Tensor, rng: torch.Generator):
+    def _image_outputs(self, real: Tensor, fake: Tensor, rng: torch.Generator, later: Tensor | None = None):
         t = random_later_frame(real, rng)
-        return judge(self.image_d, first_frame_pairs(real, t), first_frame_pairs(fake, t))
+        return judge(self.image_d, first_frame_pairs(real, t), fake_pairs(fake, t, later))
 
-    def d_loss(self, real: Tensor, fake: Tensor, *, rng: torch.Generator) -> Losses:
+    def d_loss(self, real: Tensor, fake: Tensor, *, rng: torch.Generator, later: Tensor | None = None) -> Losses:
         fake = fake.detach()
+        later = later.detach() if later is not None else None
         video = ra_lsgan_d_loss(*self._video_outputs(real, fake, rng))
         penalty = gradient_penalty(self.video_d, self.video_view(real), self.video_view(fake),
                                    weight=self.gp_weight, rng=rng)
-        image = ra_lsgan_d_loss(*self._image_outputs(real, fake, rng))
+        image = ra_lsgan_d_loss(*self._image_outputs(real, fake, rng, later))
         return {"video": video, "video_gp": penalty, "image": image}
 
-    def g_loss(self, real: Tensor, fake: Tensor, rollout: Rollout, *, rng: torch.Generator) -> Losses:
+    def g_loss(self, real: Tensor, fake: Tensor, rollout: Rollout, *, rng: torch.Generator,
+               later: Tensor | None = None) -> Losses:
         # The real side is a constant here: the video D's outputs on it come once per iteration
         # (RealSide); the image pairs change with t, so they are judged apart, without autograd.
         # Either way no backward pass runs through the real half. Same draws as _video_outputs.
@@ -55,7 +69,7 @@ class InDomainObjective(Objective):
         t = random_later_frame(real, rng)
         with torch.no_grad():
             real_pairs = self.image_d(first_frame_pairs(real, t))
-        image = ra_lsgan_g_loss(real_pairs, self.image_d(first_frame_pairs(fake, t)))
+        image = ra_lsgan_g_loss(real_pairs, self.image_d(fake_pairs(fake, t, later)))
         return {"video": video, "image": image, "mi": mutual_information_loss(rollout.noise, rollout.noise_pred)}
 
 
