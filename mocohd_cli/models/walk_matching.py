@@ -5,7 +5,7 @@ The training videos projected into the backbone frame by frame are walks in W (m
 Seen as displacements from their first frame in the motion model's PCA units, a real walk moves about one unit
 along each of the basis' directions, and every video walks its own way. A motion model trained by discriminators
 on a few clips per step can settle on one walk that every video takes, a tenth of the real size (measured on the
-shipped faces example: docs/examples.md, "Walk matching"). Walks cost no synthesis, so this term rolls out a
+shipped faces example: docs/examples.md, "Ablation", walk matching). Walks cost no synthesis, so this term rolls out a
 large batch of them each step and pulls their distribution towards the real walks' with the energy distance
 
     E(X, Y) = 2 E|x - y| - E|x - x'| - E|y - y'|
