@@ -77,6 +77,15 @@ STATE_FIELDS = (
 )
 
 
+def clips_in_basis(latents: Tensor, frames: int, motion: MotionGenerator) -> Tensor:
+    """Every clip of `frames` latents of the projected videos [N, F, D] as displacements from its first frame in
+    the motion model's PCA units [M, frames-1, n], on the model's device."""
+    from ..models.latent_prior import clip_bank
+
+    return clip_bank(latents, frames, motion.pca_components.cpu(), motion.pca_stdev.cpu()).to(
+        motion.pca_components.device)
+
+
 @dataclass
 class LatentPrior:
     """The latent motion discriminator (`--w-latent-motion`, mocohd_cli/models/latent_prior.py), its
@@ -89,10 +98,7 @@ class LatentPrior:
 
     def set_basis(self, motion: MotionGenerator, frames: int) -> None:
         """The clips' displacements in the motion model's PCA units (a resumed run's basis comes with its state)."""
-        from ..models.latent_prior import clip_bank
-
-        self.bank = clip_bank(self.latents, frames, motion.pca_components.cpu(), motion.pca_stdev.cpu()).to(
-            motion.pca_components.device)
+        self.bank = clips_in_basis(self.latents, frames, motion)
 
     def state_dict(self) -> dict:
         return {"discriminator": self.discriminator.state_dict(), "optimizer": self.optimizer.state_dict()}
@@ -221,6 +227,11 @@ class Trainer:
                 size=self.backbone.resolution, seed=config.seed) if self.ctx.is_main else None)
         return latents
 
+    @property
+    def _projections_source(self) -> str:
+        """What the projected training videos came from, for error messages."""
+        return self.config.latent_motion or f"the projections of {self.config.data}"
+
     def _build_identity(self) -> IdentityTerm | None:
         """The identity loss's frozen encoder and its training videos' within-video distance, if asked for."""
         config = self.config
@@ -243,10 +254,11 @@ class Trainer:
             encoder, distance = self.ctx.broadcast((encoder, distance))
         return IdentityTerm(encoder.to(self.device), distance)
 
-    def _real_displacements(self, batch: int) -> Tensor:
-        """Displacements of `batch` projected training clips, drawn from the step's random stream (self.rng,
-        on the bank's device: cpu_rng would repeat self.rng's draws on the CPU, where both get the same seed)."""
-        bank = self.latent_prior.bank
+    def _real_displacements(self, batch: int, bank: Tensor | None = None) -> Tensor:
+        """Displacements of `batch` projected training clips of `bank` (default: the latent motion discriminator's),
+        drawn from the step's random stream (self.rng, on the bank's device: cpu_rng would repeat self.rng's draws
+        on the CPU, where both get the same seed)."""
+        bank = self.latent_prior.bank if bank is None else bank
         index = torch.randint(0, bank.shape[0], (batch,), generator=self.rng, device=self.rng.device)
         return bank[index.to(bank.device)]
 
@@ -263,30 +275,25 @@ class Trainer:
         length = bank.shape[1] + 1
         starts = torch.randint(0, displacements.shape[1] + 2 - length, (batch,), generator=self.rng,
                                device=self.rng.device)
-        index = torch.randint(0, bank.shape[0], (batch,), generator=self.rng, device=self.rng.device)
-        return energy_distance(walk_windows(displacements, length, starts), bank[index.to(bank.device)])
+        return energy_distance(walk_windows(displacements, length, starts), self._real_displacements(batch, bank))
 
     def _build_walk_bank(self) -> Tensor | None:
         """The projected training clips' displacements in the motion model's PCA units [M, L-1, n] that walk
         matching compares the generated walks with (after the basis is known: a resumed run's comes with its state)."""
-        from ..models.latent_prior import clip_bank
-
         config = self.config
         if not config.w_walk:
             return None
         projected = self._projected_videos
         rollout_frames = max(config.drift_frames, config.later_horizon or 0)
         length = config.walk_frames or min(projected.shape[1], rollout_frames)
-        source = config.latent_motion or f"the projections of {config.data}"
         if length > projected.shape[1]:
             raise MocohdError(f"--walk-frames {length} is longer than the projected videos ({projected.shape[1]} "
-                              "frames)", path=source, fix=f"pass --walk-frames {projected.shape[1]} or less, or "
-                              "project longer videos")
+                              "frames)", path=self._projections_source,
+                              fix=f"pass --walk-frames {projected.shape[1]} or less, or project longer videos")
         if length > rollout_frames:
             raise MocohdError(f"--walk-frames {length} is longer than the rollout ({rollout_frames} frames)",
                               fix=f"pass --walk-frames {rollout_frames} or less, or a longer --drift-horizon")
-        motion = self.motion
-        return clip_bank(projected, length, motion.pca_components.cpu(), motion.pca_stdev.cpu()).to(self.device)
+        return clips_in_basis(projected, length, self.motion)
 
     def _build_drift_penalty(self) -> Callable[[Tensor], Tensor]:
         """The shared-drift penalty's estimator: pairs within the batch, or a running mean."""
@@ -326,9 +333,8 @@ class Trainer:
         components, stdev = displacement_pca(self._projected_videos)
         if stdev[n_pca - 1] <= 1e-6 * stdev[0]:
             spanned = int((stdev > 1e-6 * stdev[0]).sum())
-            source = self.config.latent_motion or f"the projections of {self.config.data}"
             raise MocohdError(f"the projected training videos move along only {spanned} directions, fewer than "
-                              f"--n-pca {n_pca}", path=source,
+                              f"--n-pca {n_pca}", path=self._projections_source,
                               fix=f"lower --n-pca to {spanned} or less, or project more (or longer) videos")
         return components[:n_pca], stdev[:n_pca]
 
