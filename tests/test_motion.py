@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from mocohd_cli.infra.errors import MocohdError
+from mocohd_cli.infra.files import read_safetensors, write_safetensors
 from mocohd_cli.models.motion import MotionGenerator, load_motion, mutual_information_loss, read_motion_info
 
 
@@ -24,15 +25,18 @@ def make_model(**kw):
     return model
 
 
-def test_rollout_follows_the_update_rule():
-    model = make_model()
+@pytest.mark.parametrize("feedback", [False, True])
+def test_rollout_follows_the_update_rule(feedback):
+    model = make_model(feedback=feedback)
     w0, noise = torch.randn(3, 12), torch.randn(3, 5, 12)
     out = model.rollout(w0, 6, noise)
     zeros = torch.zeros(3, 10)
     h, c = lstm_cell_by_hand(model.enc_cell, w0, zeros, zeros)
     w, expected, hcs = w0, [w0], []
     for t in range(5):
-        h, c = lstm_cell_by_hand(model.cell, noise[:, t], h, c)
+        # with feedback the cell also reads the walk so far, (w_{t-1} - w_0) in the basis' units
+        walked = (w - w0) @ model.pca_components.T / model.pca_stdev
+        h, c = lstm_cell_by_hand(model.cell, torch.cat([noise[:, t], walked], 1) if feedback else noise[:, t], h, c)
         r = torch.tanh(h @ model.w + model.b)
         w = w + 0.3 * r @ (model.pca_stdev[:, None] * model.pca_components)
         expected.append(w)
@@ -90,6 +94,15 @@ def test_gradients_reach_all_trained_parameters():
             assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
+def test_feedback_weights_learn_from_every_step_but_the_first():
+    model = make_model(feedback=True)
+    model.rollout(torch.randn(2, 12), 2).latents.square().sum().backward()  # one step: the walk so far is zero
+    assert model.cell.weight_ih.grad[:, 12:].abs().sum() == 0 and model.cell.weight_ih.grad[:, :12].abs().sum() > 0
+    model.zero_grad()
+    model.rollout(torch.randn(2, 12), 4).latents.square().sum().backward()
+    assert model.cell.weight_ih.grad[:, 12:].abs().sum() > 0
+
+
 def test_mi_loss_is_minus_one_for_perfect_reconstruction():
     noise = torch.randn(2, 3, 8)
     assert mutual_information_loss(noise, noise * 2).item() == pytest.approx(-1.0)
@@ -105,6 +118,26 @@ def test_save_and_load_round_trip(tmp_path):
     assert loaded.info["backbone"] == "stylegan2" and loaded.info["fps"] == 8 and loaded.info["n_frames"] == 16
     assert (loaded.h_dim, loaded.n_pca, loaded.w_residual) == (10, 6, 0.3)
     assert read_motion_info(path)["format"] == "mocohd-motion"
+
+
+def test_feedback_round_trips_and_old_files_load_without_it(tmp_path):
+    model = make_model(feedback=True)
+    loaded = load_motion(model.save(tmp_path / "fb.safetensors"))
+    assert loaded.feedback and read_motion_info(tmp_path / "fb.safetensors")["feedback"] is True
+    w0, noise = torch.randn(2, 12), torch.randn(2, 7, 12)
+    torch.testing.assert_close(loaded(w0, 8, noise), model(w0, 8, noise))
+    # a file written before the option has no "feedback" key and is the plain recurrence
+    plain = make_model().save(tmp_path / "plain.safetensors")
+    tensors, meta = read_safetensors(plain)
+    del meta["feedback"]
+    write_safetensors(tmp_path / "old.safetensors", tensors, meta)
+    assert not load_motion(tmp_path / "old.safetensors").feedback
+    # metadata that claims feedback on tensors without it is refused, naming the file
+    meta["feedback"] = "true"
+    write_safetensors(tmp_path / "forged.safetensors", tensors, meta)
+    with pytest.raises(MocohdError, match="forged.safetensors") as err:
+        load_motion(tmp_path / "forged.safetensors")
+    assert "cell.weight_ih" in str(err.value)
 
 
 class FakeBackbone:

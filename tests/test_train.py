@@ -228,6 +228,17 @@ def test_running_drift_penalty_trains_and_resumes_exactly(tiny_stylegan2_checkpo
         config(tiny_stylegan2_checkpoint, videos, tmp_path / "bad", drift_momentum=1.0).validate()
 
 
+def test_motion_feedback_trains_is_saved_and_cannot_be_flipped_on_resume(tiny_stylegan2_checkpoint, videos, tmp_path):
+    settings = {"iterations": 1, "g_steps": 1, "sample_every": 100, "num_samples": 0, "motion_feedback": True}
+    result = train(config(tiny_stylegan2_checkpoint, videos, tmp_path / "run", **settings), progress=False)
+    motion = load_motion(result.motion_path)
+    assert motion.feedback and motion.cell.weight_ih.shape[1] == motion.latent_dim + motion.n_pca
+    with pytest.raises(MocohdError, match="motion_feedback was True"):
+        train(config(tiny_stylegan2_checkpoint, videos, tmp_path / "run", **{**settings, "motion_feedback": False,
+                                                                            "iterations": 2, "resume": True}),
+              progress=False)
+
+
 def test_ablation_knobs_drop_the_mi_loss_and_the_pca_basis(tiny_stylegan2_checkpoint, videos, tmp_path):
     cfg = config(tiny_stylegan2_checkpoint, videos, tmp_path / "run", iterations=1, g_steps=1, w_mi=0.0, pca=False)
     trainer = Trainer(cfg, init_distributed("cpu"), progress=False)

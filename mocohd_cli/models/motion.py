@@ -5,6 +5,8 @@
     w_t      = w_{t-1} + w_residual * tanh(h_t A + b) (diag(s) P)  P, s: PCA of the motion space
 
 plus a mutual-information head eps_hat_t = fc2(relu(fc1([h_t, c_t]))) that must recover eps_t.
+With `feedback` (an addition, docs/method.md, "Additions") the cell also reads where the walk is:
+LSTMCell([eps_t, d_{t-1}], ...), d_{t-1} = (w_{t-1} - w_0) in the basis' units.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from ..infra.schema import Field, decode_metadata, read_fields
 FORMAT_TAG = "mocohd-motion"
 FORMAT_VERSION = 1
 # Metadata keys that describe the architecture; everything else is free-form run information.
-_ARCH_KEYS = ("latent_dim", "h_dim", "n_pca", "w_residual")
+_ARCH_KEYS = ("latent_dim", "h_dim", "n_pca", "w_residual", "feedback")
 # The release's sizes (docs/method.md, "Motion generator"); n_pca is capped by the latent size.
 DEFAULT_H_DIM = 384
 DEFAULT_N_PCA = 384
@@ -36,6 +38,7 @@ METADATA_FIELDS = (
     Field("h_dim", int, lo=1, hi=MAX_DIM),
     Field("n_pca", int, lo=1, hi=MAX_DIM),
     Field("w_residual", float, lo=0.0, hi=1e3),
+    Field("feedback", bool, default=False),
     Field("fps", float, lo=1e-3, hi=1e3, default=None),
     Field("frames", int, lo=1, hi=1_000_000, default=None),
     Field("time_step", int, lo=1, hi=1000, default=None),  # training's --time-step (UPPER_BOUNDS)
@@ -83,7 +86,7 @@ def _orthogonal_lstm_(cell: nn.LSTMCell) -> None:
 
 class MotionGenerator(nn.Module):
     def __init__(self, latent_dim: int, *, h_dim: int = DEFAULT_H_DIM, n_pca: int = DEFAULT_N_PCA,
-                 w_residual: float = DEFAULT_W_RESIDUAL,
+                 w_residual: float = DEFAULT_W_RESIDUAL, feedback: bool = False,
                  pca_components: Tensor | None = None, pca_stdev: Tensor | None = None,
                  info: dict | None = None):
         super().__init__()
@@ -91,8 +94,9 @@ class MotionGenerator(nn.Module):
             raise MocohdError(f"n_pca must be in 1..{latent_dim} (the latent size), got {n_pca}",
                               fix="lower --n-pca")
         self.latent_dim, self.h_dim, self.n_pca, self.w_residual = latent_dim, h_dim, n_pca, float(w_residual)
+        self.feedback = bool(feedback)
         self.enc_cell = nn.LSTMCell(latent_dim, h_dim)
-        self.cell = nn.LSTMCell(latent_dim, h_dim)
+        self.cell = nn.LSTMCell(self.cell_input_dim(latent_dim, n_pca, self.feedback), h_dim)
         self.w = nn.Parameter(torch.empty(h_dim, n_pca))  # A in docs/method.md
         self.b = nn.Parameter(torch.zeros(n_pca))
         self.fc1 = nn.Linear(2 * h_dim, latent_dim)
@@ -104,6 +108,11 @@ class MotionGenerator(nn.Module):
         self.reset_parameters()
         if pca_components is not None:
             self.set_pca(pca_components, pca_stdev)
+
+    @staticmethod
+    def cell_input_dim(latent_dim: int, n_pca: int, feedback: bool) -> int:
+        """The recurrent cell reads the motion code, and with feedback the walk's displacement so far."""
+        return latent_dim + (n_pca if feedback else 0)
 
     def reset_parameters(self) -> None:
         """The release's init (models/rnn.py, init_weights), except the MI head's biases, which start
@@ -149,11 +158,14 @@ class MotionGenerator(nn.Module):
         h, c = self.enc_cell(w0)
         basis = self.basis.to(w0.dtype)
         latents, states, steps = [w0], [], []
+        displacement = w0.new_zeros(batch, self.n_pca)  # (w_t - w_0) in the basis' units
         for t in range(n_frames - 1):  # the recurrence is sequential in time by nature
-            h, c = self.cell(noise[:, t], (h, c))
+            cell_input = torch.cat([noise[:, t], displacement], dim=1) if self.feedback else noise[:, t]
+            h, c = self.cell(cell_input, (h, c))
             states.append(torch.cat([h, c], dim=1))
             steps.append(torch.tanh(h @ self.w + self.b))
             latents.append(latents[-1] + self.w_residual * (steps[-1] @ basis))
+            displacement = displacement + self.w_residual * steps[-1]
         latents = torch.stack(latents, dim=1)
         # w_t - w_0 = w_residual * sum of the steps, times diag(s) P: in PCA units (P's rows orthonormal)
         # that is the scaled running sum, exact in fp32 whatever precision the latents are in
@@ -173,7 +185,7 @@ class MotionGenerator(nn.Module):
     # -- files ---------------------------------------------------------------------------------
     def architecture(self) -> dict:
         return {"latent_dim": self.latent_dim, "h_dim": self.h_dim, "n_pca": self.n_pca,
-                "w_residual": self.w_residual}
+                "w_residual": self.w_residual, "feedback": self.feedback}
 
     def save(self, path: str | Path, **metadata) -> Path:
         """One .safetensors file: weights, PCA basis and scales, and metadata (JSON strings)."""
@@ -214,7 +226,8 @@ def _check_tensor_shapes(info: dict, tensors: dict[str, Tensor], path: Path) -> 
     """The sizes the metadata claims must be those of the tensors actually in the file, checked
     before a model of that size is built (a forged h_dim must not allocate gigabytes)."""
     latent, h, n_pca = info["latent_dim"], info["h_dim"], info["n_pca"]
-    expected = {"cell.weight_hh": (4 * h, h), "cell.weight_ih": (4 * h, latent), "enc_cell.weight_ih": (4 * h, latent),
+    cell_input = MotionGenerator.cell_input_dim(latent, n_pca, info.get("feedback", False))
+    expected = {"cell.weight_hh": (4 * h, h), "cell.weight_ih": (4 * h, cell_input), "enc_cell.weight_ih": (4 * h, latent),
                 "w": (h, n_pca), "pca_components": (n_pca, latent), "fc2.weight": (latent, latent)}
     for key, shape in expected.items():
         found = tensors.get(key)
@@ -263,7 +276,7 @@ def load_motion(path: str | Path, backbone=None, *, device: str | torch.device =
     if backbone is not None:
         check_backbone_match(info, backbone, path)
     model = MotionGenerator(info["latent_dim"], h_dim=info["h_dim"], n_pca=info["n_pca"],
-                            w_residual=info["w_residual"],
+                            w_residual=info["w_residual"], feedback=info.get("feedback", False),
                             info={k: v for k, v in info.items() if k not in _ARCH_KEYS + ("format", "format_version")})
     try:
         model.load_state_dict(tensors, strict=True)

@@ -42,10 +42,10 @@ UPPER_BOUNDS = {"frames": 1024, "drift_horizon": 4096, "identity_horizon": 4096,
 # Settings a resumed run must share with the run it continues (they shape the models or the data stream).
 RESUME_KEYS = ("mode", "frames", "time_step", "video_frame_size", "h_dim", "n_pca", "pca", "w_residual", "d_scales",
                "d_channels", "d_layers", "batch_size", "g_steps", "seed", "video_d_view", "drift_momentum",
-               "w_latent_motion", "w_identity", "pca_source")
+               "w_latent_motion", "w_identity", "pca_source", "motion_feedback")
 # Resume keys that states written before them lack: such a state was trained with these values.
 RESUME_KEYS_ADDED = {"video_d_view": "clip", "drift_momentum": 0.0, "w_latent_motion": 0.0, "w_identity": 0.0,
-                     "pca_source": "latents"}
+                     "pca_source": "latents", "motion_feedback": False}
 
 
 def knob(default, help: str, *, modes: tuple[str, ...] = MODES, **cli):
@@ -83,6 +83,8 @@ class TrainConfig:
     n_pca: int | None = knob(None, "PCA components the motion moves along.",
                              default_text=f"{DEFAULT_N_PCA}, or the latent size if smaller")
     w_residual: float = knob(DEFAULT_W_RESIDUAL, "Step size lambda of the latent residual (the authors advise <= 0.5).")
+    motion_feedback: bool = knob(False, "The LSTM also reads where its walk is (w_{t-1} - w_0 in the basis' units) "
+                                 "beside each motion code, so its steps can depend on how far it has gone.")
     pca_samples: int = knob(1_000_000, "Latents sampled for the motion-space PCA (cached per checkpoint).")
     pca: bool = knob(True, "Move along the principal directions of the latent space, scaled by their spread; "
                      "--no-pca moves along the first n_pca latent axes with unit scale (an ablation).")

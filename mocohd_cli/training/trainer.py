@@ -322,6 +322,7 @@ class Trainer:
         # identical initial weights on every rank, whatever setting up the basis drew (a first projection)
         torch.manual_seed(config.seed)
         return MotionGenerator(latent_dim, h_dim=config.h_dim, n_pca=config.n_pca, w_residual=config.w_residual,
+                               feedback=config.motion_feedback,
                                pca_components=components, pca_stdev=stdev).to(self.device)
 
     def _video_basis(self) -> tuple[Tensor, Tensor]:

@@ -22,7 +22,7 @@ from ..infra.runs import RunDir, read_toml
 CARD = "README.md"
 SAMPLE = "sample.gif"
 SCHEDULE_KEYS = ("mode", "preset", "iterations", "frames", "time_step", "video_frame_size", "batch_size",
-                 "global_batch", "lr", "g_steps", "h_dim", "n_pca", "w_residual", "seed", "precision")
+                 "global_batch", "lr", "g_steps", "h_dim", "n_pca", "w_residual", "motion_feedback", "seed", "precision")
 _EVAL = re.compile(r"eval at step (\d+): (\S+)=(\S+)")
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SEPARATORS = re.compile(r"[\\/]")  # POSIX and Windows paths alike
