@@ -116,6 +116,8 @@ QUICK_SCHEDULE = dict(
     d_channels=32, batch_size=4, iterations=80, lr=5e-4,  # 5x the authors' lr: motion shows within 80 iterations
     # without it every video walks the same way and the faces dissolve (docs/examples.md, "Ablation")
     w_drift=100.0, drift_horizon=32,
+    # the LSTM reads its walk so far: long videos drift less (docs/examples.md, "Ablation", motion feedback)
+    motion_feedback=True,
     log_every=10, sample_every=80, checkpoint_every=20, num_samples=4, sample_format="mp4",
     workers=0, fps=8.0,
 )
