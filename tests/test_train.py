@@ -365,7 +365,8 @@ def test_train_command_under_torchrun_with_two_processes(tiny_stylegan2_checkpoi
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CI": "1", "MOCOHD_CACHE": str(tmp_path / "cache")}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(worker),
                "train", "--checkpoint", str(tiny_stylegan2_checkpoint), "--data", str(videos), "--out", str(out),
-               *cli_args({**TINY, "iterations": 2, "num_samples": 0, "w_drift": 1.0, "drift_momentum": 0.9})]
+               *cli_args({**TINY, "iterations": 2, "num_samples": 0, "w_drift": 1.0, "drift_momentum": 0.9}),
+               "--motion-feedback"]  # the examples' recurrence: its weights too must stay the same on both ranks
     done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     log = (out / "log.txt").read_text()
@@ -373,7 +374,7 @@ def test_train_command_under_torchrun_with_two_processes(tiny_stylegan2_checkpoi
     assert len(list((out / "tensorboard").glob("events.*"))) == 1
     assert torch.load(out / "state" / "latest.pt", weights_only=True)["step"] == 2
     motion = load_motion(out / "motion.safetensors")
-    assert all(torch.isfinite(p).all() for p in motion.parameters())
+    assert motion.feedback and all(torch.isfinite(p).all() for p in motion.parameters())
     rank0, rank1 = (torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert all(torch.equal(rank0["motion"][k], rank1["motion"][k]) for k in rank0["motion"])
     assert rank0["drift"]["mean"].abs().sum() > 0 and torch.equal(rank0["drift"]["mean"], rank1["drift"]["mean"])
