@@ -103,6 +103,18 @@ def test_feedback_weights_learn_from_every_step_but_the_first():
     assert model.cell.weight_ih.grad[:, 12:].abs().sum() > 0
 
 
+def test_feedback_sums_the_walk_in_fp32_whatever_the_models_precision():
+    w0, noise = torch.randn(4, 12), torch.randn(4, 127, 12)
+    half = make_model(feedback=True).bfloat16()
+    seen = []
+    half.cell.register_forward_pre_hook(lambda cell, args: seen.append(args[0][:, 12:].double()))
+    out = half.rollout(w0.bfloat16(), 128, noise.bfloat16())
+    # what the cell read at the last step is the fp32 sum of the bf16 model's own steps, rounded once to
+    # bf16, not the sum of 126 roundings
+    walked = out.displacements[:, -2].double()
+    assert (seen[-1] - walked).abs().max() <= 0.01 * walked.abs().max()
+
+
 def test_mi_loss_is_minus_one_for_perfect_reconstruction():
     noise = torch.randn(2, 3, 8)
     assert mutual_information_loss(noise, noise * 2).item() == pytest.approx(-1.0)
