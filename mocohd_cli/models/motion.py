@@ -157,22 +157,22 @@ class MotionGenerator(nn.Module):
         noise = noise.to(w0.dtype)
         h, c = self.enc_cell(w0)
         basis = self.basis.to(w0.dtype)
-        latents, states, steps = [w0], [], []
-        # (w_t - w_0) in the basis' units for the feedback, summed in fp32 whatever the latents' precision
-        # (in bf16 small steps would round away over a long walk)
+        latents, states, walked = [w0], [], []
+        # w_t - w_0 = w_residual * sum of the steps, times diag(s) P: in PCA units (P's rows orthonormal) that is
+        # the scaled running sum, kept in fp32 whatever the latents' precision (in bf16 small steps would round
+        # away over a long walk); the feedback reads it and the losses get all of it (Rollout.displacements)
         displacement = torch.zeros(batch, self.n_pca, device=w0.device, dtype=torch.float32)
         for t in range(n_frames - 1):  # the recurrence is sequential in time by nature
             cell_input = (torch.cat([noise[:, t], displacement.to(noise.dtype)], dim=1) if self.feedback
                           else noise[:, t])
             h, c = self.cell(cell_input, (h, c))
             states.append(torch.cat([h, c], dim=1))
-            steps.append(torch.tanh(h @ self.w + self.b))
-            latents.append(latents[-1] + self.w_residual * (steps[-1] @ basis))
-            displacement = displacement + self.w_residual * steps[-1].float()
+            step = torch.tanh(h @ self.w + self.b)
+            latents.append(latents[-1] + self.w_residual * (step @ basis))
+            displacement = displacement + self.w_residual * step.float()
+            walked.append(displacement)
         latents = torch.stack(latents, dim=1)
-        # w_t - w_0 = w_residual * sum of the steps, times diag(s) P: in PCA units (P's rows orthonormal)
-        # that is the scaled running sum, exact in fp32 whatever precision the latents are in
-        displacements = (self.w_residual * torch.stack(steps, dim=1).float().cumsum(1) if steps
+        displacements = (torch.stack(walked, dim=1) if walked
                          else w0.new_zeros(batch, 0, self.n_pca, dtype=torch.float32))
         if states:
             hc = torch.stack(states, dim=1)
