@@ -20,6 +20,8 @@ from pathlib import Path
 VARIANTS = {
     "untrained": (None, "a freshly initialised motion model (the reference of ffd)"),
     "default": ({}, "the example's schedule as shipped"),
+    "seed_1": ({"seed": 1}, "the same with another seed: how far two runs of one setting spread"),
+    "no_feedback": ({"motion_feedback": False}, "the LSTM does not read its walk so far (the release's recurrence)"),
     "release": ({"w_drift": 0.0, "drift_horizon": None}, "the release's objective: no shared-drift penalty"),
     "drift_clip_only": ({"drift_horizon": None}, "penalty over the 8 trained frames only"),
     "running_drift": ({"drift_momentum": 0.95}, "the penalty against a running mean of the shared walk"),
@@ -33,6 +35,7 @@ VARIANTS = {
     "no_latent_motion": ({"w_latent_motion": 0.0}, "no latent motion discriminator"),
     "latent_motion_5": ({"w_latent_motion": 5.0}, "a quarter of the latent motion discriminator's weight"),
     "no_identity": ({"w_identity": 0.0}, "no identity loss"),
+    "no_identity_seed_1": ({"w_identity": 0.0, "seed": 1}, "no identity loss, the other seed"),
     "no_identity_latent_motion_5": ({"w_identity": 0.0, "w_latent_motion": 5.0},
                                     "the quick start of 2026-12-03: latent motion discriminator 5, no identity loss"),
     "identity_2": ({"w_identity": 2.0}, "0.4x the identity loss's weight"),
