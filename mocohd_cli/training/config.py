@@ -173,7 +173,8 @@ class TrainConfig:
     iterations: int | None = knob(None, "Training iterations (real batches).", default_text="from --epochs")
     epochs: float | None = knob(None, "Passes over the dataset when --iterations is absent.",
                                 default_text=str(DEFAULT_EPOCHS))
-    seed: int = knob(0, "Random seed: the same seed gives the same run.")
+    seed: int = knob(0, "Random seed: the same seed gives the same run on the same device and thread count "
+                        "(CPU reductions round differently across thread counts, and a GAN amplifies that).")
     # machine
     device: str = knob("auto", "auto, cpu or cuda.")
     precision: str = knob("fp32", "fp32, bf16 or fp16 (autocast; fp16 with a gradient scaler, CUDA only).")
