@@ -229,7 +229,7 @@ def _check_tensor_shapes(info: dict, tensors: dict[str, Tensor], path: Path) -> 
     """The sizes the metadata claims must be those of the tensors actually in the file, checked
     before a model of that size is built (a forged h_dim must not allocate gigabytes)."""
     latent, h, n_pca = info["latent_dim"], info["h_dim"], info["n_pca"]
-    cell_input = MotionGenerator.cell_input_dim(latent, n_pca, info.get("feedback", False))
+    cell_input = MotionGenerator.cell_input_dim(latent, n_pca, info["feedback"])
     expected = {"cell.weight_hh": (4 * h, h), "cell.weight_ih": (4 * h, cell_input), "enc_cell.weight_ih": (4 * h, latent),
                 "w": (h, n_pca), "pca_components": (n_pca, latent), "fc2.weight": (latent, latent)}
     for key, shape in expected.items():
@@ -279,7 +279,7 @@ def load_motion(path: str | Path, backbone=None, *, device: str | torch.device =
     if backbone is not None:
         check_backbone_match(info, backbone, path)
     model = MotionGenerator(info["latent_dim"], h_dim=info["h_dim"], n_pca=info["n_pca"],
-                            w_residual=info["w_residual"], feedback=info.get("feedback", False),
+                            w_residual=info["w_residual"], feedback=info["feedback"],
                             info={k: v for k, v in info.items() if k not in _ARCH_KEYS + ("format", "format_version")})
     try:
         model.load_state_dict(tensors, strict=True)
