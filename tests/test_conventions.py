@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_licence_file_matches_the_metadata():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     text = (ROOT / "LICENSE").read_text()
-    assert project["license"]["text"] == "MIT" and text.startswith("MIT License")
+    assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]  # SPDX form (PEP 639)
+    assert text.startswith("MIT License")
     assert "Copyright (c) 2026 the mocohd authors" in text
     assert "huggingface_hub" in " ".join(project["dependencies"])
 
