@@ -64,4 +64,8 @@ def test_every_package_is_in_the_distribution():
     found = {".".join(p.parent.relative_to(root).parts) for p in PACKAGE.rglob("__init__.py")}
     found |= {"mocohd_plugins" + "".join("." + part for part in p.parent.relative_to(root / "plugins").parts)
               for p in (root / "plugins").rglob("__init__.py")}
+    # folders of package data only (the shipped weights): setuptools warns unless they are listed too
+    found |= {".".join(d.relative_to(root).parts) for d in PACKAGE.rglob("*")
+              if d.is_dir() and d.name != "__pycache__" and not any(d.glob("*.py"))
+              and any(f.is_file() for f in d.iterdir())}
     assert found == listed
