@@ -22,6 +22,8 @@ webdriver = pytest.importorskip("selenium.webdriver")
 
 CHROMIUM = next((path for path in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if os.path.exists(path)), None)
 DRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if os.path.exists("/usr/bin/chromedriver") else None)
+if (CHROMIUM is None or DRIVER is None) and os.environ.get("CI"):  # .ci/install installs them: CI runs this test
+    raise RuntimeError("CI without chromium and chromium-driver: .ci/install should have installed them")
 pytestmark = [pytest.mark.skipif(CHROMIUM is None or DRIVER is None,
                                  reason="needs chromium and chromium-driver (Debian packages; .ci/install)"),
               pytest.mark.timeout(420)]
