@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import imageio.v3 as iio
 import numpy as np
@@ -89,6 +90,22 @@ def test_values_in_range_pass():
     assert demo.bounded("seed", 7.0) == 7 and isinstance(demo.bounded("seed", 7.0), int)
     assert demo.bounded("truncation", "0.5", integer=False) == 0.5
     assert demo.parse_classes(" 3, 7 ;9") == ["3", "7", "9"] and demo.parse_classes("") is None
+
+
+def test_classes_for_conditional_backbones_only(session):
+    conditional = SimpleNamespace(name="tiny-biggan", condition_dim=10)
+    assert demo._classes(session, "3, 7", conditional) == [3, 7]
+    assert demo._classes(session, "", conditional) is None  # random classes, as mocohd sample draws them
+    with pytest.raises(MocohdError, match="out of range"):
+        demo._classes(session, "12", conditional)
+    with pytest.raises(MocohdError, match="no labels file"):
+        demo._classes(session, "goldfish", conditional)
+    labels = Path(session.outputs.root) / "labels.txt"
+    labels.write_text("tench\ngoldfish\n")
+    named = demo.DemoSession(session.outputs, session.models, labels=str(labels))
+    assert demo._classes(named, "goldfish", conditional) == [1]
+    with pytest.raises(MocohdError, match="unconditional"):
+        demo._classes(session, "3", SimpleNamespace(name="faces", condition_dim=0))
 
 
 # -- generate ----------------------------------------------------------------------------------------
@@ -286,6 +303,10 @@ def test_bad_input_gets_a_message_and_the_server_keeps_serving(served, tmp_path)
     with pytest.raises(AppError, match="broken.png") as caught:
         client.predict(handle_file(str(upload)), api_name="/animate")
     assert "Traceback" not in str(caught.value)
+    text = tmp_path / "notes.txt"
+    text.write_text("no image")
+    with pytest.raises(AppError, match="(?i)invalid file type"):
+        client.predict(handle_file(str(text)), api_name="/animate")
     assert Path(str(client.predict(num_videos=1, frames=2, api_name="/generate"))).is_file()
 
 

@@ -29,6 +29,7 @@ INTRO = ("**MoCoGAN-HD**: a trained motion generator walks the latent space of a
          "(a shipped example, a motion file, a training run's folder or an `hf://` reference), a seed, and press "
          "Generate. Docs: `docs/demo.md`.")
 MODEL_HELP = "example:NAME, a motion .safetensors, a run folder, or hf://OWNER/REPO/PATH"
+MAX_UPLOAD = "25mb"  # an image to animate; gradio refuses larger uploads with a message
 CLASS_HELP = "Conditional backbones only (BigGAN): class index, or several separated by commas"
 
 
@@ -161,6 +162,7 @@ def launch(session: DemoSession, *, host: str = "127.0.0.1", port: int | None = 
     page.queue(default_concurrency_limit=1)
     page.launch(server_name=host, server_port=port, share=share, allowed_paths=[str(session.outputs.root)],
                 prevent_thread_lock=not block, show_error=False, theme=theme, footer_links=["api"],
+                max_file_size=MAX_UPLOAD,
                 quiet=not block, ssr_mode=False, pwa=False, mcp_server=False, enable_monitoring=False)
     return page
 
