@@ -13,21 +13,33 @@ from typing import Optional
 import typer
 
 
+# What a usable backbone costs (docs/pretrain_cost.md says which numbers are measured and which estimated).
+COST_HELP = ("What a usable backbone costs, 64 px at batch 16 (docs/pretrain_cost.md): the domain's shapes after "
+             "about 30k-85k images (2-5k steps: 18 minutes alone on 2 CPU cores to 65 minutes on a shared one), "
+             "clean samples after about 450k (28k steps: 1.7 h alone on 2 CPU cores to 4.5 h on a shared one), "
+             "from a few thousand varied frames or more; CPU times measured. On a GPU an estimated 10-30 minutes "
+             "for the 28k steps (not measured). A few minutes give coloured blobs. Watch the frames FID that "
+             "log.txt records at each sample step (with an Inception detector at hand) and the sample grids: "
+             "stop when both stop improving.")
+
+
 def register(app: typer.Typer) -> None:
     """Add `pretrain` to the mocohd command line."""
     from mocohd_cli.app import PANEL_TRAIN
     from mocohd_cli.commands.options import config_command, extra_option, given_values, options_from
+    from mocohd_cli.infra.threads import threads_option
 
     from .pretrain import PretrainConfig
 
     parameters = options_from(PretrainConfig) + [
         extra_option("config", Optional[Path], typer.Option(None, "--config", help="TOML file of options (the "
                                                             "options given here override it).")),
+        threads_option(),
     ]
 
     @config_command(app, "pretrain", parameters,
                     help="Pre-train a StyleGAN2 image generator on the frames of a dataset (non-saturating loss, "
-                         "lazy R1, EMA, DiffAugment).", panel=PANEL_TRAIN)
+                         "lazy R1, EMA, DiffAugment).\n\n" + COST_HELP, panel=PANEL_TRAIN)
     def pretrain_command(values: dict) -> None:
         from mocohd_cli.infra.console import console
 

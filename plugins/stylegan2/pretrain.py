@@ -61,7 +61,7 @@ STATE_FIELDS = tuple(Field(key, dict) for key in ("generator", "discriminator", 
     Field("step", int, lo=0, hi=10**9), Field("init_sha256", str, hi=64, default=None))
 # Settings of the invocation rather than of the model: not stored in the exported file.
 # (--init is recorded in the export as the sha256 of the checkpoint it started from, not as a path.)
-RUN_KEYS = ("data", "out", "runs_root", "resume", "device", "init", "minutes")
+RUN_KEYS = ("data", "out", "runs_root", "resume", "device", "init", "minutes", "detector")
 # What --init takes from the checkpoint it starts from, unless given.
 INIT_ARCHITECTURE_KEYS = ("size", "style_dim", "n_mlp", "channels")
 AUTO_AUGMENT_IMAGES = 20_000
@@ -147,7 +147,11 @@ class PretrainConfig:
     # machine and outputs
     device: str = setting("auto", "auto, cpu or cuda.")
     precision: str = setting("fp32", "fp32, bf16 or fp16 (autocast; fp16 on CUDA only).")
-    sample_every: int = setting(250, "Log the losses and write a sample grid (samples/step_N.png) every N steps.")
+    sample_every: int = setting(250, "Log the losses and write a sample grid (samples/step_N.png) every N steps "
+                                "(and the frames FID, with an Inception detector at hand).")
+    detector: str | None = setting(None, "Inception detector file (inception-2015-12-05.pt) for the frames FID "
+                                   "logged at each sample step (mocohd_cli/evaluation/frames_fid.py).",
+                                   default_text="the cached one if any, else no FID")
     checkpoint_minutes: float = setting(5.0, "Write the state (state/latest.pt) and the export this often.")
     # a budget for machines lent for a fixed time (a session, a GPU lease): the run stops cleanly
     # before the machine goes, and `--resume` carries on elsewhere
@@ -317,6 +321,7 @@ class Pretrainer:
         self.aug_rng = torch.Generator(device=self.device).manual_seed(config.seed + 1)
         self.z_rng = torch.Generator(device=self.device).manual_seed(config.seed + 2)
         self.init_sha256 = None
+        self.fid = None  # the frames FID of the sample steps (set when the run starts, with a detector at hand)
         if config.resume:  # pretrain_run_folder made sure the state exists
             self.load_state(self.folder.state)
         elif config.init:
@@ -490,6 +495,9 @@ class Pretrainer:
         self.folder.append_log(("resumed" if self.step else "started") + f" at step {self.step}/{self.config.steps}; "
                                + summary)
         self.log(f"run folder: {self.folder.path}\npre-training on {summary}")
+        from mocohd_cli.evaluation.frames_fid import frames_fid_monitor
+
+        self.fid = frames_fid_monitor(self.frames, self.device, self.config.detector, log=self.log)
         try:
             self._loop()
         except KeyboardInterrupt:  # Ctrl-C keeps the work done so far (a step may be half done)
@@ -533,9 +541,12 @@ class Pretrainer:
                     rate = count / max(time.monotonic() - started, 1e-9)
                     means = {k: getattr(totals, k) / count for k in ("d", "g", "real_logits", "fake_logits")}
                     r1 = f" r1={last_r1:.4f}" if math.isfinite(last_r1) else ""
+                    fid = f" frames_fid={self.fid(self.ema):.2f}" if self.fid is not None else ""
                     self.folder.append_log(f"step {self.step}/{self.config.steps} d={means['d']:.4f} "
                                            f"g={means['g']:.4f}{r1} real_logits={means['real_logits']:+.3f} "
-                                           f"fake_logits={means['fake_logits']:+.3f} ({rate:.2f} it/s)")
+                                           f"fake_logits={means['fake_logits']:+.3f}{fid} ({rate:.2f} it/s)")
+                    if fid:
+                        self.log(f"step {self.step}:{fid.replace('_', ' ')} (lower: closer to the data)")
                     totals, count, started = StepLosses(0.0, 0.0, 0.0, 0.0, 0.0), 0, time.monotonic()
                     self.write_samples()
                     if bar.disable:
