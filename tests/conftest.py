@@ -50,6 +50,7 @@ def _isolated_cache_and_one_thread(monkeypatch, tmp_path):
     """Every test gets its own cache folder (PCA, example datasets) and runs torch on one thread:
     tiny models on a small shared CPU run several times faster without oversubscription."""
     monkeypatch.setenv("MOCOHD_CACHE", str(tmp_path / "mocohd-cache"))
+    monkeypatch.setenv("MOCOHD_THREADS", "1")  # what every command's --threads default then applies
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -8,6 +8,7 @@ import typer
 
 from ..app import PANEL_GENERATE, app
 from ..infra.console import console, progress
+from ..infra.threads import threads_option
 from ..workflows.animate import AnimateSettings
 from .options import config_command, extra_option, given_values, labels_option, options_from
 
@@ -16,7 +17,7 @@ _IMAGES = extra_option("images", list[Path], typer.Argument(..., help="Images to
                                                               show_default=False))
 
 
-@config_command(app, "animate", [_IMAGES] + options_from(AnimateSettings) + [labels_option()],
+@config_command(app, "animate", [_IMAGES] + options_from(AnimateSettings) + [labels_option(), threads_option()],
                 help="Animate images: invert each into the backbone's latent space, then unroll the motion model.",
                 panel=PANEL_GENERATE)
 def animate_command(values: dict) -> None:

@@ -7,6 +7,7 @@ import typer
 
 from ..app import PANEL_GENERATE, app
 from ..infra.console import console
+from ..infra.threads import threads_option
 from ..workflows.backbone_grid import GridSettings
 from .options import config_command, extra_option, given_values, labels_option, options_from
 
@@ -18,7 +19,7 @@ _PARAMETERS = [
 ]
 
 
-@config_command(app, "backbone-grid", _PARAMETERS,
+@config_command(app, "backbone-grid", _PARAMETERS + [threads_option()],
                 help="Write a grid of image samples of a backbone (e.g. the docs' backbone_samples_*.png).",
                 panel=PANEL_GENERATE)
 def backbone_grid_command(values: dict) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -10,6 +11,7 @@ from rich.table import Table
 
 from ..app import PANEL_MODELS, app
 from ..infra.console import console
+from ..infra.threads import threads_typer_option
 
 data_app = typer.Typer(help="Procedural example video datasets (cartoon faces, robots, sky); inspect a dataset.",
                        no_args_is_help=True)
@@ -38,6 +40,7 @@ def make(
     size: int = typer.Option(64, min=8, help="Frame side in pixels."),
     seed: int = typer.Option(0, help="Random seed: the same seed gives the same videos."),
     overwrite: bool = typer.Option(False, help="Write into a non-empty --out folder."),
+    threads: Optional[int] = threads_typer_option(),
 ) -> None:
     """Render a procedural video dataset, recording each video's generating factors."""
     from ..data.domains import make_dataset
@@ -61,7 +64,7 @@ def inspect(
     from ..data.index import scan
     from ..data.storage import open_storage
 
-    index = scan(open_storage(data), cache=cache)
+    index = scan(open_storage(data, given_as="`mocohd data inspect DATA`"), cache=cache)
     usable, skipped = index.usable, index.skipped
     out = Console(width=140)
     n_files = sum(r.kind == "video" for r in usable)
@@ -72,6 +75,12 @@ def inspect(
         text += f" (per video: min {lengths[0]}, median {lengths[len(lengths) // 2]}, max {lengths[-1]})"
     out.print(text)
     where = f"cached in {index.cache}" if index.cache else "not cached"
+    if index.ignored:
+        count = sum(index.ignored.values())
+        kinds = ", ".join(f"{n} {suffix or 'without suffix'}" for suffix, n in
+                          sorted(index.ignored.items(), key=lambda kv: (-kv[1], kv[0])))
+        out.print(f"ignored {count} file{'s' if count != 1 else ''} that {'are' if count != 1 else 'is'} neither "
+                  f"images nor videos ({escape(kinds)}), e.g. {escape(str(index.ignored_example))}")
     out.print(f"index: {index.read} files read now, {len(index.records) - index.read} from the cache "
               f"({index.seconds:.2f} s); {escape(where)}")
     if frames is not None:

@@ -13,6 +13,7 @@ from ..app import PANEL_EVALUATE, app
 from ..evaluation.run import EvalSettings
 from ..infra.console import console
 from ..infra.errors import MocohdError
+from ..infra.threads import threads_option, threads_typer_option
 from .options import extra_option, given_values, options_from
 
 eval_app = typer.Typer(help="Measure generated videos against real ones (see docs/evaluation.md).")
@@ -36,10 +37,16 @@ def eval_command(ctx: typer.Context, **values) -> None:
     from ..evaluation.run import run_evaluation
 
     json_path = values.pop("json_path")
+    values.pop("threads", None)  # applied while the command line was parsed (mocohd_cli/infra/threads.py)
     result = run_evaluation(_settings(values))
-    table = Table("metric", "value", "what it is")
+    # a metric with a real reference (ACD of the real videos) shows it beside its value
+    references = {name: details["real"] for name, details in result.details.items()
+                  if isinstance(details.get("real"), (int, float))}
+    table = Table("metric", "value", *(["real videos"] if references else []), "what it is")
     for name, value in result.values.items():
-        table.add_row(name, f"{value:.4g}", METRICS[name].description if name in METRICS else EXTRA_VALUES[name])
+        reference = [f"{references[name]:.4g}" if name in references else ""] if references else []
+        table.add_row(name, f"{value:.4g}", *reference,
+                      METRICS[name].description if name in METRICS else EXTRA_VALUES[name])
     console.print(table)
     if json_path is not None:
         from ..infra.files import atomic_path
@@ -51,7 +58,7 @@ def eval_command(ctx: typer.Context, **values) -> None:
 
 eval_command.__signature__ = inspect.Signature(
     [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
-    + options_from(EvalSettings) + [_JSON])
+    + options_from(EvalSettings) + [_JSON, threads_option()])
 eval_app.callback(invoke_without_command=True)(eval_command)
 
 
@@ -66,6 +73,7 @@ def stats_command(
     batch_size: int = typer.Option(16, help="Clips per detector call."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     detector: Optional[list[str]] = typer.Option(None, help="Detector file NAME=PATH (repeat)."),
+    threads: Optional[int] = threads_typer_option(),
 ) -> None:
     """Compute real-data statistics once; pass the file to `mocohd eval --real`."""
     from ..evaluation.detectors import load_detector, parse_detector_options

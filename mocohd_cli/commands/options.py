@@ -86,6 +86,7 @@ def config_command(app: typer.Typer, name: str, parameters: list[inspect.Paramet
     name to what was given (None when absent). panel: the --help panel (mocohd_cli.app.PANELS)."""
     def decorate(run: Callable[[dict], None]) -> Callable[[dict], None]:
         def command(**values) -> None:
+            values.pop("threads", None)  # applied while the command line was parsed (infra/threads.py threads_option)
             run(values)
 
         command.__signature__ = inspect.Signature(parameters, return_annotation=None)

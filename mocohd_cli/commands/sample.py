@@ -7,6 +7,7 @@ from pathlib import Path
 from ..app import PANEL_GENERATE, app
 from ..infra.console import console, progress
 from ..infra.errors import MocohdError
+from ..infra.threads import threads_option
 from ..workflows.sampling import SampleSettings
 from .options import config_command, given_values, labels_option, options_from
 
@@ -28,7 +29,8 @@ def _default_motion(replay: bool) -> Path:
     return example_motion("faces")
 
 
-@config_command(app, "sample", options_from(SampleSettings) + [labels_option()], help="Sample videos.",
+@config_command(app, "sample", options_from(SampleSettings) + [labels_option(), threads_option()],
+                help="Sample videos.",
                 panel=PANEL_GENERATE)
 def sample_command(values: dict) -> None:
     from ..data.labels import resolve_classes

@@ -13,6 +13,7 @@ import typer
 from ..app import PANEL_TRAIN, app
 from ..infra.console import console
 from ..infra.errors import MocohdError
+from ..infra.threads import threads_option
 from ..training.config import TrainConfig
 from .options import config_command, extra_option, given_values, labels_option, options_from
 
@@ -34,6 +35,7 @@ def _shared_options() -> list:
         labels_option(),
         extra_option("list_presets", bool, typer.Option(False, "--list-presets", help="List the presets "
                                                         f"({', '.join(PRESETS)}) with their settings and exit.")),
+        threads_option(),
     ]
 
 
@@ -59,6 +61,9 @@ def run_training(values: dict, *, mode: str) -> None:
         config = resolve_config(options, config_file=config_file, defaults=_builtin_example(mode))
         if "latent_motion" not in options:
             config = _fit_example_projections(config)
+    else:
+        config = _with_example_preset(config, options, config_file, mode)
+    _report_preset(config, options, config_file, mode)
     missing = [flag for flag, value in zip(_INPUT_FLAGS[mode], (config.checkpoint, config.data)) if not value]
     if missing:
         image_flag, video_flag = _INPUT_FLAGS[mode]
@@ -85,6 +90,37 @@ def _builtin_example(mode: str) -> dict:
     console.print("no --checkpoint/--data: training the built-in example (the 'faces' example backbone on rendered "
                   "cartoon-face videos; see `mocohd data list`)")
     return default_train_values()
+
+
+def _with_example_preset(config, options: dict, config_file, mode: str):
+    """A shipped example backbone with the user's videos and no --preset: the example's own schedule
+    (preset example-train / example-transfer) rather than the release's defaults (built for 128 px and GPUs)."""
+    from ..training.presets import EXAMPLE_PRESETS
+    from ..training.resume import resolve_config
+    from ..workflows.builtin import is_example_backbone
+
+    if config.preset or config.resume or not is_example_backbone(config.checkpoint):
+        return config
+    return resolve_config({**options, "preset": EXAMPLE_PRESETS[mode]}, config_file=config_file)
+
+
+def _report_preset(config, options: dict, config_file, mode: str) -> None:
+    """Which preset the run uses, and which of the options given (command line, --config) differ from it."""
+    from ..infra.runs import read_toml
+    from ..training.presets import get_preset, preset_differences
+
+    if not config.preset:
+        return
+    preset = get_preset(config.preset)
+    chosen = ("" if options.get("preset") or config.resume else
+              " (chosen for the shipped example backbone; --preset NAME for another)")
+    given = {**(read_toml(config_file) if config_file is not None else {}), **options}
+    differ = preset_differences(preset, given)
+    renamed = {field: flag for field, (flag, _) in _TRANSFER_NAMES.items()} if mode == "cross-domain" else {}
+    flag = lambda name: "--" + renamed.get(name, name).replace("_", "-")  # noqa: E731
+    console.print(f"preset {preset.name}{chosen}: {preset.source}")
+    console.print("options that differ from it: " + (", ".join(f"{flag(k)} {v!r} (preset: {p!r})"
+                                                               for k, (v, p) in differ.items()) or "none"))
 
 
 def _fit_example_projections(config):

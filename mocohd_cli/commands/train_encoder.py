@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from ..app import PANEL_TRAIN, app
 from ..infra.console import console, progress
+from ..infra.threads import threads_option
 from ..workflows.encoder import EncoderSettings
 from .options import config_command, given_values, options_from
 
 
-@config_command(app, "train-encoder", options_from(EncoderSettings),
+@config_command(app, "train-encoder", options_from(EncoderSettings) + [threads_option()],
                 help="Train an encoder (image -> latent) on a backbone's own samples.", panel=PANEL_TRAIN)
 def train_encoder_command(values: dict) -> None:
     from ..workflows.encoder import train_encoder

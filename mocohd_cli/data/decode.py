@@ -123,14 +123,18 @@ def _rate(stream) -> Fraction | None:
 
 def _set_threads(stream) -> int:
     """One decoding thread (the workers are the parallelism; FFmpeg's threads cost more than they
-    save on small frames), or FFmpeg's choice for large frames outside DataLoader workers.
+    save on small frames), or for large frames outside DataLoader workers the command's --threads
+    (FFmpeg's choice where no command set them).
     Returns the thread count for the RGB conversion (0: FFmpeg's choice)."""
     from torch.utils.data import get_worker_info
 
+    from ..infra.threads import max_decode_threads
+
     context = stream.codec_context
     if get_worker_info() is None and context.width * context.height >= _THREADED_PIXELS:
-        context.thread_type, context.thread_count = "AUTO", 0
-        return 0
+        threads = max_decode_threads()  # a command's --threads caps FFmpeg's too (0: FFmpeg's choice)
+        context.thread_type, context.thread_count = "AUTO", threads
+        return threads
     context.thread_count = 1
     return 1
 

@@ -58,6 +58,9 @@ class DatasetIndex:
     cache: Path | None  # where the index was saved (None: it could not be)
     read: int = 0  # files read this time (the rest came from the cache)
     seconds: float = 0.0
+    # files that are neither images nor videos (metadata, notes), left out: suffix ("" for none) -> count
+    ignored: dict[str, int] = field(default_factory=dict)
+    ignored_example: str | None = None  # one such file's name
 
     @property
     def usable(self) -> list[Record]:
@@ -154,12 +157,17 @@ def scan(storage, *, cache: bool = True, show_progress: bool = True) -> DatasetI
     root = Path(storage.root).resolve()
     frame_dirs: dict[str, list[str]] = {}
     video_files: list[str] = []
+    ignored: dict[str, int] = {}
+    ignored_example = None
     for name in storage.files():
         suffix = PurePosixPath(name).suffix.lower()
         if suffix in IMAGE_SUFFIXES:
             frame_dirs.setdefault(str(PurePosixPath(name).parent), []).append(name)
         elif suffix in VIDEO_SUFFIXES:
             video_files.append(name)
+        else:
+            ignored[suffix] = ignored.get(suffix, 0) + 1
+            ignored_example = ignored_example or name
 
     path = cache_file(root) if cache else None
     cached, cached_signature = _load(path, root) if path else ({}, None)
@@ -215,4 +223,5 @@ def scan(storage, *, cache: bool = True, show_progress: bool = True) -> DatasetI
         changed = bool(todo) or set(entries) != set(cached) or signature != cached_signature
         saved = path if not changed or _save(path, root, signature, entries) else None
     ordered = [records[name] for name in sorted(records, key=natural_key)]
-    return DatasetIndex(Path(storage.root), ordered, saved, read=len(todo), seconds=time.perf_counter() - started)
+    return DatasetIndex(Path(storage.root), ordered, saved, read=len(todo), seconds=time.perf_counter() - started,
+                        ignored=ignored, ignored_example=ignored_example)

@@ -161,13 +161,17 @@ class _ZipStorage:
         return [stat.st_size, stat.st_mtime_ns]
 
 
-def open_storage(root: Path):
+def open_storage(root: Path, *, given_as: str = "--data"):
+    """The storage of a dataset folder or .zip. given_as: where the user gave it, for the errors' fix
+    (`mocohd data inspect` takes it as an argument, not as --data)."""
     root = Path(root)
     if not root.exists():
-        raise MocohdError("dataset not found", path=root, fix="check the path given to --data")
+        raise MocohdError("dataset not found", path=root, fix=f"check the path given to {given_as}")
     if root.is_dir():
         return _FolderStorage(root)
     if root.suffix.lower() == ".zip":
         return _ZipStorage(root)
+    one_video = (" (for one video file, pass the folder that holds it)"
+                 if root.suffix.lower() in VIDEO_SUFFIXES else "")
     raise MocohdError("a dataset must be a folder or a .zip file", path=root,
-                      fix="pass a folder of frame folders or video files (or a .zip of one) to --data")
+                      fix=f"pass a folder of frame folders or video files (or a .zip of one) to {given_as}{one_video}")

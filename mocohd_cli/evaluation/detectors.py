@@ -94,7 +94,8 @@ def resolve_detector(name: str, overrides: dict[str, Path] | None = None) -> tup
     cached = detector_dir() / spec.file
     if cached.is_file():
         return cached, sha256_of(cached)
-    digest = download(spec.url, cached, sha256=spec.sha256, what=f"the {name} detector ({spec.file})")
+    digest = download(spec.url, cached, sha256=spec.sha256, what=f"the {name} detector ({spec.file})",
+                      instead=f"--detector {name}=PATH")
     return cached, digest
 
 
@@ -126,16 +127,39 @@ def load_detector(name: str, device: torch.device, overrides: dict[str, Path] | 
     return Detector(name, path, digest, device)
 
 
-class Embedder:
-    """ACD's frame embedder: uint8 frames [B, 3, H, W] -> features [B, F].
+IDENTITY_PREFIX = "identity:"
+# the shipped examples' identity encoders: assets/identity_<example>_<size>.safetensors (workflows/builtin.py)
+_ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
-    A TorchScript file is called on the uint8 frames as they are; a timm model (`timm:NAME`, random
-    init unless --embedder-weights) gets them resized to its input size and normalised with its
-    mean and std, and returns the features before its classifier."""
+
+class Embedder:
+    """ACD's frame embedder: uint8 frames [B, 3, H, W] -> features [B, F]. Always trained weights, so
+    the same videos give the same number every run.
+
+    A TorchScript file is called on the uint8 frames as they are; a timm model (`timm:NAME` with
+    --embedder-weights FILE: timm's random initialisation alone is refused) gets them resized to its
+    input size and normalised with its mean and std, and returns the features before its classifier;
+    `identity:NAME` (a shipped example's identity encoder, e.g. identity:faces) or `identity:FILE`
+    (one from training, mocohd_cli/models/identity.py) gets them in [-1, 1] and returns unit-length
+    identity embeddings."""
 
     def __init__(self, spec: str, weights: str | None, device: torch.device):
         self.device, self.description = device, spec
+        if spec.startswith(IDENTITY_PREFIX):
+            from ..models.identity import read_identity_encoder
+
+            path = _identity_file(spec[len(IDENTITY_PREFIX):])
+            self.module = read_identity_encoder(path)[0].to(device)
+            self.sha256, self.input_size, self.description = sha256_of(path), None, f"{spec} ({path.name})"
+            self.scale = True
+            return
+        self.scale = False
         if spec.startswith("timm:"):
+            if not weights:
+                raise MocohdError(f"--embedder {spec} without --embedder-weights is a randomly initialised network: "
+                                  "its ACD would change every run", fix=f"pass --embedder-weights FILE (weights of "
+                                  f"{spec[len('timm:'):]}, .safetensors or a state dict), --embedder identity:faces "
+                                  "(the shipped example's identity encoder) or a TorchScript file")
             self.module, self.sha256 = _timm_embedder(spec[len("timm:"):], weights), None
             if weights:
                 self.sha256 = sha256_of(weights)
@@ -161,6 +185,8 @@ class Embedder:
     @torch.no_grad()
     def __call__(self, frames: Tensor) -> Tensor:
         x = frames.to(self.device)
+        if self.scale:
+            x = x.float() / 127.5 - 1.0
         if self.input_size is None:
             return self.module(x).float().cpu()
         import torch.nn.functional as F
@@ -168,6 +194,19 @@ class Embedder:
         x = F.interpolate(x.float() / 255.0, size=(self.input_size, self.input_size), mode="bilinear",
                           align_corners=False, antialias=True)
         return self.module((x - self.mean) / self.std).float().flatten(1).cpu()
+
+
+def _identity_file(name: str) -> Path:
+    """identity:NAME -> the shipped identity encoder of example NAME; identity:FILE -> that file."""
+    shipped = {p.name.split("_")[1]: p for p in sorted(_ASSETS.glob("identity_*_*.safetensors"))}
+    if name in shipped:
+        return shipped[name]
+    path = Path(resolve_reference(name))
+    if not path.is_file():
+        raise MocohdError(f"no shipped identity encoder {name!r} and no such file", path=path,
+                          fix=f"use identity:{' or identity:'.join(shipped) or 'FILE'}, or identity:FILE of an "
+                              "identity encoder file (`mocohd train --w-identity` trains and caches one)")
+    return path
 
 
 def _timm_embedder(name: str, weights: str | None):

@@ -61,18 +61,23 @@ class FramesFID:
         return torch.cat([self.detector(images[i:i + self.batch_size]) for i in range(0, len(images), self.batch_size)])
 
     def __call__(self, generator) -> float:
-        from ..workflows.backbone_grid import sample_images
+        from ..models.generation import seeded_content
 
         was_training = getattr(generator, "training", False)
         if hasattr(generator, "eval"):
             generator.eval()
+        features = []
         try:
-            images = sample_images(generator, self.fake_images, seed=SEED, noise="const", batch_size=self.batch_size)
+            with torch.no_grad():  # the samples as backbone-grid draws them (one seeded CPU generator, constant noise)
+                for rng, latents, condition in seeded_content(generator, self.fake_images, seed=SEED, classes=None,
+                                                              batch_size=self.batch_size):
+                    images = generator.synthesize(latents[:, None], condition=condition, noise="const", rng=rng)
+                    uint8 = ((images[:, 0].float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+                    features.append(self.detector(uint8))
         finally:
             if was_training:
                 generator.train()
-        uint8 = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        return frechet_distance(*_moments(self._features(uint8)), *self.real)
+        return frechet_distance(*_moments(torch.cat(features)), *self.real)
 
 
 def frames_fid_monitor(frames: Tensor, device: torch.device, detector: str | Path | None = None,

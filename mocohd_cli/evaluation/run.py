@@ -47,9 +47,11 @@ class EvalSettings:
     device: str = setting("auto", "auto, cpu or cuda.")
     detectors: list[str] | None = setting(None, "Detector file: NAME=PATH with NAME i3d, inception or c3d "
                                           "(repeat).", flag="--detector", default_text="the cache, else a download")
-    embedder: str | None = setting(None, "ACD's frame embedder: a TorchScript file (uint8 [B,3,H,W] -> [B,F]) or "
-                                   "timm:NAME.")
-    embedder_weights: str | None = setting(None, "Weights for --embedder timm:NAME (.safetensors or a state dict).")
+    embedder: str | None = setting(None, "ACD's frame embedder, always with trained weights: a TorchScript file "
+                                   "(uint8 [B,3,H,W] -> [B,F]), identity:faces (the shipped example's identity "
+                                   "encoder) or identity:FILE, or timm:NAME with --embedder-weights.")
+    embedder_weights: str | None = setting(None, "Weights for --embedder timm:NAME (.safetensors or a state dict; "
+                                           "required: a timm model without them is a random network).")
     cache: bool = setting(True, "Reuse real-data statistics cached for the same dataset, protocol and detector.")
     encoder: str | None = setting(None, "prediction: an encoder from `mocohd train-encoder` for the backbone (the "
                                   "inversion's starting guess and features).",
@@ -86,7 +88,8 @@ def run_evaluation(settings: EvalSettings, *, fake=None) -> EvalResult:
     fake.size = resolution
     needs_real = [m.name for m in metrics if m.needs_real and m.name not in GROUND_TRUTH]
     if needs_real and not settings.real:
-        raise MocohdError(f"{', '.join(needs_real)} compare with real videos", fix="pass --real DATA (or a "
+        raise MocohdError(f"{_listed(needs_real)} {'compares' if len(needs_real) == 1 else 'compare'} with real "
+                          "videos", fix="pass --real DATA (or a "
                                                                                     "statistics file)")
     from .detectors import parse_detector_options
 
@@ -116,7 +119,14 @@ def run_evaluation(settings: EvalSettings, *, fake=None) -> EvalResult:
     ground_truth = [m.name for m in metrics if m.name in GROUND_TRUTH]
     if ground_truth:
         _ground_truth(ground_truth, settings, fake, result)
+    # the videos actually scored: a folder of 6 videos scores 6, whatever --num-videos asked for
+    result.protocol["fake_videos"] = getattr(fake, "used", None) or settings.num_videos
     return result
+
+
+def _listed(names: list[str]) -> str:
+    """["a"] -> "a", ["a", "b"] -> "a and b", ["a", "b", "c"] -> "a, b and c"."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 # Real videos for the ground-truth metrics are rendered with this seed (+ --seed): never the videos of
@@ -137,7 +147,8 @@ def _ground_truth(names: list[str], settings: EvalSettings, fake, result: EvalRe
     if domain is None and settings.real and Path(settings.real).is_dir():
         domain = (dataset_settings(settings.real) or {}).get("domain")
     if domain is None:
-        raise MocohdError(f"{', '.join(names)} need a procedural domain", path=settings.real,
+        raise MocohdError(f"{_listed(names)} {'needs' if len(names) == 1 else 'need'} a procedural domain",
+                          path=settings.real,
                           fix="pass --domain NAME (`mocohd data list`), or --real a dataset made by `mocohd data make`")
     reader = load_reader(domain)
     videos = torch.cat(list(fake.clips(settings.frames, settings.batch_size)))
@@ -213,8 +224,9 @@ def _acd(settings: EvalSettings, fake, resolution: int, device, result: EvalResu
     from .metrics import average_content_distance
 
     if not settings.embedder:
-        raise MocohdError("acd needs a frame embedder", fix="pass --embedder FILE.pt (TorchScript) or --embedder "
-                                                            "timm:NAME --embedder-weights FILE")
+        raise MocohdError("acd needs a frame embedder", fix="pass --embedder FILE.pt (TorchScript), --embedder "
+                                                            "identity:faces, or --embedder timm:NAME "
+                                                            "--embedder-weights FILE")
     embedder = load_embedder(settings.embedder, settings.embedder_weights, device)
     result.protocol["detectors"]["embedder"] = {"file": embedder.description, "sha256": embedder.sha256}
     value, count = average_content_distance(fake, embedder, n_frames=settings.frames, batch_size=settings.batch_size)

@@ -23,13 +23,16 @@ def offline() -> bool:
     return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes") for name in OFFLINE_ENVS)
 
 
-def download(url: str, dest: str | Path, *, sha256: str | None, what: str, timeout: float = 60.0) -> str:
+def download(url: str, dest: str | Path, *, sha256: str | None, what: str, timeout: float = 60.0,
+             instead: str | None = None) -> str:
     """Fetch `url` into `dest` and return the file's sha256. With `sha256` given, a file whose hash
-    differs is refused (and nothing is written); without it, the caller records the hash it gets."""
+    differs is refused (and nothing is written); without it, the caller records the hash it gets.
+    instead: the option that passes a local copy instead (e.g. "--detector i3d=PATH"), for the errors' fix."""
     dest = Path(dest)
+    or_pass = f", or pass a copy with {instead}" if instead else ""
     if offline():
         raise MocohdError(f"{what} is not here and downloads are off ({' / '.join(OFFLINE_ENVS)} is set)",
-                          path=dest, fix=f"download {url} and put it at {dest}, or unset the variable")
+                          path=dest, fix=f"download {url} and put it at {dest}{or_pass}, or unset the variable")
     digest = hashlib.sha256()
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, atomic_path(dest) as tmp:
@@ -44,8 +47,8 @@ def download(url: str, dest: str | Path, *, sha256: str | None, what: str, timeo
             if sha256 is not None and got != sha256.lower():
                 raise MocohdError(f"the download of {what} has sha256 {got}, expected {sha256}", path=url,
                                   fix="try again later; if it persists the file at that address has changed: "
-                                      "pass a copy you trust explicitly")
+                                      f"pass a copy you trust explicitly{f' ({instead})' if instead else ''}")
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         raise MocohdError(f"could not download {what} ({exc})", path=url,
-                          fix=f"check the network, or download it yourself and put it at {dest}") from exc
+                          fix=f"check the network, or download it yourself and put it at {dest}{or_pass}") from exc
     return got

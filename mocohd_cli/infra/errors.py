@@ -29,8 +29,10 @@ class MocohdError(Exception):
     exit_code = 2
 
     def __init__(self, message: str, *, path: str | Path | None = None, fix: str | None = None):
+        """path: the file (or URL) the error is about; shown first."""
         self.message = message
-        self.path = Path(path) if path is not None else None
+        # a URL stays as written: Path() would fold its "//" into "/" (https:/host/...)
+        self.path = path if isinstance(path, str) and "://" in path else Path(path) if path is not None else None
         self.fix = fix
         super().__init__(self.render())
 

@@ -1,4 +1,4 @@
-"""What produced a run: versions, device, command line and git commit, written beside config.toml.
+"""What produced a run: versions, device, command line, CPU threads and git commit, written beside config.toml.
 
     <run>/provenance.toml      one [[start]] table per (re)start of the run, appended
 
@@ -52,6 +52,7 @@ def collect(*, device: object = None, step: int | None = None, argv: list[str] |
     import torch
 
     from .. import __version__
+    from . import threads
 
     cuda = torch.version.cuda
     record = {
@@ -65,6 +66,7 @@ def collect(*, device: object = None, step: int | None = None, argv: list[str] |
         "platform": platform.platform(),
         "device": str(device) if device is not None else None,
         "command": command_line(argv),
+        **threads.provenance_fields(),  # threads, threads_source, ... (infra/threads.py)
         **git_commit(),
     }
     if device is not None and str(device).startswith("cuda") and torch.cuda.is_available():

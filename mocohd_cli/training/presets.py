@@ -1,5 +1,6 @@
 """`--preset NAME`: the settings of the authors' per-dataset training scripts (docs/method.md,
-section "Settings of the release").
+section "Settings of the release"), and the built-in examples' own schedules (example-train,
+example-transfer; chosen unasked when the image generator is a shipped example backbone).
 
 A preset holds `TrainConfig` values; options given on the command line override them. It never
 holds `batch_size`: the release's `--batchSize` is the GLOBAL batch (its train.py divides it by
@@ -110,7 +111,36 @@ _PRESET_LIST = (
         dict(_CROSS_DOMAIN, epochs=200), global_batch=16, generator_resolution=256),
 )
 
-PRESETS: dict[str, Preset] = {preset.name: preset for preset in _PRESET_LIST}
+
+def _example_presets() -> tuple[Preset, ...]:
+    """The built-in examples' own schedules (training/example_schedule.py): short runs for 64 px backbones
+    on a CPU. `mocohd train --checkpoint example:NAME` and `mocohd transfer --image-domain example:NAME` pick
+    them when no --preset is given (mocohd_cli/commands/train.py)."""
+    from .example_schedule import EXAMPLE_SIZE, example_schedule
+
+    def values(mode: str) -> dict:
+        schedule = example_schedule(mode)
+        return {k: v for k, v in schedule.items() if k != "batch_size"}  # the batch is global_batch here
+
+    return (
+        Preset(EXAMPLE_PRESETS["in-domain"],
+               "The built-in in-domain example (`mocohd train` without arguments): 80 short iterations for a 64 px "
+               "backbone on a CPU, with the shared-drift penalty, the latent motion discriminator (your videos "
+               "are projected into the backbone once, cached) and the identity loss (an encoder trained on your "
+               "videos once, cached).",
+               "mocohd_cli/training/example_schedule.py example_schedule('in-domain')", values("in-domain"),
+               global_batch=example_schedule("in-domain")["batch_size"], generator_resolution=EXAMPLE_SIZE),
+        Preset(EXAMPLE_PRESETS["cross-domain"],
+               "The built-in cross-domain example (`mocohd transfer` without arguments): 60 short iterations for a "
+               "64 px backbone on a CPU, a narrow contrastive discriminator, the video discriminator on motion.",
+               "mocohd_cli/training/example_schedule.py example_schedule('cross-domain')", values("cross-domain"),
+               global_batch=example_schedule("cross-domain")["batch_size"], generator_resolution=EXAMPLE_SIZE),
+    )
+
+
+# the example preset of each mode
+EXAMPLE_PRESETS = {"in-domain": "example-train", "cross-domain": "example-transfer"}
+PRESETS: dict[str, Preset] = {preset.name: preset for preset in (*_PRESET_LIST, *_example_presets())}
 
 
 def get_preset(name: str) -> Preset:
@@ -121,4 +151,14 @@ def get_preset(name: str) -> Preset:
     return PRESETS[name]
 
 
-__all__ = ["PRESETS", "Preset", "RELEASE_COMMIT", "RELEASE_REPO", "get_preset"]
+def preset_differences(preset: Preset, values: dict) -> dict[str, tuple]:
+    """{field: (value given, the preset's value)} for the settings in `values` (what was given, on the
+    command line or in --config) that the preset sets otherwise."""
+    from .resume import preset_values
+
+    own = preset_values(preset)
+    return {k: (v, own[k]) for k, v in values.items() if k in own and k != "preset" and v != own[k]}
+
+
+__all__ = ["EXAMPLE_PRESETS", "PRESETS", "Preset", "RELEASE_COMMIT", "RELEASE_REPO", "get_preset",
+           "preset_differences"]

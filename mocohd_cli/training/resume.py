@@ -143,6 +143,9 @@ def resolve_config(options: dict, *, config_file: Path | None = None, defaults: 
     values.update(resumed_values(given, from_file, DEFAULT_RUNS_ROOT))
     values.update(from_file)
     values.update(given)
+    asked = {**from_file, **given}
+    if preset and "batch_size" in asked and "global_batch" not in asked:
+        values.pop("global_batch", None)  # --batch-size given over a preset: it, not the preset's global batch
     return TrainConfig.from_dict(values, source=config_file)
 
 

@@ -17,9 +17,11 @@ from pathlib import Path
 
 from ..infra.errors import MocohdError
 from ..infra.files import CACHE_ENV, cache_dir  # noqa: F401  (CACHE_ENV re-exported for callers)
+# the examples' schedules live with the presets that hold them (training layer); re-exported here for callers
+from ..training.example_schedule import (EXAMPLE_IDENTITY, EXAMPLE_LATENT_MOTION, EXAMPLE_PCA_SOURCE,  # noqa: F401
+                                         EXAMPLE_SIZE, QUICK_SCHEDULE, example_schedule)
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-EXAMPLE_SIZE = 64
 # The example dataset each default run renders on first use (about 10 s and 3 MB per domain).
 EXAMPLE_VIDEOS = 64
 EXAMPLE_FRAMES = 32
@@ -109,32 +111,6 @@ def default_dataset(name: str = "faces", *, videos: int = EXAMPLE_VIDEOS, frames
     return folder
 
 
-# Short schedules: a 2-core CPU finishes each in a few minutes (numbers in docs/examples.md).
-QUICK_SCHEDULE = dict(
-    frames=8, time_step=2, video_frame_size=EXAMPLE_SIZE,
-    h_dim=128, n_pca=128, pca_samples=20_000,
-    d_channels=32, batch_size=4, iterations=80, lr=5e-4,  # 5x the authors' lr: motion shows within 80 iterations
-    # without it every video walks the same way and the faces dissolve (docs/examples.md, "Ablation")
-    w_drift=100.0, drift_horizon=32,
-    # the LSTM reads its walk so far: long videos drift less (docs/examples.md, "Ablation", motion feedback)
-    motion_feedback=True,
-    log_every=10, sample_every=80, checkpoint_every=20, num_samples=4, sample_format="mp4",
-    workers=0, fps=8.0,
-)
-
-
-# The latent motion discriminator of the in-domain example (docs/examples.md, "Ablation"): its weight, and
-# the example dataset's videos projected into the faces backbone (shipped: projecting them took 17 minutes
-# on the 2-core CPU, far longer than the whole quick start).
-EXAMPLE_LATENT_MOTION = 20.0
-# The identity loss of the in-domain example (docs/examples.md, "Identity"): its weight, and the identity encoder
-# trained on the example dataset's videos (shipped: training it takes about a minute on the 2-core CPU).
-EXAMPLE_IDENTITY = 5.0
-# The in-domain example's motion basis (docs/examples.md, "Motion basis"): the PCA of its projected training
-# videos' walks (the shipped projections above), not of sampled content codes.
-EXAMPLE_PCA_SOURCE = "videos"
-
-
 def projections_file(name: str) -> str:
     return f"projections_{name}_{EXAMPLE_SIZE}.safetensors"
 
@@ -148,27 +124,30 @@ def default_train_values() -> dict:
     "faces" videos (the dataset is rendered into the cache on first use), with the latent motion
     discriminator on the shipped projections of those videos, the motion basis taken from the same
     projections, and the identity loss with the shipped identity encoder of those videos."""
-    return dict(QUICK_SCHEDULE, mode="in-domain", backbone="stylegan2",
+    return dict(example_schedule("in-domain"),
                 checkpoint=str(default_backbone("faces")), data=str(default_dataset("faces")),
-                w_latent_motion=EXAMPLE_LATENT_MOTION, latent_motion=str(ASSETS / projections_file("faces")),
-                pca_source=EXAMPLE_PCA_SOURCE,
-                w_identity=EXAMPLE_IDENTITY, identity_encoder=str(ASSETS / identity_file("faces")))
+                latent_motion=str(ASSETS / projections_file("faces")),
+                identity_encoder=str(ASSETS / identity_file("faces")))
 
 
 def default_transfer_values() -> dict:
     """Training options of the built-in cross-domain example: robot heads (backbone "robots")
     animated with the motion of talking cartoon faces (videos of domain "faces")."""
-    return dict(QUICK_SCHEDULE, mode="cross-domain", backbone="stylegan2",
-                checkpoint=str(default_backbone("robots")), data=str(default_dataset("faces")),
-                # a narrow contrastive D and a queue that fills quickly; a cross-domain iteration costs
-                # about 1.3x an in-domain one on the CPU, hence fewer iterations
-                image_d_channels=32, queue_size=256, iterations=60, sample_every=60,
-                # the video discriminator sees frames minus frame 0: on whole clips it told the domains apart by
-                # their look, and the robots walked towards the faces' colours and dissolved (200 iterations:
-                # identity drift 6.8x the real robots', 9.0x over 64 frames); with the motion view the shared-drift
-                # penalty no longer freezes them; half the step size lowers the drift a little more
-                # (docs/examples.md, "Robots")
-                video_d_view="motion", w_residual=0.1)
+    return dict(example_schedule("cross-domain"),
+                checkpoint=str(default_backbone("robots")), data=str(default_dataset("faces")))
+
+
+def is_example_backbone(checkpoint: str | None) -> bool:
+    """Whether `checkpoint` names a backbone shipped in the package (example:NAME, or the file itself)."""
+    if not checkpoint:
+        return False
+    if str(checkpoint).startswith("example:"):
+        return True
+    try:
+        path = Path(checkpoint).resolve()
+    except (OSError, ValueError):
+        return False
+    return path.parent == ASSETS and path.name.startswith("stylegan2_")
 
 
 def default_train_config(**overrides):
