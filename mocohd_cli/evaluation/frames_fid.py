@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .detectors import DETECTORS, Detector, detector_dir
-from .statistics import frechet_distance
+from .statistics import frechet_distance, gaussian_stats
 
 _log = logging.getLogger(__name__)
 
@@ -38,12 +38,6 @@ def inception_at_hand(path: str | Path | None = None) -> Path | None:
     return cached if cached.is_file() else None
 
 
-def _moments(features: Tensor) -> tuple:
-    x = features.double().numpy()
-    centred = x - x.mean(axis=0)
-    return x.mean(axis=0), centred.T @ centred / max(1, len(x) - 1)
-
-
 class FramesFID:
     """The FID of a generator's samples against `frames` (uint8 [N, 3, S, S])."""
 
@@ -55,7 +49,7 @@ class FramesFID:
         self.fake_images, self.batch_size = fake_images, batch_size
         chosen = torch.linspace(0, len(frames) - 1, min(real_images, len(frames))).round().long().unique()
         self.real_images = len(chosen)
-        self.real = _moments(self._features(frames[chosen]))
+        self.real = gaussian_stats(self._features(frames[chosen]))
 
     def _features(self, images: Tensor) -> Tensor:
         return torch.cat([self.detector(images[i:i + self.batch_size]) for i in range(0, len(images), self.batch_size)])
@@ -77,7 +71,7 @@ class FramesFID:
         finally:
             if was_training:
                 generator.train()
-        return frechet_distance(*_moments(torch.cat(features)), *self.real)
+        return frechet_distance(*gaussian_stats(torch.cat(features)), *self.real)
 
 
 def frames_fid_monitor(frames: Tensor, device: torch.device, detector: str | Path | None = None,

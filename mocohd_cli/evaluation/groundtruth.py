@@ -25,7 +25,7 @@ import torch
 from ..data.domains import Domain, get_domain
 from ..infra.errors import MocohdError
 from .readers import MIN_R2, READER_SEED_BASE, FactorReader, render_training_set
-from .statistics import frechet_distance
+from .statistics import frechet_distance, gaussian_stats
 
 
 @dataclass
@@ -79,15 +79,6 @@ def render_real(domain: str | Domain, n_videos: int, n_frames: int, size: int, s
 
 
 # ------------------------------------------------------------------------------------ statistics
-
-def gaussian_stats(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and (unbiased) covariance of samples [N, D], float64."""
-    samples = np.asarray(samples, np.float64).reshape(len(samples), -1)
-    mean = samples.mean(0)
-    centred = samples - mean
-    cov = centred.T @ centred / max(1, len(samples) - 1)
-    return mean, cov
-
 
 def frechet_between(a: np.ndarray, b: np.ndarray) -> float:
     """Frechet distance between Gaussians fitted to two sample sets [N, D] and [M, D]."""

@@ -120,6 +120,16 @@ def load_stats(path: str | Path) -> dict[str, tuple[FeatureStats, dict]]:
                           fix="write one with `mocohd eval stats DATA --out FILE.npz`") from exc
 
 
+def gaussian_stats(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (unbiased) covariance of samples [N, D], float64 (a
+    few samples held in memory; `FeatureStats` streams many)."""
+    samples = np.asarray(samples, np.float64).reshape(len(samples), -1)
+    mean = samples.mean(0)
+    centred = samples - mean
+    cov = centred.T @ centred / max(1, len(samples) - 1)
+    return mean, cov
+
+
 def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
     """|mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2)), in float64.
 
