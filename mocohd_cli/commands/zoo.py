@@ -17,26 +17,31 @@ app.add_typer(zoo_app, name="zoo", rich_help_panel=PANEL_MODELS)
 @zoo_app.command("list")
 def list_zoo() -> None:
     """List the zoo: what each entry is, its licence, whether its sha256 is verified, what fetching
-    it converts, and whether it is in the cache. Use an entry as `--checkpoint zoo:NAME`."""
+    it converts, and whether it is in the cache. Use an entry as `--checkpoint zoo:NAME`; `example:NAME`
+    is the shipped backbone as --checkpoint and its trained motion model as --motion."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    from ..workflows.builtin import example_backbones
+    from ..workflows.builtin import example_backbones, shipped_example_motions
     from ..workflows.zoo import CONVERSIONS, ZOO, artefact_path, fetched
 
     table = Table(title="mocohd zoo (use as zoo:NAME; `mocohd zoo get NAME` fetches one)")
-    for column in ("name", "what", "px", "license", "sha256", "converting", "in the cache"):
+    for column in ("name", "kind", "what", "px", "license", "sha256", "converting", "in the cache"):
         table.add_column(column)
     for entry in ZOO.values():
         sha = "verified" if entry.verified else "[yellow]UNVERIFIED[/yellow] (needs --sha256 or --trust-unverified)"
         what = entry.description + (f" (backbone: {entry.backbone})" if entry.backbone else "")
-        table.add_row(entry.name, escape(what), str(entry.resolution), escape(entry.license),
+        table.add_row(entry.name, entry.kind, escape(what), str(entry.resolution), escape(entry.license),
                       sha, escape(CONVERSIONS[entry.convert]),
                       escape(str(artefact_path(entry))) if fetched(entry) else "-")
+    motions = shipped_example_motions()
     for name, path in example_backbones().items():
-        table.add_row(f"example:{name}", "example StyleGAN2 shipped with mocohd", "64", "MIT (mocohd)",
-                      "shipped", "none", escape(str(path)))
+        table.add_row(f"example:{name}", "backbone", "example StyleGAN2 shipped with mocohd (--checkpoint)", "64",
+                      "MIT (mocohd)", "shipped", "none", escape(str(path)))
+        if name in motions:
+            table.add_row(f"example:{name}", "motion", "its trained motion model, shipped (--motion)", "64",
+                          "MIT (mocohd)", "shipped", "none", escape(str(motions[name])))
     Console(width=200).print(table)
 
 

@@ -4,9 +4,13 @@
                                         huggingface_hub's cache (hf://datasets/OWNER/REPO/...: a
                                         dataset repository; hf://OWNER/REPO@REVISION/PATH also reads)
     zoo:NAME                            a known public checkpoint (mocohd_cli/workflows/zoo.py)
-    example:NAME                        an example backbone shipped in the package
+    example:NAME                        an example shipped in the package: its backbone where a
+                                        checkpoint is asked for, its trained motion model where a
+                                        motion model is (`resolve(value, kind="motion")`)
 
-`resolve(value)` turns any of them into a local path and leaves every other value as it is. hf:// is
+`resolve(value)` turns any of them into a local path and leaves every other value as it is. A scheme
+may name another file for a kind of input (`kinds=`): `resolve(value, kind="motion")` picks it, and
+`as_kind(path, "motion")` maps a local path the scheme made (an example backbone) to it. hf:// is
 handled here; the other schemes are registered by the layer that knows them (`register_scheme`);
 mocohd_cli/__init__.py imports that layer, so every entry point of the package knows them.
 Nothing is resolved (or downloaded) at import time.
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -46,6 +50,7 @@ class Scheme:
     reference_for: Callable[[Path], str | None] | None  # a local path this scheme made -> its reference
     help: str
     check: Callable[[str], object] | None = None  # raises MocohdError if REST names nothing (no download)
+    kinds: dict[str, Callable[[str], Path]] = field(default_factory=dict)  # "motion": REST -> that kind's file
 
 
 _SCHEMES: dict[str, Scheme] = {}
@@ -53,12 +58,14 @@ _SCHEMES: dict[str, Scheme] = {}
 
 def register_scheme(name: str, resolve: Callable[[str], Path], *,
                     reference_for: Callable[[Path], str | None] | None = None, help: str = "",
-                    check: Callable[[str], object] | None = None) -> None:
+                    check: Callable[[str], object] | None = None,
+                    kinds: dict[str, Callable[[str], Path]] | None = None) -> None:
     """Make `NAME:REST` a reference that `resolve(REST)` turns into a local path; `check(REST)`
-    raises MocohdError when REST is malformed or names nothing the scheme knows, without fetching."""
+    raises MocohdError when REST is malformed or names nothing the scheme knows, without fetching;
+    `kinds["motion"](REST)`: the file it names where a motion model is asked for."""
     if len(name) < 2:  # one letter would shadow Windows drive letters
         raise ValueError(f"scheme names need at least two characters, got {name!r}")
-    _SCHEMES[name] = Scheme(name, resolve, reference_for, help, check)
+    _SCHEMES[name] = Scheme(name, resolve, reference_for, help, check, dict(kinds or {}))
 
 
 def schemes() -> dict[str, Scheme]:
@@ -93,15 +100,33 @@ def check_reference(value: str, option: str) -> str:
     return os.fspath(value)
 
 
-def resolve(value: T) -> T:
+def resolve(value: T, kind: str | None = None) -> T:
     """A reference -> the local path it names (a str for a str, a Path for a Path); anything else,
-    None included, is returned unchanged."""
+    None included, is returned unchanged. kind ("motion"): where the scheme names another file for
+    that kind of input (example:faces -> the shipped motion model), that file."""
     parts = split_reference(value)
     if parts is None:
         return value
     scheme, rest = parts
-    path = _SCHEMES[scheme].resolve(rest)
+    found = _SCHEMES[scheme]
+    path = found.kinds[kind](rest) if kind in found.kinds else found.resolve(rest)
     return path if isinstance(value, Path) else str(path)  # type: ignore[return-value]
+
+
+def as_kind(value: T, kind: str) -> T:
+    """`resolve(value, kind)`, and also for a local path that a scheme with such a kind made (the file
+    `example:faces` resolved to before it was known to be a motion model): that kind's file."""
+    if value is None:
+        return value
+    if is_reference(value):
+        return resolve(value, kind)
+    for scheme in _SCHEMES.values():
+        if kind in scheme.kinds and scheme.reference_for is not None:
+            found = scheme.reference_for(Path(os.fspath(value)))
+            if found:
+                path = scheme.kinds[kind](found.partition(":")[2])
+                return path if isinstance(value, Path) else str(path)  # type: ignore[return-value]
+    return value
 
 
 def portable_reference(path: str | Path | None) -> str | None:

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ..infra.errors import MocohdError
 from ..infra.files import read_safetensors, write_safetensors
+from ..infra.hub import as_kind
 from ..infra.schema import Field, decode_metadata, read_fields
 
 FORMAT_TAG = "mocohd-motion"
@@ -271,8 +272,9 @@ def check_backbone_match(info: dict, backbone, path: Path) -> None:
 
 
 def load_motion(path: str | Path, backbone=None, *, device: str | torch.device = "cpu") -> MotionGenerator:
-    """Load a motion model written by `MotionGenerator.save`; with `backbone`, check they belong together."""
-    path = Path(path)
+    """Load a motion model written by `MotionGenerator.save`; with `backbone`, check they belong together.
+    `example:NAME` (or the example backbone's file it resolved to elsewhere) is the shipped motion model."""
+    path = Path(as_kind(path, "motion"))
     tensors, raw_meta = read_safetensors(path, what="motion model")
     info = parse_motion_metadata(raw_meta, path)
     _check_tensor_shapes(info, tensors, path)
@@ -293,7 +295,7 @@ def read_motion_info(path: str | Path) -> dict:
     """The metadata of a motion model, decoded, without loading its tensors."""
     from ..infra.files import require_regular_file, safetensors_metadata
 
-    path = require_regular_file(path, "motion model", fix="check the path given to --motion")
+    path = require_regular_file(as_kind(path, "motion"), "motion model", fix="check the path given to --motion")
     meta = safetensors_metadata(path)
     if meta is None:
         raise MocohdError("not a readable .safetensors motion model", path=path, fix=NOT_MOTION_FIX)
@@ -306,6 +308,7 @@ def load_motion_and_backbone(path: str | Path, *, checkpoint: str | Path | None 
     The checkpoint and backbone default to the ones the motion model records."""
     from .backbone import load_backbone, require_registered
 
+    path = as_kind(path, "motion")  # example:NAME: the shipped motion model, not its backbone
     info = read_motion_info(path)
     if checkpoint is None:
         checkpoint = info.get("backbone_checkpoint")

@@ -4,6 +4,7 @@
     mocohd zoo get NAME                 download, check the sha256, convert (once)
     --checkpoint zoo:NAME               wherever a checkpoint path goes (see mocohd_cli/infra/hub.py)
     --checkpoint example:faces          a backbone shipped in the package (mocohd_cli/workflows/builtin.py)
+    --motion example:faces              the trained motion model shipped for it
 
 An entry whose files have no sha256 we could verify says so; `zoo get` then refuses unless the user
 gives the hash (`--sha256`) or accepts the file as it arrives (`--trust-unverified`, which records
@@ -339,6 +340,12 @@ def _resolve_example(name: str) -> Path:
     return default_backbone(name)
 
 
+def _resolve_example_motion(name: str) -> Path:
+    from .builtin import example_motion
+
+    return example_motion(name)
+
+
 def _example_reference_for(path: Path) -> str | None:
     from .builtin import example_backbones
 
@@ -350,5 +357,9 @@ def _example_reference_for(path: Path) -> str | None:
 register_scheme("zoo", resolve_zoo, reference_for=_zoo_reference_for, check=get_entry,
                 help="zoo:NAME: a known public checkpoint (`mocohd zoo list`)")
 # resolving an example is a look-up in the package: it is its own check
+# example:NAME is the shipped backbone where a checkpoint is asked for and the shipped, trained motion model
+# where a motion model is (--motion of sample, eval, animate: models/motion.py resolves as kind "motion")
 register_scheme("example", _resolve_example, reference_for=_example_reference_for, check=_resolve_example,
-                help="example:NAME: an example backbone shipped with mocohd (`mocohd zoo list` shows them)")
+                kinds={"motion": _resolve_example_motion},
+                help="example:NAME: an example shipped with mocohd, its backbone (--checkpoint) or its trained "
+                     "motion model (--motion) (`mocohd zoo list` shows them)")
