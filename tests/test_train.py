@@ -108,9 +108,9 @@ def test_latent_motion_discriminator_trains_on_projected_walks_and_resumes_exact
                 "w_latent_motion": 1.0, "latent_motion": str(projections)}
     trainer = Trainer(config(tiny_stylegan2_checkpoint, videos, tmp_path / "one", **settings), init_distributed("cpu"),
                       progress=False)
-    disc = trainer.latent_prior.discriminator
+    disc = trainer.term("latent_motion").discriminator
     before = [p.detach().clone() for p in disc.parameters()]
-    assert trainer.latent_prior.bank.shape == (3 * 3, 3, 8)  # 3 clips of 4 frames per walk of 6; 8 PCA units
+    assert trainer.term("latent_motion").bank.shape == (3 * 3, 3, 8)  # 3 clips of 4 frames per walk of 6; 8 PCA units
     result = trainer.fit()
     assert {"g/latent", "d/latent"} <= set(result.losses) and np.isfinite(result.losses["g/latent"])
     assert any(not torch.equal(a, p) for a, p in zip(before, disc.parameters()))
@@ -146,7 +146,7 @@ def test_video_basis_is_the_projected_walks_pca_and_survives_resume(tiny_stylega
     torch.testing.assert_close(trainer.motion.pca_components, components[:8])
     torch.testing.assert_close(trainer.motion.pca_stdev, stdev[:8])
     # the latent motion discriminator's bank is in the same units: the projected walks' spread is 1 along each
-    bank = trainer.latent_prior.bank
+    bank = trainer.term("latent_motion").bank
     assert bank.shape == (4 * 3, 3, 8) and torch.isfinite(bank).all()
     trainer.fit()
     # a resumed run takes the basis from the state, and refuses another source
@@ -345,7 +345,7 @@ fit = trainer.Trainer.fit
 def fit_then_dump(self):  # every rank's weights after training, for the test to compare
     result = fit(self)
     torch.save({"motion": self.motion.state_dict(), "objective": self.objective.state_dict(),
-                "drift": self.drift_penalty.state_dict()}, f"{self.run.path}/rank{self.ctx.rank}.pt")
+                "drift": self.term("drift").state_dict()}, f"{self.run.path}/rank{self.ctx.rank}.pt")
     return result
 
 trainer.Trainer.fit = fit_then_dump

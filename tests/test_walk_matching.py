@@ -77,14 +77,14 @@ def test_walk_matching_trains_towards_the_projected_walks(tiny_stylegan2_checkpo
     trainer = Trainer(config(tiny_stylegan2_checkpoint, tiny_videos, tmp_path / "run", iterations=30, **settings),
                       init_distributed("cpu"), progress=False)
     # windows of the projections' length (6 frames), one per projected video, in the basis' units
-    assert trainer.walk_bank.shape == (6, 5, 8)
+    assert trainer.term("walk").bank.shape == (6, 5, 8)
 
     def distance() -> float:
         with torch.no_grad():
             rng = torch.Generator().manual_seed(5)
             w0 = trainer.backbone.sample_latent(256, rng=rng)
             walks = trainer.motion.rollout(w0, 6, rng=rng).displacements
-            return energy_distance(walks, trainer.walk_bank).item()
+            return energy_distance(walks, trainer.term("walk").bank).item()
 
     before = distance()
     result = trainer.fit()

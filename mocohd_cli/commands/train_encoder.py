@@ -3,7 +3,7 @@ starting guess of `mocohd animate` and `mocohd eval --metric prediction` (docs/a
 from __future__ import annotations
 
 from ..app import PANEL_TRAIN, app
-from ..infra.console import console, progress
+from ..infra.console import console
 from ..infra.threads import threads_option
 from ..workflows.encoder import EncoderSettings
 from .options import config_command, given_values, options_from
@@ -16,12 +16,10 @@ def train_encoder_command(values: dict) -> None:
 
     settings = EncoderSettings(**given_values(values))
     settings.validate()
-    with progress() as bar:
-        task = bar.add_task("training the encoder", total=settings.steps)
 
-        def log(entry: dict) -> None:
-            losses = ", ".join(f"{name} {value:.4f}" for name, value in entry.items() if name != "step")
-            console.print(f"step {entry['step']}: {losses}")
+    def log(entry: dict) -> None:
+        losses = ", ".join(f"{name} {value:.4f}" for name, value in entry.items() if name != "step")
+        console.print(f"step {entry['step']}: {losses}")
 
-        result = train_encoder(settings, log=log, progress=lambda done, _total: bar.update(task, completed=done))
+    result = train_encoder(settings, log=log)
     console.print(f"wrote {result.path}")

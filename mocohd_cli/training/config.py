@@ -186,6 +186,12 @@ class TrainConfig:
     log_every: int = knob(10, "Log losses every N iterations.")
     sample_every: int = knob(500, "Sample videos and export motion_step_N.safetensors every N iterations.")
     checkpoint_every: int = knob(100, "Write the training state (state/latest.pt) every N iterations.")
+    checkpoint_minutes: float | None = knob(None, "Also write the training state every N minutes.",
+                                            default_text="off")
+    minutes: float | None = knob(None, "Stop after N minutes, with the state and the model saved (continue "
+                                 "with --resume).", default_text="no limit")
+    terms: list[str] | None = knob(None, "A loss term a plugin registered, with its weight: NAME=WEIGHT "
+                                   "(repeat).", flag="--term", default_text="none")
     num_samples: int = knob(4, "Videos in each sample grid.")
     sample_format: str = knob("mp4", "Sample videos as mp4, gif or png.")
     fps: float = knob(8.0, "Frames per second of samples and of the exported model.")
@@ -263,6 +269,8 @@ class TrainConfig:
         require_positive(self, ("time_step", "video_frame_size", "h_dim", "n_pca", "batch_size", "global_batch",
                                 "g_steps", "walk_batch", "d_scales", "d_channels", "d_layers", "log_every", "sample_every",
                                 "checkpoint_every", "pca_samples", "iterations", "eval_every", "eval_videos"))
+        need(all(v is None or v > 0 for v in (self.minutes, self.checkpoint_minutes)),
+             "--minutes and --checkpoint-minutes must be > 0", "leave them out, or pass e.g. 30")
         need(self.epochs is None or self.epochs > 0, f"--epochs must be > 0, got {self.epochs}", "use a positive value")
         need(math.isfinite(self.truncation), f"--truncation must be finite, got {self.truncation}", "pass e.g. 0.7")
         need(self.lr > 0, f"--lr must be > 0, got {self.lr}", "the authors use 1e-4")
@@ -287,6 +295,24 @@ class TrainConfig:
             from ..evaluation.metrics import get_metric
 
             get_metric(self.eval_metric)  # a clear error before training starts
+
+
+def parse_term_weights(values: list[str], *, known) -> list[tuple[str, float]]:
+    """--term NAME=WEIGHT values as (name, weight), each a term registered under `known`."""
+    pairs = []
+    for value in values:
+        name, sep, weight = str(value).partition("=")
+        try:
+            number = float(weight) if sep else math.nan
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number) or number < 0:
+            raise MocohdError(f"--term {value!r} is not NAME=WEIGHT with a weight >= 0", fix="e.g. --term smooth=0.5")
+        if name not in known:
+            raise MocohdError(f"--term: no loss term is registered as {name!r}",
+                              fix=f"registered terms: {', '.join(known)} (a plugin registers its own)")
+        pairs.append((name, number))
+    return pairs
 
 
 def fit_to_backbone(config: TrainConfig, backbone: ImageGenerator) -> TrainConfig:

@@ -1,9 +1,10 @@
-"""The training loop: the motion generator against a frozen image generator (docs/method.md).
+"""The motion-training task: the motion generator against a frozen image generator (docs/method.md).
 
-One loop serves every mode: data, the 5:1 generator/discriminator schedule, optimisers,
-mixed precision, DistributedDataParallel, checkpoints and resume, logging, samples and
-export. What a mode trains against (its discriminators and losses) is an `Objective`
-(mocohd_cli/training/objectives/).
+One task serves every mode: data, the 5:1 generator/discriminator schedule, optimisers, mixed
+precision and DistributedDataParallel. What a mode trains against (its discriminators and losses)
+is an `Objective` (training/objectives/); each optional loss term is a `Term` (training/terms/);
+the run folder, state and resume, checkpoints, logging, samples and the loop itself are the
+engine's (training/engine.py).
 
 Per iteration (one real batch): `g_steps` motion-generator updates, each on fresh content
 codes and motion codes, then one discriminator update on a fresh fake batch, then the
@@ -15,7 +16,6 @@ import contextlib
 import functools
 import logging
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,22 +27,20 @@ from ..data.clips import DatasetReport, VideoClips, clip_loader
 from ..infra.device import autocast
 from ..infra.distributed import DistContext, init_distributed, shutdown
 from ..infra.errors import MocohdError
-from ..infra.files import atomic_path, torch_load_safely
 from ..infra.hub import recorded_reference
 from ..infra.schema import Field, read_fields
-from ..infra.provenance import append_provenance
-from ..infra.tensorboard import log_hparams, log_video
-from ..infra.runs import RunDir, dumps_flat_toml
+from ..infra.tensorboard import log_video
+from ..infra.runs import RunDir
 from ..infra.settings import torch_seed
 from ..models.backbone import ImageGenerator, load_backbone
 from ..models.generation import pool_frames
-from ..models.identity import EXTRA_FRAMES, identity_loss
-from ..models.losses import RunningSharedDrift, ra_lsgan_d_loss, ra_lsgan_g_loss, shared_drift_loss
+from ..models.identity import EXTRA_FRAMES
 from ..models.motion import MotionGenerator, Rollout
-from .config import DEFAULT_EPOCHS, TrainConfig, check_drift_batch, fit_to_backbone, fit_to_world
+from .config import DEFAULT_EPOCHS, TrainConfig, check_drift_batch, fit_to_backbone, fit_to_world, parse_term_weights
+from .engine import Cadence, Engine
 from .objectives import Losses, ObjectiveFactory, objective_for
-from .resume import (check_compatible, claim_run_folder, load_state_parts, refuse_out_inside_data, run_folder,
-                     set_torch_rng)
+from .resume import check_compatible, load_state_parts, refuse_out_inside_data, run_folder
+from .terms import Step, TermContext, build_terms
 
 log = logging.getLogger(__name__)
 
@@ -77,53 +75,6 @@ STATE_FIELDS = (
 )
 
 
-def clips_in_basis(latents: Tensor, frames: int, motion: MotionGenerator) -> Tensor:
-    """Every clip of `frames` latents of the projected videos [N, F, D] as displacements from its first frame in
-    the motion model's PCA units [M, frames-1, n], on the model's device."""
-    from ..models.latent_prior import clip_bank
-
-    return clip_bank(latents, frames, motion.pca_components.cpu(), motion.pca_stdev.cpu()).to(
-        motion.pca_components.device)
-
-
-@dataclass
-class LatentPrior:
-    """The latent motion discriminator (`--w-latent-motion`, mocohd_cli/models/latent_prior.py), its
-    optimiser and the displacements of the projected training clips it learns from."""
-
-    discriminator: nn.Module
-    optimizer: torch.optim.Optimizer
-    latents: Tensor                  # the projected training videos [N, F, D]
-    bank: Tensor | None = None       # their clips' displacements in the motion model's PCA units [M, T-1, n]
-
-    def set_basis(self, motion: MotionGenerator, frames: int) -> None:
-        """The clips' displacements in the motion model's PCA units (a resumed run's basis comes with its state)."""
-        self.bank = clips_in_basis(self.latents, frames, motion)
-
-    def state_dict(self) -> dict:
-        return {"discriminator": self.discriminator.state_dict(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.discriminator.load_state_dict(state["discriminator"])
-        self.optimizer.load_state_dict(state["optimizer"])
-
-
-@dataclass
-class IdentityTerm:
-    """The identity loss's frozen encoder (`--w-identity`, mocohd_cli/models/identity.py) and the within-video
-    distance of the videos it learnt from. Kept in the training state, so that a resumed run uses the same one."""
-
-    encoder: nn.Module
-    real_distance: float
-
-    def state_dict(self) -> dict:
-        return {"encoder": self.encoder.state_dict(), "real_distance": self.real_distance}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.encoder.load_state_dict(state["encoder"])
-        self.real_distance = float(state["real_distance"])
-
-
 class Trainer:
     def __init__(self, config: TrainConfig, context: DistContext, *, backbone: ImageGenerator | None = None,
                  objective_factory: ObjectiveFactory | None = None, progress: bool = True):
@@ -154,9 +105,7 @@ class Trainer:
         factory = objective_factory or objective_for(config.mode)
         self.objective = factory(config, self.backbone).to(self.device)
         self.opt_g = torch.optim.Adam(self.motion.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
-        self.drift_penalty = self._build_drift_penalty()
-        self.latent_prior = self._build_latent_prior()
-        self.identity = self._build_identity()
+        self.terms = build_terms(self._term_context())
         self.opt_d = torch.optim.Adam(self.objective.optimizer_groups(config), lr=config.lr)
         fp16 = config.precision == "fp16"
         self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
@@ -164,16 +113,60 @@ class Trainer:
         self.autocast = lambda: autocast(self.device, config.precision)
         self.step = 0
         self.best_score: float | None = None  # the best --eval-metric so far (lower is better once oriented)
+        self.engine = Engine(self, Cadence(log_every=config.log_every, sample_every=config.sample_every,
+                                           checkpoint_every=config.checkpoint_every,
+                                           checkpoint_minutes=config.checkpoint_minutes,
+                                           eval_every=config.eval_every, minutes=config.minutes),
+                             run=self.run, runs_root=config.runs_root, resume=config.resume,
+                             config_values={**config.to_dict(), "iterations": self.iterations}, context=context,
+                             tensorboard=True, progress=progress)
         if config.resume:  # _run_path made sure the state exists
-            self._load_state()
-        if self.latent_prior is not None:
-            self.latent_prior.set_basis(self.motion, config.frames)
-        self.walk_bank = self._build_walk_bank()
+            self.engine.load_state()
+        for term in self.terms:
+            term.setup(self.motion)
         self.rollout_local = _RolloutModule(self.motion)  # for no-grad rollouts (no DDP bookkeeping)
         self.rollout_net, self.objective_net = self._distribute()
-        self.latent_d_net = self._distribute_latent_d()
         self.rng = torch.Generator(self.device)
         self.cpu_rng = torch.Generator()
+        self.batches = None  # the data stream, opened when the loop starts (at the resumed step)
+
+    # -- the Task the engine drives (training/engine.py) ---------------------------------------------
+    label = "training"
+    partial_step_is_safe = False  # the optimisers count g_steps per iteration: a half-done one would not resume
+    divergence_fix = "resume from the last state with a lower --lr, or use --precision fp32"
+
+    @property
+    def total(self) -> int:
+        return self.iterations
+
+    def term(self, name: str):
+        """The active term registered as `name` (training/terms/), or None."""
+        return next((term for term in self.terms if term.name == name), None)
+
+    def _term_context(self) -> TermContext:
+        from .terms import TERMS
+
+        weights = dict(parse_term_weights(self.config.terms or [], known=TERMS))
+        return TermContext(self.config, self.backbone, self.device, self.ctx, lambda: self._projected_videos,
+                           self._projections_source, self._progress_bar, self._ddp_if_distributed, weights)
+
+    def on_loop_start(self, engine: Engine) -> None:
+        config = self.config
+        if engine.is_main:
+            log.info("data: %s", self.dataset.report.summary())
+        self.batches = clip_loader(self.dataset, config.batch_size, seed=config.seed, rank=self.ctx.rank,
+                                   world_size=self.ctx.world_size, start_batch=self.step, workers=config.workers,
+                                   pin_memory=self.device.type == "cuda")
+
+    def train_step(self) -> dict[str, Tensor]:
+        return self.iteration(next(self.batches).to(self.device, non_blocking=True))
+
+    def generators(self) -> dict[str, torch.Generator]:
+        return {}  # the step's generators are seeded from (seed, rank, step): nothing to keep
+
+    def start_summary(self) -> str:
+        return (f"{self.dataset.report.summary()}; world size {self.ctx.world_size}, device {self.device}, "
+                f"precision {self.config.precision}")
 
     # -- setup ---------------------------------------------------------------------------------
     def _run_path(self) -> Path:
@@ -195,17 +188,6 @@ class Trainer:
             return config.iterations
         epochs = config.epochs if config.epochs is not None else DEFAULT_EPOCHS
         return max(1, math.ceil(epochs * len(self.dataset) / (config.batch_size * self.ctx.world_size)))
-
-    def _build_latent_prior(self) -> LatentPrior | None:
-        """The latent motion discriminator with its optimiser and the projected training clips, if asked for."""
-        config = self.config
-        if not config.w_latent_motion:
-            return None
-        from ..models.latent_prior import LatentMotionDiscriminator
-
-        disc = LatentMotionDiscriminator(config.frames - 1, config.n_pca).to(self.device)
-        opt = torch.optim.Adam(disc.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
-        return LatentPrior(disc, opt, self._projected_videos)
 
     @functools.cached_property
     def _projected_videos(self) -> Tensor:
@@ -231,77 +213,6 @@ class Trainer:
     def _projections_source(self) -> str:
         """What the projected training videos came from, for error messages."""
         return self.config.latent_motion or f"the projections of {self.config.data}"
-
-    def _build_identity(self) -> IdentityTerm | None:
-        """The identity loss's frozen encoder and its training videos' within-video distance, if asked for."""
-        config = self.config
-        if not config.w_identity:
-            return None
-        from ..models.identity import DEFAULT_STEPS, IdentityEncoder, read_identity_encoder
-        from .identity import identity_encoder_for
-
-        if config.resume:  # the run's encoder comes with its state
-            encoder, distance = IdentityEncoder().eval().requires_grad_(False), 0.0
-        elif config.identity_encoder:
-            encoder, distance = read_identity_encoder(config.identity_encoder)
-        else:  # rank 0 trains it (or finds it in the cache) and shares it
-            encoder, distance = None, None
-            if self.ctx.is_main:
-                with self._progress_bar("identity encoder", DEFAULT_STEPS) as report:
-                    encoder, distance = identity_encoder_for(config.data, frames=config.frames,
-                                                             time_step=config.time_step, seed=config.seed,
-                                                             progress=report)
-            encoder, distance = self.ctx.broadcast((encoder, distance))
-        return IdentityTerm(encoder.to(self.device), distance)
-
-    def _real_displacements(self, batch: int, bank: Tensor | None = None) -> Tensor:
-        """Displacements of `batch` projected training clips of `bank` (default: the latent motion discriminator's),
-        drawn from the step's random stream (self.rng, on the bank's device: cpu_rng would repeat self.rng's draws
-        on the CPU, where both get the same seed)."""
-        bank = self.latent_prior.bank if bank is None else bank
-        index = torch.randint(0, bank.shape[0], (batch,), generator=self.rng, device=self.rng.device)
-        return bank[index.to(bank.device)]
-
-    def _image_later(self, later: Tensor | None) -> dict:
-        """The frames past the clip for the image discriminator (`--image-horizon`), as the objective's keyword."""
-        return {"later": later} if self.config.image_horizon and later is not None else {}
-
-    def _walk_loss(self, displacements: Tensor) -> Tensor:
-        """Walk matching (`--w-walk`, mocohd_cli/models/walk_matching.py): windows of the generated walks
-        [B, H-1, n], each starting at a random frame, against as many projected training clips."""
-        from ..models.walk_matching import energy_distance, walk_windows
-
-        bank, batch = self.walk_bank, displacements.shape[0]
-        length = bank.shape[1] + 1
-        starts = torch.randint(0, displacements.shape[1] + 2 - length, (batch,), generator=self.rng,
-                               device=self.rng.device)
-        return energy_distance(walk_windows(displacements, length, starts), self._real_displacements(batch, bank))
-
-    def _build_walk_bank(self) -> Tensor | None:
-        """The projected training clips' displacements in the motion model's PCA units [M, L-1, n] that walk
-        matching compares the generated walks with (after the basis is known: a resumed run's comes with its state)."""
-        config = self.config
-        if not config.w_walk:
-            return None
-        projected = self._projected_videos
-        rollout_frames = max(config.drift_frames, config.later_horizon or 0)
-        length = config.walk_frames or min(projected.shape[1], rollout_frames)
-        if length > projected.shape[1]:
-            raise MocohdError(f"--walk-frames {length} is longer than the projected videos ({projected.shape[1]} "
-                              "frames)", path=self._projections_source,
-                              fix=f"pass --walk-frames {projected.shape[1]} or less, or project longer videos")
-        if length > rollout_frames:
-            raise MocohdError(f"--walk-frames {length} is longer than the rollout ({rollout_frames} frames)",
-                              fix=f"pass --walk-frames {rollout_frames} or less, or a longer --drift-horizon")
-        return clips_in_basis(projected, length, self.motion)
-
-    def _build_drift_penalty(self) -> Callable[[Tensor], Tensor]:
-        """The shared-drift penalty's estimator: pairs within the batch, or a running mean."""
-        config = self.config
-        if not config.drift_momentum:
-            return shared_drift_loss
-        steps = config.drift_frames - 1
-        return RunningSharedDrift(steps, config.n_pca, config.drift_momentum).to(self.device)
 
     def _build_motion(self) -> MotionGenerator:
         config, latent_dim = self.config, self.backbone.latent_dim
@@ -355,10 +266,8 @@ class Trainer:
             return self.rollout_local, self.objective
         return self._ddp(self.rollout_local), self._ddp(self.objective)
 
-    def _distribute_latent_d(self) -> nn.Module | None:
-        if self.latent_prior is None or not self.ctx.enabled:
-            return self.latent_prior and self.latent_prior.discriminator
-        return self._ddp(self.latent_prior.discriminator)
+    def _ddp_if_distributed(self, module: nn.Module) -> nn.Module:
+        return self._ddp(module) if self.ctx.enabled else module
 
     def _ddp(self, module: nn.Module) -> nn.Module:
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -367,42 +276,23 @@ class Trainer:
 
     # -- state -----------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        rng = {"torch": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {"step": self.step, "motion": self.motion.state_dict(), "objective": self.objective.state_dict(),
-                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
-                # the data stream is addressed by (seed, batch index): its state is the next batch
-                "data": {"seed": self.config.seed, "next_batch": self.step}, "rng": rng,
-                "eval": {"best": self.best_score} if self.best_score is not None else {},
-                "drift": self.drift_penalty.state_dict() if isinstance(self.drift_penalty, nn.Module) else {},
-                "latent_motion": self.latent_prior.state_dict() if self.latent_prior is not None else {},
-                "identity": self.identity.state_dict() if self.identity is not None else {},
-                "config": {k: v for k, v in self.config.to_dict().items() if v is not None}}
+        state = {"motion": self.motion.state_dict(), "objective": self.objective.state_dict(),
+                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                 "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
+                 # the data stream is addressed by (seed, batch index): its state is the next batch
+                 "data": {"seed": self.config.seed, "next_batch": self.step},
+                 "eval": {"best": self.best_score} if self.best_score is not None else {},
+                 "config": {k: v for k, v in self.config.to_dict().items() if v is not None}}
+        state.update({term.state_key: term.state_dict() for term in self.terms if term.has_state()})
+        return state
 
-    def save_state(self) -> None:
-        if not self.ctx.is_main:
-            return
-        with atomic_path(self.run.state) as tmp:
-            torch.save(self.state_dict(), tmp)
-
-    def _load_state(self) -> None:
-        path = self.run.state
-        state = read_fields(torch_load_safely(path, "training state"), STATE_FIELDS, source=path,
-                            what="training state")
+    def load_state_dict(self, saved: dict, path: Path) -> None:
+        state = read_fields(saved, STATE_FIELDS, source=path, what="training state")
         check_compatible(state["config"], self.config, path)
         parts = [(key, getattr(self, key).load_state_dict, state[key])
                  for key in ("motion", "objective", "opt_g", "opt_d", "scaler_g", "scaler_d")]
-        if isinstance(self.drift_penalty, nn.Module):
-            parts.append(("drift", self.drift_penalty.load_state_dict, state["drift"]))
-        if self.latent_prior is not None:
-            parts.append(("latent_motion", self.latent_prior.load_state_dict, state["latent_motion"]))
-        if self.identity is not None:
-            parts.append(("identity", self.identity.load_state_dict, state["identity"]))
-        parts.append(("rng", set_torch_rng, state["rng"].get("torch")))
-        if "cuda" in state["rng"] and self.device.type == "cuda":
-            parts.append(("cuda rng", lambda value: torch.cuda.set_rng_state(value, self.device), state["rng"]["cuda"]))
+        parts += [(term.state_key, term.load_state_dict, saved.get(term.state_key) or {})
+                  for term in self.terms if term.has_state()]
         load_state_parts(parts, path)
         self.step = state["step"]
         self._check_step_matches_optimisers(path)
@@ -464,34 +354,24 @@ class Trainer:
         config = self.config
         horizon = config.drift_frames  # the identity loss and the image discriminator may look further
         later_horizon = config.later_horizon
-        walks = config.walk_batch if config.w_walk else 0
+        walks = sum(term.extra_walks for term in self.terms)
         with self.autocast():
             fake, rollout, later = self.generate(self.rollout_net, real.shape[0], max(horizon, later_horizon or 0),
                                                  extra_frames=EXTRA_FRAMES if later_horizon else 0,
                                                  extra_stop=later_horizon, walks=walks)
+            step = Step(real, fake, rollout, later, self.rng, walks=rollout.videos(real.shape[0]) if walks else None)
+            for term in self.terms:
+                term.prepare_g(step)
             if walks:
-                losses_walk = config.w_walk * self._walk_loss(rollout.videos(real.shape[0]).displacements)
                 rollout = rollout.videos(0, real.shape[0])
             if rollout.latents.shape[1] > horizon:
                 rollout = rollout.first(horizon)
-            losses = self.objective.g_loss(real, fake, rollout, rng=self.rng, **self._image_later(later))
+            step.rollout, step.walks = rollout, None
+            losses = self.objective.g_loss(real, fake, rollout, rng=self.rng, **self._objective_kwargs(later))
         if config.w_mi != 1.0 and "mi" in losses:
             losses["mi"] = config.w_mi * losses["mi"]
-        if config.w_drift:
-            losses["drift"] = config.w_drift * self.drift_penalty(rollout.displacements)
-        if self.latent_prior is not None:
-            disc = self.latent_prior.discriminator
-            with torch.no_grad():
-                real_scores = disc(self._real_displacements(real.shape[0]))
-            fake_z = rollout.displacements[:, :config.frames - 1]
-            losses["latent"] = config.w_latent_motion * ra_lsgan_g_loss(real_scores, disc(fake_z))
-        if walks:
-            losses["walk"] = losses_walk
-        if self.identity is not None:
-            judged_later = later is not None and (config.identity_horizon or 0) > config.frames
-            seen = torch.cat([fake, later], 1) if judged_later else fake
-            losses["identity"] = config.w_identity * identity_loss(self.identity.encoder, seen,
-                                                                   self.identity.real_distance)
+        for term in self.terms:
+            losses.update(term.g_loss(step))
         total = sum(losses.values())
         self.opt_g.zero_grad(set_to_none=True)
         # Gradients for the motion generator only: the discriminators are not updated here.
@@ -501,32 +381,31 @@ class Trainer:
         return losses
 
     def d_step(self, real: Tensor) -> Losses:
-        image_horizon = self.config.later_horizon if self.config.image_horizon else None
+        later_horizon = self.config.later_horizon if any(term.needs_later_in_d for term in self.terms) else None
         with torch.no_grad(), self.autocast():
-            fake, rollout, later = self.generate(self.rollout_local, real.shape[0], image_horizon,
-                                                 extra_frames=EXTRA_FRAMES if image_horizon else 0,
-                                                 extra_stop=image_horizon)
-        if self.latent_prior is not None:
-            # one pass over real and generated clips together (the MLP treats samples apart), so that the
-            # DDP wrapper under torchrun sees one forward per backward
-            n = real.shape[0]
-            both = torch.cat([self._real_displacements(n), rollout.displacements[:, :self.config.frames - 1]])
-            scores = self.latent_d_net(both)[0][0]
-            latent_loss = ra_lsgan_d_loss([[scores[:n]]], [[scores[n:]]])
-            self.latent_prior.optimizer.zero_grad(set_to_none=True)
-            latent_loss.backward()
-            self.latent_prior.optimizer.step()
+            fake, rollout, later = self.generate(self.rollout_local, real.shape[0], later_horizon,
+                                                 extra_frames=EXTRA_FRAMES if later_horizon else 0,
+                                                 extra_stop=later_horizon)
+        step = Step(real, fake, rollout, later, self.rng)
+        term_losses = {}
+        for term in self.terms:
+            term_losses.update(term.d_update(step))
         with self.autocast():
-            losses = self.objective_net(real, fake, self.rng, **self._image_later(later))
+            losses = self.objective_net(real, fake, self.rng, **self._objective_kwargs(later))
         total = sum(losses.values())
         self.opt_d.zero_grad(set_to_none=True)
         self.scaler_d.scale(total).backward()
         self.scaler_d.step(self.opt_d)
         self.scaler_d.update()
         self.objective.after_d_step()
-        if self.latent_prior is not None:
-            losses["latent"] = latent_loss.detach()
+        losses.update(term_losses)
         return losses
+
+    def _objective_kwargs(self, later: Tensor | None) -> dict:
+        kwargs = {}
+        for term in self.terms:
+            kwargs.update(term.objective_kwargs(later))
+        return kwargs
 
     # Which of the backbone's layers leave fp32 under --precision bf16/fp16: the backbone's policy for
     # this use (plugins/stylegan2/generator.py PRECISION_POLICIES; docs/precision.md, "Training").
@@ -561,10 +440,14 @@ class Trainer:
                 "video_frame_size": self.config.video_frame_size, "mode": self.config.mode, "step": self.step,
                 "version": __version__}
 
-    def export(self, path: Path) -> Path:
+    def export(self, path: Path | None = None) -> Path:
+        path = path or self.run.motion
         return self.motion.save(path, **{k: v for k, v in self.export_metadata().items() if v is not None})
 
-    def write_samples(self, writer=None) -> Path | None:
+    def export_step(self, step: int) -> Path:
+        return self.export(self.run.motion_at(step))
+
+    def write_samples(self, engine: Engine | None = None, final: bool = False) -> Path | None:
         if self.config.num_samples == 0:
             return None
         from ..models.generation import generate_videos
@@ -576,94 +459,16 @@ class Trainer:
         path = self.run.sample_at(self.step, self.config.sample_format)
         path.parent.mkdir(parents=True, exist_ok=True)
         grid = video_grid(videos)
-        if writer is not None:  # the same grid in TensorBoard's image tab (an animated GIF)
-            log_video(writer, "samples", to_uint8(grid), self.step, fps=self.config.fps)
+        if engine is not None and engine.writer is not None:  # the same grid in TensorBoard's image tab (a GIF)
+            log_video(engine.writer, "samples", to_uint8(grid), self.step, fps=self.config.fps)
         return save_video(grid, path, fps=self.config.fps)
 
-    def write_config(self) -> None:
-        values = {**self.config.to_dict(), "out": str(self.run.path), "iterations": self.iterations}
-        with atomic_path(self.run.config) as tmp:
-            tmp.write_text(dumps_flat_toml(values), encoding="utf-8")
-
-    # -- the loop --------------------------------------------------------------------------------
-    def _open_run(self):
-        """Rank 0: the run folder, its config and log, and a TensorBoard writer."""
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.run.path.mkdir(parents=True, exist_ok=True)  # only now: a failed start leaves nothing behind
-        self.write_config()
-        append_provenance(self.run.path, device=self.device, step=self.step)
-        summary = self.dataset.report.summary()
-        self.run.append_log(("resumed" if self.step else "started") + f" at step {self.step}/{self.iterations}; "
-                            f"{summary}; world size {self.ctx.world_size}, device {self.device}, "
-                            f"precision {self.config.precision}")
-        log.info("run folder: %s", self.run.path)
-        log.info("data: %s", summary)
-        return SummaryWriter(str(self.run.tensorboard), purge_step=self.step or None)
-
-    def _record(self, writer, losses: dict[str, float], rate: float) -> str:
-        """Losses to TensorBoard and log.txt; returns the progress bar's short text (the G and D totals)."""
-        for name, value in losses.items():
-            writer.add_scalar(f"loss/{name}", value, self.step)
-        writer.add_scalar("speed/iterations_per_s", rate, self.step)
-        text = " ".join(f"{k}={v:.3f}" for k, v in losses.items())
-        self.run.append_log(f"step {self.step}/{self.iterations} {text} ({rate:.2f} it/s)")
-        totals = {side: sum(v for k, v in losses.items() if k.startswith(side)) for side in "gd"}
-        return f"G {totals['g']:.3f} D {totals['d']:.3f}"
-
     def fit(self) -> RunResult:
-        """Train to the end, holding the run folder's lock (infra/runs.py RunLock) throughout:
-        a second process given the same --out stops before writing anything."""
-        lock = claim_run_folder(self.run.path, self.config.runs_root, self.config.resume) if self.ctx.is_main else None
-        try:
-            return self._fit()
-        finally:
-            if lock is not None:
-                lock.release()
+        """Train to the end (training/engine.py drives the loop)."""
+        self.engine.fit()
+        return RunResult(self.run.path, self.run.motion, self.step, self.engine.last_losses, self.dataset.report)
 
-    def _fit(self) -> RunResult:
-        from rich.progress import TextColumn
-
-        from ..infra.console import progress
-
-        config, main = self.config, self.ctx.is_main
-        writer = self._open_run() if main else None
-        batches = clip_loader(self.dataset, config.batch_size, seed=config.seed, rank=self.ctx.rank,
-                              world_size=self.ctx.world_size, start_batch=self.step, workers=config.workers,
-                              pin_memory=self.device.type == "cuda")
-        losses: dict[str, float] = {}
-        bar = progress(TextColumn("{task.fields[losses]}"))
-        bar.disable = bar.disable or not (main and self.show_progress)
-        started, start_step = time.perf_counter(), self.step
-        with bar:
-            task = bar.add_task("training", total=self.iterations, completed=self.step, losses="")
-            while self.step < self.iterations:
-                logged = self.iteration(next(batches).to(self.device, non_blocking=True))
-                step, last = self.step, self.step == self.iterations
-                if step % config.log_every == 0 or last:
-                    losses = {k: v.item() for k, v in logged.items()}
-                    self._check_finite(losses)
-                    if main:
-                        rate = (step - start_step) / max(time.perf_counter() - started, 1e-9)
-                        bar.update(task, losses=self._record(writer, losses, rate))
-                if main and step % config.sample_every == 0 and not last:
-                    self.export(self.run.motion_at(step))
-                    self.write_samples(writer)
-                if config.eval_every and (step % config.eval_every == 0 or last):
-                    self.evaluate(writer)
-                if step % config.checkpoint_every == 0 or last:
-                    self.save_state()
-                bar.update(task, completed=step)
-        if main:
-            self.export(self.run.motion)  # before the samples: nothing optional may cost the run its model
-            self.write_samples(writer)
-            log_hparams(writer, self.config.to_dict(), losses)
-            writer.close()
-            self.run.append_log(f"finished at step {self.step}: {self.run.motion}")
-        self.ctx.barrier()
-        return RunResult(self.run.path, self.run.motion, self.step, losses, self.dataset.report)
-
-    def evaluate(self, writer) -> None:
+    def evaluate(self, engine: Engine) -> None:
         """Rank 0 scores the current motion model with --eval-metric on --eval-videos generated
         videos against --data, logs it, and exports best.safetensors when it is the best so far."""
         if self.ctx.is_main:
@@ -680,22 +485,16 @@ class Trainer:
             fake.resolution = self.backbone.resolution
             value = run_evaluation(settings, fake=fake).values[config.eval_metric]
             self.motion.train()
-            writer.add_scalar(f"eval/{config.eval_metric}", value, self.step)
+            if engine.writer is not None:
+                engine.writer.add_scalar(f"eval/{config.eval_metric}", value, self.step)
             score = value if get_metric(config.eval_metric).lower_is_better else -value
             best = self.best_score is None or score < self.best_score
-            self.run.append_log(f"eval at step {self.step}: {config.eval_metric}={value:.8g}"
-                                + (" (best so far: best.safetensors)" if best else ""))
+            engine.append_log(f"eval at step {self.step}: {config.eval_metric}={value:.8g}"
+                              + (" (best so far: best.safetensors)" if best else ""))
             if best:
                 self.best_score = score
                 self.export(self.run.best)
         self.ctx.barrier()
-
-    def _check_finite(self, losses: dict[str, float]) -> None:
-        bad = [k for k, v in losses.items() if not math.isfinite(v)]
-        if bad:
-            raise MocohdError(f"training diverged at step {self.step}: {', '.join(bad)} is not finite",
-                              path=self.run.path,
-                              fix="resume from the last state with a lower --lr, or use --precision fp32")
 
 
 def train(config: TrainConfig, *, backbone: ImageGenerator | None = None,

@@ -90,13 +90,73 @@ def encoder_loss(encoder, backbone, settings: EncoderSettings, rng: torch.Genera
     return losses
 
 
-def train_encoder(settings: EncoderSettings, *, log=None, progress=None) -> EncoderResult:
+class EncoderTask:
+    """The encoder's training as a task of the engine (training/engine.py): no run folder, one output file."""
+
+    label = "training the encoder"
+    partial_step_is_safe = True
+
+    def __init__(self, settings: EncoderSettings, encoder, backbone, *, mean, scale, log=None):
+        self.settings, self.encoder, self.backbone, self.log = settings, encoder, backbone, log
+        self.mean, self.scale = mean, scale
+        self.optimiser = torch.optim.Adam(encoder.parameters(), lr=settings.lr)
+        self.rng = torch.Generator().manual_seed(0)
+        self.step, self.total = 0, settings.steps
+        self.history: list[dict] = []
+        self.started = time.perf_counter()
+
+    def train_step(self) -> dict:
+        from ..models.generation import stream_seed
+
+        settings = self.settings
+        self.rng.manual_seed(stream_seed(settings.seed, self.step, "encoder-batch"))
+        for group in self.optimiser.param_groups:
+            group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * self.step / settings.steps))
+        losses = encoder_loss(self.encoder, self.backbone, settings, self.rng, mean=self.mean, scale=self.scale)
+        self.optimiser.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        self.optimiser.step()
+        self.step += 1
+        return losses
+
+    def on_log(self, losses: dict[str, float]) -> None:
+        entry = {"step": self.step, **losses}
+        self.history.append(entry)
+        if self.log is not None:
+            self.log(entry)
+
+    def generators(self) -> dict:
+        return {}
+
+    def start_summary(self) -> str:
+        return ""
+
+    def write_samples(self, engine=None, final: bool = False) -> None:
+        return None
+
+    def export(self, path=None):
+        from ..models.encoder import backbone_record
+
+        settings = self.settings
+        training = {k: v for k, v in asdict(settings).items() if k not in ("out", "device", "checkpoint", "backbone")}
+        if settings.encoder_weights:
+            from ..infra.files import sha256_of
+
+            training["encoder_weights_sha256"] = sha256_of(settings.encoder_weights)
+        self.encoder.eval().save(path or settings.out, **backbone_record(self.backbone), training=training,
+                                 final_losses=self.history[-1] if self.history else {},
+                                 seconds=round(time.perf_counter() - self.started, 1))
+        return path or settings.out
+
+
+def train_encoder(settings: EncoderSettings, *, log=None, progress: bool = True) -> EncoderResult:
     """Train an encoder for the settings' backbone and write it to `settings.out`."""
     from ..infra.device import resolve_device
     from ..models.backbone import load_backbone
-    from ..models.encoder import LatentEncoder, backbone_record, load_pretrained
+    from ..models.encoder import LatentEncoder, load_pretrained
     from ..models.generation import stream_seed
     from ..models.inversion import latent_statistics
+    from ..training.engine import Cadence, Engine
 
     settings.validate()
     device = resolve_device(settings.device)
@@ -108,34 +168,6 @@ def train_encoder(settings: EncoderSettings, *, log=None, progress=None) -> Enco
     if settings.encoder_weights:
         load_pretrained(encoder.net, settings.encoder_weights, settings.arch)
     encoder = encoder.to(device).train()
-    optimiser = torch.optim.Adam(encoder.parameters(), lr=settings.lr)
-    mean, scale = stats.mean.to(device), stats.scale
-    rng = torch.Generator().manual_seed(0)
-    history, running, started = [], {}, time.perf_counter()
-    for step in range(settings.steps):
-        rng.manual_seed(stream_seed(settings.seed, step, "encoder-batch"))
-        for group in optimiser.param_groups:
-            group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * step / settings.steps))
-        losses = encoder_loss(encoder, backbone, settings, rng, mean=mean, scale=scale)
-        optimiser.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        optimiser.step()
-        for name, value in losses.items():
-            running.setdefault(name, []).append(float(value.detach()))
-        if (step + 1) % settings.log_every == 0 or step + 1 == settings.steps:
-            entry = {"step": step + 1, **{k: sum(v) / len(v) for k, v in running.items()}}
-            history.append(entry)
-            running = {}
-            if log is not None:
-                log(entry)
-        if progress is not None:
-            progress(step + 1, settings.steps)
-    training = {k: v for k, v in asdict(settings).items() if k not in ("out", "device", "checkpoint", "backbone")}
-    if settings.encoder_weights:
-        from ..infra.files import sha256_of
-
-        training["encoder_weights_sha256"] = sha256_of(settings.encoder_weights)
-    encoder.eval().save(settings.out, **backbone_record(backbone), training=training,
-                        final_losses=history[-1] if history else {},
-                        seconds=round(time.perf_counter() - started, 1))
-    return EncoderResult(str(settings.out), history)
+    task = EncoderTask(settings, encoder, backbone, mean=stats.mean.to(device), scale=stats.scale, log=log)
+    Engine(task, Cadence(log_every=settings.log_every), progress=progress).fit()
+    return EncoderResult(str(settings.out), task.history)

@@ -28,7 +28,6 @@ import dataclasses
 import json
 import logging
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -37,12 +36,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mocohd_cli.infra.console import progress
 from mocohd_cli.infra.device import PRECISIONS, autocast, resolve_device
 from mocohd_cli.infra.errors import MocohdError
-from mocohd_cli.infra.files import atomic_path, torch_load_safely
-from mocohd_cli.training.resume import claim_run_folder, load_state_parts, set_torch_rng
-from mocohd_cli.infra.runs import DEFAULT_RUNS_ROOT, RunDir, dumps_flat_toml, new_run_path
+from mocohd_cli.training.engine import Cadence, Engine
+from mocohd_cli.training.resume import load_state_parts
+from mocohd_cli.infra.runs import DEFAULT_RUNS_ROOT, RunDir, new_run_path
 from mocohd_cli.infra.schema import Field, read_fields
 from mocohd_cli.infra.settings import require_positive, setting, settings_from_dict
 
@@ -287,14 +285,23 @@ def make_optimizers(config: PretrainConfig, generator, discriminator):
 class StepLosses:
     d: float = float("nan")
     g: float = float("nan")
-    r1: float = float("nan")
+    r1: float = float("nan")            # NaN on the steps without the lazy R1 penalty
     real_logits: float = float("nan")   # mean D logit on reals and on fakes: how far apart D holds them
     fake_logits: float = float("nan")
 
+    def items(self):
+        """(name, value) of what the step measured, as the engine logs it (R1 only where it ran)."""
+        return [(k, v) for k, v in dataclasses.asdict(self).items() if k != "r1" or math.isfinite(v)]
+
 
 class Pretrainer:
-    """One pre-training run: the run folder is resolved (and a state loaded with --resume) on
-    construction; `run()` trains up to `config.steps` and returns the export."""
+    """One pre-training run, a task of mocohd's training engine (mocohd_cli.plugin_api.Engine): the run
+    folder is resolved (and a state loaded with --resume) on construction; `run()` trains up to
+    `config.steps` and returns the export."""
+
+    label = "pre-training"
+    partial_step_is_safe = True  # each model's state is whole after any part of a step
+    divergence_fix = "lower --lr or raise --r1-gamma, then --resume from the last state"
 
     def __init__(self, config: PretrainConfig, frames: Tensor | None = None, *,
                  log: Callable[[str], None] | None = None):
@@ -322,8 +329,14 @@ class Pretrainer:
         self.z_rng = torch.Generator(device=self.device).manual_seed(config.seed + 2)
         self.init_sha256 = None
         self.fid = None  # the frames FID of the sample steps (set when the run starts, with a detector at hand)
+        self.engine = Engine(self, Cadence(log_every=config.sample_every, sample_every=config.sample_every,
+                                           checkpoint_minutes=config.checkpoint_minutes,
+                                           minutes=config.minutes or None),
+                             run=self.folder, runs_root=config.runs_root, resume=config.resume,
+                             config_values={k: v for k, v in config.to_dict().items() if k != "resume"},
+                             say=self.log)
         if config.resume:  # pretrain_run_folder made sure the state exists
-            self.load_state(self.folder.state)
+            self.engine.load_state("pre-training state")
         elif config.init:
             self.start_from(Path(config.init))
 
@@ -345,21 +358,20 @@ class Pretrainer:
         self.ema.load_state_dict(weights)
         self.init_sha256 = sha256_of(path)
 
-    # -- state --------------------------------------------------------------------------
+    # -- the task the engine drives -----------------------------------------------------
+    @property
+    def total(self) -> int:
+        return self.config.steps
+
+    def generators(self) -> dict[str, torch.Generator]:
+        return {"data": self.data_rng, "augment": self.aug_rng, "z": self.z_rng}
+
     def state_dict(self) -> dict:
         return {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
                 "ema": self.ema.state_dict(), "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "step": self.step, "config": self.config.to_dict(), "init_sha256": self.init_sha256,
-                "rng": {"data": self.data_rng.get_state(), "augment": self.aug_rng.get_state(),
-                        "z": self.z_rng.get_state(), "torch": torch.get_rng_state()}}
+                "config": self.config.to_dict(), "init_sha256": self.init_sha256}
 
-    def save_state(self) -> Path:
-        with atomic_path(self.folder.state) as tmp:
-            torch.save(self.state_dict(), tmp)
-        return self.folder.state
-
-    def load_state(self, path: Path) -> None:
-        state = torch_load_safely(path, "pre-training state")
+    def load_state_dict(self, state: dict, path: Path) -> None:
         if not isinstance(state, dict) or "generator" not in state or not isinstance(state.get("config"), dict):
             raise MocohdError("not a mocohd pre-training state", path=path,
                               fix="pass the --out folder of a `mocohd pretrain` run, or start a new run without --resume")
@@ -371,20 +383,28 @@ class Pretrainer:
                               path=path, fix="resume with the run's own settings (see its config.toml) or use a "
                                              "new --out")
         state = read_fields(state, STATE_FIELDS, source=path, what="pre-training state")
-        rng = state["rng"]
         parts = [(key, getattr(self, key).load_state_dict, state[key])
                  for key in ("generator", "discriminator", "ema", "opt_g", "opt_d")]
-        parts += [("rng", set_torch_rng, rng.get("torch"))]
-        parts += [(f"{key} rng", generator.set_state, rng.get(key))
-                  for key, generator in (("data", self.data_rng), ("augment", self.aug_rng), ("z", self.z_rng))]
         load_state_parts(parts, path, what="pre-training state")
         self.step, self.init_sha256 = state["step"], state["init_sha256"]
 
-    def write_config(self) -> None:
-        values = {k: v for k, v in self.config.to_dict().items() if k != "resume"}
-        values["out"] = str(self.folder.path)
-        with atomic_path(self.folder.config) as tmp:
-            tmp.write_text(dumps_flat_toml(values), encoding="utf-8")
+    def save_state(self) -> Path:
+        return self.engine.save_state()
+
+    def start_summary(self) -> str:
+        return (f"{len(self.frames)} frames at {self.config.size} px; augmentation "
+                f"{'on' if self.use_augment else 'off'}; r1 gamma {self.config.r1_gamma:.3g}; "
+                f"{sum(p.numel() for p in self.generator.parameters()) / 1e6:.2f} M generator parameters; "
+                f"device {self.device}, precision {self.config.precision}")
+
+    def on_loop_start(self, engine: Engine) -> None:
+        from mocohd_cli.evaluation.frames_fid import frames_fid_monitor
+
+        self.log(f"pre-training on {self.start_summary()}")
+        self.fid = frames_fid_monitor(self.frames, self.device, self.config.detector, log=self.log)
+
+    def export_step(self, step: int) -> Path:
+        return self.export()  # generator.safetensors follows the run at each sample step
 
     def export(self, path: Path | None = None, **metadata) -> Path:
         """The EMA generator as a .safetensors file every command accepts."""
@@ -473,91 +493,22 @@ class Pretrainer:
     def sample_path(self, step: int) -> Path:
         return self.folder.samples / f"step_{step}.png"
 
-    def write_samples(self) -> Path:
-        """A grid of the EMA generator's images of a fixed set of z (constant noise), comparable between steps."""
+    def write_samples(self, engine: Engine | None = None, final: bool = False) -> Path:
+        """A grid of the EMA generator's images of a fixed set of z (constant noise), comparable between
+        steps; and the frames FID, with a detector at hand."""
         from mocohd_cli.workflows.backbone_grid import sample_images, write_image_grid
 
+        if self.fid is not None:
+            fid = self.fid(self.ema)
+            self.folder.append_log(f"step {self.step}/{self.config.steps} frames_fid={fid:.2f}")
+            self.log(f"step {self.step}: frames fid={fid:.2f} (lower: closer to the data)")
         images = sample_images(self.ema, SAMPLE_GRID_IMAGES, seed=self.config.seed + 3, noise="const")
         return write_image_grid(images, self.sample_path(self.step))
 
     def run(self) -> Path:
         """Train up to config.steps (or until config.minutes have passed), holding the run folder's
         lock; checkpoint every few minutes and at the end. Returns the export."""
-        with claim_run_folder(self.folder.path, self.config.runs_root, self.config.resume):
-            return self._run_locked()
-
-    def _run_locked(self) -> Path:
-        self.write_config()
-        summary = (f"{len(self.frames)} frames at {self.config.size} px; augmentation "
-                   f"{'on' if self.use_augment else 'off'}; r1 gamma {self.config.r1_gamma:.3g}; "
-                   f"{sum(p.numel() for p in self.generator.parameters()) / 1e6:.2f} M generator parameters; "
-                   f"device {self.device}, precision {self.config.precision}")
-        self.folder.append_log(("resumed" if self.step else "started") + f" at step {self.step}/{self.config.steps}; "
-                               + summary)
-        self.log(f"run folder: {self.folder.path}\npre-training on {summary}")
-        from mocohd_cli.evaluation.frames_fid import frames_fid_monitor
-
-        self.fid = frames_fid_monitor(self.frames, self.device, self.config.detector, log=self.log)
-        try:
-            self._loop()
-        except KeyboardInterrupt:  # Ctrl-C keeps the work done so far (a step may be half done)
-            self.save_state()
-            self.export()
-            self.folder.append_log(f"interrupted at step {self.step}")
-            self.log(f"interrupted at step {self.step}: state and export saved; continue with --resume "
-                     f"--out {self.folder.path}")
-            raise
-        self.save_state()
-        if not self.sample_path(self.step).exists():
-            self.write_samples()
-        export = self.export()
-        if self.step < self.config.steps:
-            self.folder.append_log(f"stopped at step {self.step}/{self.config.steps} after --minutes "
-                                   f"{self.config.minutes:g}: {export}")
-            self.log(f"stopped at step {self.step} of {self.config.steps} after {self.config.minutes:g} minutes: "
-                     f"state and export saved; continue with --resume --out {self.folder.path}")
-        else:
-            self.folder.append_log(f"finished at step {self.step}: {export}")
-        return export
-
-    def _loop(self) -> None:
-        last_checkpoint = time.monotonic()
-        deadline = last_checkpoint + 60 * self.config.minutes if self.config.minutes > 0 else math.inf
-        totals, count = StepLosses(0.0, 0.0, 0.0, 0.0, 0.0), 0
-        started, last_r1 = time.monotonic(), float("nan")
-        with progress() as bar:
-            task = bar.add_task("pre-training", total=self.config.steps, completed=self.step)
-            while self.step < self.config.steps:
-                losses = self.train_step()
-                for name in ("d", "g", "real_logits", "fake_logits"):
-                    setattr(totals, name, getattr(totals, name) + getattr(losses, name))
-                count += 1
-                last_r1 = losses.r1 if math.isfinite(losses.r1) else last_r1
-                if not all(math.isfinite(v) for v in (losses.d, losses.g)):
-                    raise MocohdError(f"the losses became non-finite at step {self.step}", path=self.folder.path,
-                                      fix="lower --lr or raise --r1-gamma, then --resume from the last state")
-                bar.advance(task)
-                if self.step % self.config.sample_every == 0 or self.step == self.config.steps:
-                    rate = count / max(time.monotonic() - started, 1e-9)
-                    means = {k: getattr(totals, k) / count for k in ("d", "g", "real_logits", "fake_logits")}
-                    r1 = f" r1={last_r1:.4f}" if math.isfinite(last_r1) else ""
-                    fid = f" frames_fid={self.fid(self.ema):.2f}" if self.fid is not None else ""
-                    self.folder.append_log(f"step {self.step}/{self.config.steps} d={means['d']:.4f} "
-                                           f"g={means['g']:.4f}{r1} real_logits={means['real_logits']:+.3f} "
-                                           f"fake_logits={means['fake_logits']:+.3f}{fid} ({rate:.2f} it/s)")
-                    if fid:
-                        self.log(f"step {self.step}:{fid.replace('_', ' ')} (lower: closer to the data)")
-                    totals, count, started = StepLosses(0.0, 0.0, 0.0, 0.0, 0.0), 0, time.monotonic()
-                    self.write_samples()
-                    if bar.disable:
-                        self.log(f"step {self.step}: D {means['d']:.3f} G {means['g']:.3f} "
-                                 f"(mean logits: real {means['real_logits']:+.2f}, fake {means['fake_logits']:+.2f})")
-                if time.monotonic() >= deadline:
-                    return  # _run_locked writes the state and the export
-                if time.monotonic() - last_checkpoint > 60 * self.config.checkpoint_minutes:
-                    self.save_state()
-                    self.export()
-                    last_checkpoint = time.monotonic()
+        return self.engine.fit()
 
 
 def pretrain(config: PretrainConfig, frames: Tensor | None = None) -> Path:
