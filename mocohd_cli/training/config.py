@@ -21,6 +21,8 @@ from ..infra.runs import DEFAULT_RUNS_ROOT
 from ..infra.settings import check_setting_types, require_positive, setting, settings_from_dict
 from ..models.backbone import BACKBONE_HELP, ImageGenerator
 from ..models.identity import EXTRA_FRAMES as IDENTITY_EXTRA_FRAMES
+from .latent_phase import LATENT_PHASE
+from .projections import PROJECTED_VIDEOS
 from ..models.motion import DEFAULT_H_DIM, DEFAULT_N_PCA, DEFAULT_W_RESIDUAL, default_n_pca
 
 MODES = ("in-domain", "cross-domain")
@@ -38,14 +40,17 @@ UPPER_BOUNDS = {"frames": 1024, "drift_horizon": 4096, "identity_horizon": 4096,
                 "queue_size": 1_000_000,
                 "pca_samples": 100_000_000, "num_samples": 1024, "eval_videos": 100_000, "g_steps": 100,
                 "workers": 64, "walk_batch": 1_000_000, "walk_frames": 4096, "batch_size": 1_000_000,
-                "global_batch": 1_000_000, "iterations": 10**9}
+                "global_batch": 1_000_000, "iterations": 10**9, "latent_iterations": 10**9,
+                "latent_batch": 1_000_000, "latent_samples": 1024, "projected_videos": 1_000_000}
 # Settings a resumed run must share with the run it continues (they shape the models or the data stream).
 RESUME_KEYS = ("mode", "frames", "time_step", "video_frame_size", "h_dim", "n_pca", "pca", "w_residual", "d_scales",
                "d_channels", "d_layers", "batch_size", "g_steps", "seed", "video_d_view", "drift_momentum",
-               "w_latent_motion", "w_identity", "pca_source", "motion_feedback")
+               "w_latent_motion", "w_identity", "pca_source", "motion_feedback", "latent_iterations",
+               "w_latent_adversarial", "projected_videos")
 # Resume keys that states written before them lack: such a state was trained with these values.
 RESUME_KEYS_ADDED = {"video_d_view": "clip", "drift_momentum": 0.0, "w_latent_motion": 0.0, "w_identity": 0.0,
-                     "pca_source": "latents", "motion_feedback": False}
+                     "pca_source": "latents", "motion_feedback": False, "latent_iterations": 0,
+                     "w_latent_adversarial": 0.0, "projected_videos": 64}
 
 
 def knob(default, help: str, *, modes: tuple[str, ...] = MODES, **cli):
@@ -144,6 +149,20 @@ class TrainConfig:
                                      "the discriminator and for the motion generator: longer keeps long videos looking "
                                      "real. With --identity-horizon, the same value: both judge the same frames.",
                                      default_text="--frames", modes=("in-domain",))
+    # the latent phase (not in the release: docs/method.md, "Additions", "Latent phase"), before the rendered steps
+    latent_iterations: int = knob(0, "Steps of the latent phase before the rendered training: the motion generator "
+                                  "learns the projected training videos' walks, each from its own first latent, "
+                                  "without rendering a frame (0: none).", modes=("in-domain",))
+    latent_batch: int = knob(LATENT_PHASE.batch, "Projected windows per latent-phase step.", modes=("in-domain",))
+    latent_samples: int = knob(LATENT_PHASE.samples, "Walks the latent phase rolls out from each window's start "
+                               "(at least 2).", modes=("in-domain",))
+    latent_lr: float = knob(LATENT_PHASE.lr, "Adam learning rate of the latent phase.", modes=("in-domain",))
+    w_latent_adversarial: float = knob(LATENT_PHASE.w_adversarial, "Weight of the latent phase's conditional "
+                                       "trajectory discriminator (it judges a walk given its start) beside its "
+                                       "energy score.", modes=("in-domain",))
+    projected_videos: int = knob(PROJECTED_VIDEOS, "Training videos projected into the backbone for the latent "
+                                 "phase, the latent motion discriminator and --pca-source videos (when no "
+                                 "--latent-motion file is given).", modes=("in-domain",))
     # cross-domain objective only (docs/method.md, "Cross-domain training")
     image_d_channels: int = knob(96, "Base width of the contrastive image discriminator.", modes=CROSS)
     proj_dim: int = knob(256, "Size of its projection head's features.", modes=CROSS)
@@ -271,6 +290,13 @@ class TrainConfig:
                                 "checkpoint_every", "pca_samples", "iterations", "eval_every", "eval_videos"))
         need(all(v is None or v > 0 for v in (self.minutes, self.checkpoint_minutes)),
              "--minutes and --checkpoint-minutes must be > 0", "leave them out, or pass e.g. 30")
+        need(self.latent_iterations >= 0 and self.latent_batch >= 1 and self.latent_samples >= 2
+             and self.latent_lr > 0 and self.w_latent_adversarial >= 0 and self.projected_videos >= 1,
+             "--latent-iterations >= 0, --latent-batch >= 1, --latent-samples >= 2, --latent-lr > 0, "
+             "--w-latent-adversarial >= 0 and --projected-videos >= 1 are needed", "leave them at their defaults")
+        need(self.latent_iterations == 0 or self.mode == "in-domain",
+             "the latent phase learns the training videos' walks in the backbone that renders them: in-domain only",
+             "leave --latent-iterations out of cross-domain runs")
         need(self.epochs is None or self.epochs > 0, f"--epochs must be > 0, got {self.epochs}", "use a positive value")
         need(math.isfinite(self.truncation), f"--truncation must be finite, got {self.truncation}", "pass e.g. 0.7")
         need(self.lr > 0, f"--lr must be > 0, got {self.lr}", "the authors use 1e-4")

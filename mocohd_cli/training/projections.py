@@ -17,7 +17,8 @@ from ..models.inversion import project_videos
 from ..models.latent_prior import read_projections, write_projections
 
 # Projected per video: up to PROJECTED_FRAMES frames at the run's time step (every clip of --frames
-# consecutive ones among them is a real example), for the first PROJECTED_VIDEOS videos of the dataset.
+# consecutive ones among them is a real example), for the first PROJECTED_VIDEOS videos of the dataset
+# (--projected-videos).
 PROJECTED_FRAMES = 16
 PROJECTED_VIDEOS = 64
 
@@ -32,27 +33,28 @@ def projection_settings(projection: dict) -> dict:
 
 
 def projections_cache_path(backbone_sha256: str, truncation: float, data: str, videos: list[tuple[str, int]],
-                           n_frames: int, time_step: int, size: int, seed: int, projection: dict) -> Path:
+                           n_frames: int, time_step: int, size: int, seed: int, projection: dict,
+                           count: int = PROJECTED_VIDEOS) -> Path:
     """Where the projections of a dataset into a backbone are cached: keyed by both (the backbone's file and
     truncation; the dataset's folder, video names and lengths) and every setting that changes the result."""
     key = json.dumps([backbone_sha256, truncation, str(Path(data).resolve()), videos, n_frames, time_step, size,
-                      seed, PROJECTED_VIDEOS, sorted(projection_settings(projection).items())])
+                      seed, count, sorted(projection_settings(projection).items())])
     return cache_dir() / "projections" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
 
 
 def project_training_videos(backbone, data: str, *, frames: int, time_step: int, size: int, seed: int = 0,
-                            progress=None, **projection) -> Tensor:
+                            count: int = PROJECTED_VIDEOS, progress=None, **projection) -> Tensor:
     """Up to PROJECTED_FRAMES frames (every `time_step`-th; as many as the longest videos hold, at least a
-    clip's `frames`) of the first PROJECTED_VIDEOS videos of `data` long enough for them, projected into
+    clip's `frames`) of the first `count` videos of `data` long enough for them, projected into
     `backbone` (latents [N, F, D]; `projection` goes to `project_videos`). Cached per backbone sha256 and
     dataset, so that a second run on the same pair starts at once."""
     longest = max(entry.length for entry in VideoClips(data, n_frames=frames, time_step=time_step, size=size).entries)
     n_frames = max(frames, min(PROJECTED_FRAMES, (longest - 1) // time_step + 1))
     clips = VideoClips(data, n_frames=n_frames, time_step=time_step, size=size, seed=seed)
-    videos = [(entry.name, entry.length) for entry in clips.entries[:PROJECTED_VIDEOS]]
+    videos = [(entry.name, entry.length) for entry in clips.entries[:count]]
     sha = backbone.checkpoint_sha256
     cached = (projections_cache_path(sha, float(backbone.truncation), data, videos, n_frames, time_step, size, seed,
-                                     projection) if sha else None)
+                                     projection, count) if sha else None)
     if cached is not None and cached.exists():
         return read_projections(cached, backbone_sha256=sha, time_step=time_step, frames=frames)
     frames_in = torch.stack([clips.load(i, 0) for i in range(len(videos))])

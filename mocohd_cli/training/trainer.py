@@ -38,6 +38,7 @@ from ..models.identity import EXTRA_FRAMES
 from ..models.motion import MotionGenerator, Rollout
 from .config import DEFAULT_EPOCHS, TrainConfig, check_drift_batch, fit_to_backbone, fit_to_world, parse_term_weights
 from .engine import Cadence, Engine
+from .latent_phase import LatentPhase, LatentPhaseSettings
 from .objectives import Losses, ObjectiveFactory, objective_for
 from .resume import check_compatible, load_state_parts, refuse_out_inside_data, run_folder
 from .terms import Step, TermContext, build_terms
@@ -72,6 +73,7 @@ STATE_FIELDS = (
     Field("opt_d", dict), Field("scaler_g", dict), Field("scaler_d", dict), Field("rng", dict),
     Field("config", dict, default={}), Field("eval", dict, default={}), Field("drift", dict, default={}),
     Field("latent_motion", dict, default={}), Field("identity", dict, default={}),
+    Field("latent_phase", dict, default={}),
 )
 
 
@@ -106,6 +108,7 @@ class Trainer:
         self.objective = factory(config, self.backbone).to(self.device)
         self.opt_g = torch.optim.Adam(self.motion.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
         self.terms = build_terms(self._term_context())
+        self.latent_phase = self._build_latent_phase()
         self.opt_d = torch.optim.Adam(self.objective.optimizer_groups(config), lr=config.lr)
         fp16 = config.precision == "fp16"
         self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
@@ -137,7 +140,20 @@ class Trainer:
 
     @property
     def total(self) -> int:
-        return self.iterations
+        """The latent phase's steps (if any), then the rendered iterations."""
+        return self.config.latent_iterations + self.iterations
+
+    @property
+    def rendered_steps(self) -> int:
+        """Iterations of the rendered training done so far (the steps past the latent phase)."""
+        return max(0, self.step - self.config.latent_iterations)
+
+    @property
+    def phase(self) -> str | None:
+        if not self.config.latent_iterations:
+            return None
+        # the phase of the step just taken (of the first, before any): what a log line at this step reports
+        return "latent" if self.step <= self.config.latent_iterations else "rendered"
 
     def term(self, name: str):
         """The active term registered as `name` (training/terms/), or None."""
@@ -155,10 +171,15 @@ class Trainer:
         if engine.is_main:
             log.info("data: %s", self.dataset.report.summary())
         self.batches = clip_loader(self.dataset, config.batch_size, seed=config.seed, rank=self.ctx.rank,
-                                   world_size=self.ctx.world_size, start_batch=self.step, workers=config.workers,
+                                   world_size=self.ctx.world_size, start_batch=self.rendered_steps, workers=config.workers,
                                    pin_memory=self.device.type == "cuda")
 
     def train_step(self) -> dict[str, Tensor]:
+        if self.step < self.config.latent_iterations:
+            self._seed_step()
+            losses = self.latent_phase.step(self.rng)
+            self.step += 1
+            return {f"latent/{k}": v for k, v in losses.items()}
         return self.iteration(next(self.batches).to(self.device, non_blocking=True))
 
     def generators(self) -> dict[str, torch.Generator]:
@@ -206,7 +227,8 @@ class Trainer:
                 log.info("projecting the training videos into the backbone (cached for later runs)")
             latents = self.ctx.broadcast(project_training_videos(
                 self.backbone, config.data, frames=config.frames, time_step=config.time_step,
-                size=self.backbone.resolution, seed=config.seed) if self.ctx.is_main else None)
+                size=self.backbone.resolution, seed=config.seed, count=config.projected_videos)
+                if self.ctx.is_main else None)
         return latents
 
     @property
@@ -235,6 +257,24 @@ class Trainer:
         return MotionGenerator(latent_dim, h_dim=config.h_dim, n_pca=config.n_pca, w_residual=config.w_residual,
                                feedback=config.motion_feedback,
                                pca_components=components, pca_stdev=stdev).to(self.device)
+
+    def _build_latent_phase(self) -> LatentPhase | None:
+        """The latent phase (training/latent_phase.py) on the projected training videos, or None."""
+        config = self.config
+        if not config.latent_iterations:
+            return None
+        settings = LatentPhaseSettings(iterations=config.latent_iterations, lr=config.latent_lr,
+                                       batch=config.latent_batch, samples=config.latent_samples,
+                                       frames=config.frames, w_mi=config.w_mi,
+                                       w_adversarial=config.w_latent_adversarial)
+        projected = self._projected_videos
+        if projected.shape[1] < config.frames:
+            raise MocohdError(f"the projected training videos have {projected.shape[1]} frames, fewer than a clip's "
+                              f"{config.frames}", path=self._projections_source,
+                              fix="lower --frames, or project longer videos")
+        return LatentPhase(self.motion, projected, settings, self.device,
+                           rollout=lambda w0, n_frames, rng: self.rollout_net(w0, n_frames, rng),
+                           wrap=self._ddp_if_distributed)
 
     def _video_basis(self) -> tuple[Tensor, Tensor]:
         """`--pca-source videos`: the first n_pca directions of the projected training videos' walks, each
@@ -284,6 +324,8 @@ class Trainer:
                  "eval": {"best": self.best_score} if self.best_score is not None else {},
                  "config": {k: v for k, v in self.config.to_dict().items() if v is not None}}
         state.update({term.state_key: term.state_dict() for term in self.terms if term.has_state()})
+        if self.latent_phase is not None:
+            state["latent_phase"] = self.latent_phase.state_dict()
         return state
 
     def load_state_dict(self, saved: dict, path: Path) -> None:
@@ -293,6 +335,8 @@ class Trainer:
                  for key in ("motion", "objective", "opt_g", "opt_d", "scaler_g", "scaler_d")]
         parts += [(term.state_key, term.load_state_dict, saved.get(term.state_key) or {})
                   for term in self.terms if term.has_state()]
+        if self.latent_phase is not None:
+            parts.append(("latent_phase", self.latent_phase.load_state_dict, state["latent_phase"]))
         load_state_parts(parts, path)
         self.step = state["step"]
         self._check_step_matches_optimisers(path)
@@ -314,9 +358,10 @@ class Trainer:
                     raise MocohdError(f"the training state's optimiser {name} has a step count that is not a number",
                                       path=path, fix="the state was edited or is damaged; start a new run")
                 counts.add(int(step))
-            if counts and counts != {self.step * per_iteration}:
+            expected = self.rendered_steps * per_iteration
+            if counts and counts != {expected}:
                 raise MocohdError(f"the training state says step {self.step}, but its optimiser {name} has taken "
-                                  f"{sorted(counts)[0]} steps (expected {self.step * per_iteration})", path=path,
+                                  f"{sorted(counts)[0]} steps (expected {expected})", path=path,
                                   fix="the state was edited or is damaged; start a new run")
 
     # -- one iteration ---------------------------------------------------------------------------
@@ -438,6 +483,7 @@ class Trainer:
                 "backbone_checkpoint": checkpoint, "backbone_sha256": backbone.checkpoint_sha256,
                 "n_frames": self.config.frames, "fps": self.config.fps, "time_step": self.config.time_step,
                 "video_frame_size": self.config.video_frame_size, "mode": self.config.mode, "step": self.step,
+                "latent_iterations": self.config.latent_iterations or None,
                 "version": __version__}
 
     def export(self, path: Path | None = None) -> Path:
