@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,14 @@ def test_mkdocs_build_strict(tmp_path):
     assert (site / "changelog" / "index.html").is_file()
     html = "".join(p.read_text(encoding="utf-8") for p in site.rglob("*.html"))
     assert "fonts.googleapis.com" not in html  # theme fonts: the system's, nothing fetched
+
+
+def test_readme_is_short_and_its_links_exist():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 150
+    assert "bash .ci/install && .venv/bin/mocohd train && .venv/bin/mocohd sample" in text
+    assert "bash .ci/install && .venv/bin/python -m pytest -q" in text
+    assert not re.search(r"\b20\d\d-\d\d-\d\d\b", text), "no dates in the README: history goes to CHANGELOG.md"
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
+        if "://" not in target:
+            assert (ROOT / target).exists(), f"README links to {target}, which does not exist"
