@@ -263,15 +263,15 @@ class Trainer:
         config = self.config
         if not config.latent_iterations:
             return None
-        settings = LatentPhaseSettings(iterations=config.latent_iterations, lr=config.latent_lr,
-                                       batch=config.latent_batch, samples=config.latent_samples,
-                                       frames=config.frames, w_mi=config.w_mi,
-                                       w_adversarial=config.w_latent_adversarial)
         projected = self._projected_videos
-        if projected.shape[1] < config.frames:
-            raise MocohdError(f"the projected training videos have {projected.shape[1]} frames, fewer than a clip's "
-                              f"{config.frames}", path=self._projections_source,
-                              fix="lower --frames, or project longer videos")
+        frames = config.latent_frames or projected.shape[1]
+        if projected.shape[1] < frames:
+            raise MocohdError(f"the projected training videos have {projected.shape[1]} frames, fewer than "
+                              f"--latent-frames {frames}", path=self._projections_source,
+                              fix="lower --latent-frames, or project longer videos")
+        settings = LatentPhaseSettings(iterations=config.latent_iterations, lr=config.latent_lr,
+                                       batch=config.latent_batch, samples=config.latent_samples, frames=frames,
+                                       w_mi=config.w_mi, w_adversarial=config.w_latent_adversarial)
         return LatentPhase(self.motion, projected, settings, self.device,
                            rollout=lambda w0, n_frames, rng: self.rollout_net(w0, n_frames, rng),
                            wrap=self._ddp_if_distributed)
