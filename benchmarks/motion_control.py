@@ -11,6 +11,9 @@ evaluation (the faces domain's factor reader against freshly rendered real video
   random xK                 Gaussian random walks in the motion model's basis whose per-frame step matches the
                             projected walks' (K = 1), or K times it: motion with no structure, for comparison
   MODEL                     a trained motion model (each --motion file), sampled as `mocohd sample` does
+  MODEL, started at ...     the same model rolled out from the projected videos' first latents: its motion on
+                            the data's own content (what the latent phase learns from), against the row above
+                            on sampled content (what `mocohd eval` scores)
 
 Each is a point on the drift-per-amplitude plane (x: mean amplitude ratio over the motion factors, y:
 identity drift ratio over the same 16 frames). A trained model far below the projected points is limited by
@@ -114,7 +117,9 @@ def main() -> None:
         motion = load_motion(path, backbone).eval()
         with torch.no_grad():
             videos = generate_videos(backbone, motion, num_videos=n, n_frames=FRAMES, seed=args.seed)
+            own = motion.rollout(walks_real[:, 0], FRAMES, rng=torch.Generator().manual_seed(args.seed)).latents
         add(f"model {path}", videos=videos)
+        add(f"model {path}, started at the projected frames 0", own.float())
 
     print(f"\n{n} videos of {FRAMES} frames (time step {TIME_STEP}) per row, backbone {args.checkpoint}\n")
     print("| source | amplitude | speed | identity drift | drift per amplitude | ffd |")
