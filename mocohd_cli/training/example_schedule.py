@@ -34,6 +34,14 @@ EXAMPLE_IDENTITY = 5.0
 EXAMPLE_PCA_SOURCE = "videos"
 
 
+# The latent phase of the in-domain example (docs/method.md, "Latent phase"): steps on the shipped projections
+# before the rendered iterations (about a minute on the 2-core CPU), and the step size its walks need: half of
+# the projected walks' steps are larger than the release's 0.2 PCA units per direction allows
+# (docs/motion_control.md, "The latent phase").
+EXAMPLE_LATENT_ITERATIONS = 1000
+EXAMPLE_LATENT_W_RESIDUAL = 1.0
+
+
 def example_schedule(mode: str) -> dict:
     """The built-in example's settings of `mode` ("in-domain" or "cross-domain") without its files (the
     backbone, the videos, the shipped projections and identity encoder of those videos): what the presets
@@ -42,7 +50,8 @@ def example_schedule(mode: str) -> dict:
     them, each once (cached)."""
     if mode == "in-domain":
         return dict(QUICK_SCHEDULE, mode="in-domain", backbone="stylegan2", w_latent_motion=EXAMPLE_LATENT_MOTION,
-                    pca_source=EXAMPLE_PCA_SOURCE, w_identity=EXAMPLE_IDENTITY)
+                    pca_source=EXAMPLE_PCA_SOURCE, w_identity=EXAMPLE_IDENTITY,
+                    latent_iterations=EXAMPLE_LATENT_ITERATIONS, w_residual=EXAMPLE_LATENT_W_RESIDUAL)
     return dict(QUICK_SCHEDULE, mode="cross-domain", backbone="stylegan2",
                 # a narrow contrastive D and a queue that fills quickly; a cross-domain iteration costs
                 # about 1.3x an in-domain one on the CPU, hence fewer iterations
