@@ -41,17 +41,18 @@ UPPER_BOUNDS = {"frames": 1024, "drift_horizon": 4096, "identity_horizon": 4096,
                 "pca_samples": 100_000_000, "num_samples": 1024, "eval_videos": 100_000, "g_steps": 100,
                 "workers": 64, "walk_batch": 1_000_000, "walk_frames": 4096, "batch_size": 1_000_000,
                 "global_batch": 1_000_000, "iterations": 10**9, "latent_iterations": 10**9,
-                "latent_batch": 1_000_000, "latent_samples": 1024, "latent_frames": 4096, "projected_videos": 1_000_000}
+                "latent_batch": 1_000_000, "latent_samples": 1024, "latent_frames": 4096,
+                "latent_horizon": 4096, "projected_videos": 1_000_000}
 # Settings a resumed run must share with the run it continues (they shape the models or the data stream).
 RESUME_KEYS = ("mode", "frames", "time_step", "video_frame_size", "h_dim", "n_pca", "pca", "w_residual", "d_scales",
                "d_channels", "d_layers", "batch_size", "g_steps", "seed", "video_d_view", "drift_momentum",
                "w_latent_motion", "w_identity", "pca_source", "motion_feedback", "latent_iterations",
-               "w_latent_adversarial", "projected_videos", "latent_frames")
+               "w_latent_adversarial", "projected_videos", "latent_frames", "latent_horizon", "w_latent_horizon")
 # Resume keys that states written before them lack: such a state was trained with these values.
 RESUME_KEYS_ADDED = {"video_d_view": "clip", "drift_momentum": 0.0, "w_latent_motion": 0.0, "w_identity": 0.0,
                      "pca_source": "latents", "motion_feedback": False, "latent_iterations": 0,
                      "w_latent_adversarial": 0.0, "projected_videos": 64,
-                     "latent_frames": None}
+                     "latent_frames": None, "latent_horizon": 0, "w_latent_horizon": 0.0}
 
 
 def knob(default, help: str, *, modes: tuple[str, ...] = MODES, **cli):
@@ -160,6 +161,12 @@ class TrainConfig:
     latent_frames: int | None = knob(None, "Frames per projected window the latent phase learns (its walks are "
                                      "unrolled as far).", default_text="the projected videos' length",
                                      modes=("in-domain",))
+    latent_horizon: int = knob(LATENT_PHASE.horizon, "Frames the latent phase unrolls its walks to: past "
+                               "--latent-frames each walk's displacement from its first frame must be distributed "
+                               "as the projected videos' displacements, so long videos stay where the data goes.",
+                               modes=("in-domain",))
+    w_latent_horizon: float = knob(LATENT_PHASE.w_horizon, "Weight of that term (energy distance; 0: none).",
+                                   modes=("in-domain",))
     latent_lr: float = knob(LATENT_PHASE.lr, "Adam learning rate of the latent phase.", modes=("in-domain",))
     w_latent_adversarial: float = knob(LATENT_PHASE.w_adversarial, "Weight of the latent phase's conditional "
                                        "trajectory discriminator (it judges a walk given its start) beside its "
@@ -296,7 +303,8 @@ class TrainConfig:
              "--minutes and --checkpoint-minutes must be > 0", "leave them out, or pass e.g. 30")
         need(self.latent_iterations >= 0 and self.latent_batch >= 1 and self.latent_samples >= 2
              and self.latent_lr > 0 and self.w_latent_adversarial >= 0 and self.projected_videos >= 1
-             and (self.latent_frames is None or self.latent_frames >= 2),
+             and (self.latent_frames is None or self.latent_frames >= 2) and self.latent_horizon >= 0
+             and self.w_latent_horizon >= 0,
              "--latent-iterations >= 0, --latent-batch >= 1, --latent-samples >= 2, --latent-lr > 0, "
              "--w-latent-adversarial >= 0, --projected-videos >= 1 and --latent-frames >= 2 are needed", "leave them at their defaults")
         need(self.latent_iterations == 0 or self.mode == "in-domain",
