@@ -144,3 +144,17 @@ def test_bad_settings_and_banks_are_refused():
         LatentPhase(toy_motion(), toy_bank(frames=3), LatentPhaseSettings(frames=4), "cpu")
     with pytest.raises(ValueError):
         LatentPhase(toy_motion(), torch.zeros(4, 6, D + 1), LatentPhaseSettings(frames=4), "cpu")
+
+
+def test_long_walk_term_penalises_walks_that_wander_past_the_window():
+    bank = toy_bank(videos=32, frames=6)
+    phase = LatentPhase(toy_motion(), bank, LatentPhaseSettings(frames=4, horizon=12, batch=4, samples=2), "cpu")
+    data = ((bank[:, 1:] - bank[:, :1]) @ phase.motion.pca_components.T) / phase.motion.pca_stdev  # [32, 5, n]
+    g = torch.Generator().manual_seed(0)
+    like_data = data[torch.randint(0, 32, (256,), generator=g)][:, torch.randint(0, 5, (11,), generator=g)]
+    wandering = like_data * torch.arange(1, 12).float()[None, :, None]  # growing with time, as a random walk
+    near = phase.long_walk_loss(like_data, torch.Generator().manual_seed(1))
+    far = phase.long_walk_loss(wandering, torch.Generator().manual_seed(1))
+    assert far > 10 * max(float(near), 1e-3), (near, far)
+    losses = phase.step(torch.Generator().manual_seed(2))
+    assert "horizon" in losses and torch.isfinite(losses["horizon"])

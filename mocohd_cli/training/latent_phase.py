@@ -7,7 +7,9 @@ discriminator's projections) give windows of L consecutive latents; each window 
 video's walk from it, z = (w_{s+t} - w_s) P^T / s in the motion model's PCA units. Per step:
 
   1. B windows drawn at random (video and start frame) from `projected`;
-  2. the motion generator rolled out K times from each window's own start w_s, L frames;
+  2. the motion generator rolled out K times from each window's own start w_s, L frames (H with the
+     long-walk term: past the window each walk's displacement from w_s at a random frame is compared with
+     the projected displacements by the energy distance, `w_horizon`);
   3. the conditional energy score of the K walks against the video's walk (`w_score`), the MI loss (`w_mi`),
      and, with `w_adversarial`, a matching-aware conditional discriminator D(c(w_s), walk) (one D update per
      step, then the generator's LSGAN loss) (mocohd_cli/models/trajectory.py);
@@ -27,6 +29,7 @@ from torch import Tensor, nn
 
 from ..models.latent_prior import displacements_in_pca_units
 from ..models.motion import MotionGenerator, mutual_information_loss
+from ..models.walk_matching import energy_distance
 from ..models.trajectory import (ConditionalTrajectoryDiscriminator, ContentWhitener, energy_score, matching_d_loss,
                                  matching_g_loss, shuffled)
 
@@ -43,6 +46,8 @@ class LatentPhaseSettings:
     w_score: float = 1.0       # conditional energy score
     w_mi: float = 1.0          # mutual-information loss (the release's, on the phase's rollouts)
     w_adversarial: float = 0.0  # matching-aware conditional trajectory discriminator (0: none)
+    horizon: int = 64          # frames the walks are unrolled to (the long-walk term covers frames `frames`..)
+    w_horizon: float = 1.0     # long-walk term: displacements past the window against the projected ones
     d_width: int = 512
     content_dim: int = 64      # whitened directions of the start the discriminator reads
 
@@ -110,11 +115,14 @@ class LatentPhase:
         s, motion = self.settings, self.motion
         motion.train()
         video, starts, real = self.windows(s.batch, rng)
-        rollout = self.rollout(starts.repeat_interleave(s.samples, 0), s.frames, rng)
-        fake = rollout.displacements.reshape(s.batch, s.samples, s.frames - 1, motion.n_pca)
+        unrolled = max(s.frames, s.horizon) if s.w_horizon else s.frames
+        rollout = self.rollout(starts.repeat_interleave(s.samples, 0), unrolled, rng)
+        fake = rollout.displacements[:, : s.frames - 1].reshape(s.batch, s.samples, s.frames - 1, motion.n_pca)
         losses: dict[str, Tensor] = {}
         if s.w_score:
             losses["score"] = s.w_score * energy_score(fake, real)
+        if unrolled > s.frames:
+            losses["horizon"] = s.w_horizon * self.long_walk_loss(rollout.displacements, rng)
         if s.w_mi:
             losses["mi"] = s.w_mi * mutual_information_loss(rollout.noise, rollout.noise_pred)
         if self.discriminator is not None:
@@ -138,6 +146,21 @@ class LatentPhase:
         if self.discriminator is not None:
             out["d"] = d_loss.detach()
         return out
+
+    def long_walk_loss(self, displacements: Tensor, rng: torch.Generator) -> Tensor:
+        """Energy distance between each walk's displacement from its start at one random frame past the window
+        ([frames, horizon)) and as many displacements of the projected videos at random frames: the data's
+        walks stay near where they start (real videos are stationary), so walks past the learned window must
+        not wander off (they did: faces dissolved by frame 32 without it)."""
+        walks, steps = displacements.shape[:2]
+        # every projected frame's displacement from its video's frame 0 [N (F-1), n], in the motion model's
+        # current basis (a resumed run loads its basis after the phase is built)
+        data = displacements_in_pca_units(self.projected, self.motion.pca_components,
+                                          self.motion.pca_stdev).reshape(-1, self.motion.n_pca)
+        late = torch.randint(self.settings.frames - 1, steps, (walks,), generator=rng, device=rng.device)
+        rows = torch.randint(0, data.shape[0], (walks,), generator=rng, device=rng.device)
+        generated = displacements[torch.arange(walks, device=displacements.device), late.to(displacements.device)]
+        return energy_distance(generated, data[rows.to(self.device)])
 
     # -- state -----------------------------------------------------------------------------------
     def state_dict(self) -> dict:

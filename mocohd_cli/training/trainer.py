@@ -271,7 +271,8 @@ class Trainer:
                               fix="lower --latent-frames, or project longer videos")
         settings = LatentPhaseSettings(iterations=config.latent_iterations, lr=config.latent_lr,
                                        batch=config.latent_batch, samples=config.latent_samples, frames=frames,
-                                       w_mi=config.w_mi, w_adversarial=config.w_latent_adversarial)
+                                       w_mi=config.w_mi, w_adversarial=config.w_latent_adversarial,
+                                       horizon=config.latent_horizon, w_horizon=config.w_latent_horizon)
         return LatentPhase(self.motion, projected, settings, self.device,
                            rollout=lambda w0, n_frames, rng: self.rollout_net(w0, n_frames, rng),
                            wrap=self._ddp_if_distributed)
