@@ -69,3 +69,35 @@ def test_every_package_is_in_the_distribution():
               if d.is_dir() and d.name != "__pycache__" and not any(d.glob("*.py"))
               and any(f.is_file() for f in d.iterdir())}
     assert found == listed
+
+
+PLUGIN_FILES = sorted([*(PACKAGE.parent / "plugins").rglob("*.py"),
+                       *(PACKAGE.parent / "examples" / "custom_backbone").rglob("*.py")])
+
+
+def plugin_imports(path: Path) -> set[str]:
+    """The mocohd_cli modules a plugin file imports (its own package's relative imports left out)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith("mocohd_cli"):
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names if alias.name.startswith("mocohd_cli"))
+    return names
+
+
+@pytest.mark.parametrize("path", PLUGIN_FILES, ids=lambda p: str(p.relative_to(PACKAGE.parent)))
+def test_plugins_import_only_the_public_plugin_api(path):
+    """The built-in plugins and the example plugin are plugins like any other: mocohd_cli.plugin_api is all
+    of mocohd they may use, so what they need is what a third-party plugin can rely on."""
+    assert plugin_imports(path) <= {"mocohd_cli.plugin_api"}, f"{path.name} imports {plugin_imports(path)}"
+
+
+def test_plugin_api_names_exist_and_are_listed():
+    import mocohd_cli.plugin_api as api
+
+    assert len(api.__all__) == len(set(api.__all__))
+    missing = [name for name in api.__all__ if not hasattr(api, name)]
+    assert not missing, missing
+    public = {name for name in vars(api) if not name.startswith("_") and name != "annotations"}
+    assert public == set(api.__all__), public ^ set(api.__all__)

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mocohd_cli import ImageGenerator, MocohdError
-from mocohd_cli.infra.files import read_safetensors, safetensors_metadata, write_safetensors
+from mocohd_cli.plugin_api import (ImageGenerator, MocohdError, read_safetensors, safetensors_metadata,
+    write_safetensors)
 
 BACKBONE = "tinyconv"
 MEAN_LATENT_SAMPLES = 1024

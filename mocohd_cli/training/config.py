@@ -52,7 +52,8 @@ RESUME_KEYS = ("mode", "frames", "time_step", "video_frame_size", "h_dim", "n_pc
 RESUME_KEYS_ADDED = {"video_d_view": "clip", "drift_momentum": 0.0, "w_latent_motion": 0.0, "w_identity": 0.0,
                      "pca_source": "latents", "motion_feedback": False, "latent_iterations": 0,
                      "w_latent_adversarial": 0.0, "projected_videos": 64,
-                     "latent_frames": None, "latent_horizon": 0, "w_latent_horizon": 0.0}
+                     "latent_frames": None, "latent_horizon": LATENT_PHASE.horizon,
+                     "w_latent_horizon": LATENT_PHASE.w_horizon}
 
 
 def knob(default, help: str, *, modes: tuple[str, ...] = MODES, **cli):

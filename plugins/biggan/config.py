@@ -9,9 +9,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mocohd_cli.infra.errors import MocohdError
-from mocohd_cli.infra.files import read_small_text
-from mocohd_cli.infra.schema import Field, check_value, read_fields
+from mocohd_cli.plugin_api import check_value, Field, MocohdError, read_fields, read_small_text
 
 # (upsample?, input channels, output channels), channels in units of channel_width.
 _DEFAULT_LAYERS = [

@@ -15,9 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mocohd_cli.models.backbone import ImageGenerator
-from mocohd_cli.infra.errors import MocohdError
-from mocohd_cli.infra.files import read_safetensors, safetensors_metadata, torch_load_safely, write_safetensors
+from mocohd_cli.plugin_api import (ImageGenerator, MocohdError, read_safetensors, safetensors_metadata,
+    torch_load_safely, write_safetensors)
 
 from .config import BigGANConfig
 from .layers import GenBlock, SelfAttention, SNConv2d, SNLinear, TruncationBatchNorm, complete_spectral_norm
@@ -29,7 +28,6 @@ TRUNCATION_BOUND = 2.0  # z is sampled from N(0, I) truncated to [-2, 2]
 
 class BigGANSynthesis(nn.Module):
     """Condition vector [z, class embedding] -> image; the `generator` part of the original."""
-
     def __init__(self, config: BigGANConfig):
         super().__init__()
         ch = config.channel_width

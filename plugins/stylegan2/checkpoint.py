@@ -20,9 +20,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from mocohd_cli.infra.errors import MocohdError, brief_keys
-from mocohd_cli.infra.files import read_safetensors, safetensors_metadata, torch_load_safely, write_safetensors
-from mocohd_cli.infra.pickle_scan import UnboundedPickleError, scan_torch_file
+from mocohd_cli.plugin_api import (brief_keys, MocohdError, read_safetensors, safetensors_metadata, scan_torch_file,
+    torch_load_safely, UnboundedPickleError, write_safetensors)
 
 BACKBONE = "stylegan2"
 FORMAT_VERSION = 1

@@ -25,9 +25,8 @@ COST_HELP = ("What a usable backbone costs, 64 px at batch 16 (docs/pretrain_cos
 
 def register(app: typer.Typer) -> None:
     """Add `pretrain` to the mocohd command line."""
-    from mocohd_cli.app import PANEL_TRAIN
-    from mocohd_cli.commands.options import config_command, extra_option, given_values, options_from
-    from mocohd_cli.infra.threads import threads_option
+    from mocohd_cli.plugin_api import (PANEL_TRAIN, config_command, extra_option, given_values, options_from,
+                                       threads_option)
 
     from .pretrain import PretrainConfig
 
@@ -41,7 +40,7 @@ def register(app: typer.Typer) -> None:
                     help="Pre-train a StyleGAN2 image generator on the frames of a dataset (non-saturating loss, "
                          "lazy R1, EMA, DiffAugment).\n\n" + COST_HELP, panel=PANEL_TRAIN)
     def pretrain_command(values: dict) -> None:
-        from mocohd_cli.infra.console import console
+        from mocohd_cli.plugin_api import console
 
         from .pretrain import pretrain, resolve_pretrain_config
 

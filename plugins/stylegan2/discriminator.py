@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from mocohd_cli.infra.errors import MocohdError
+from mocohd_cli.plugin_api import MocohdError
 
 from .generator import BLUR_KERNEL, default_channels
 from .layers import Blur, EqualConv2d, EqualLinear, FusedLeakyReLU

@@ -16,8 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils import checkpoint as activation_checkpoint
 
-from mocohd_cli.models.backbone import ImageGenerator
-from mocohd_cli.infra.errors import MocohdError
+from mocohd_cli.plugin_api import ImageGenerator, MocohdError
 
 from . import checkpoint
 from .layers import LRELU_GAIN, EqualLinear, PixelNorm
@@ -61,7 +60,6 @@ def noise_resolutions(size: int) -> list[int]:
 
 class StyleGAN2Generator(ImageGenerator):
     """StyleGAN2 (config-F architecture, skip generator) driven through its W space."""
-
     name = "stylegan2"
     description = "StyleGAN2 generator, rosinality/stylegan2-pytorch checkpoints (.pt) or mocohd .safetensors; motion in W"
     condition_dim = 0

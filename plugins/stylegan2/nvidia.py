@@ -36,9 +36,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mocohd_cli.infra.errors import MocohdError, brief_keys
-from mocohd_cli.infra.safe_pickle import (PersistentRecord, RestrictedUnpickler, UnsafePickleError,
-                                          looks_like_persistence_pickle, restricted_load)
+from mocohd_cli.plugin_api import (brief_keys, looks_like_persistence_pickle, MocohdError, PersistentRecord,
+    restricted_load, RestrictedUnpickler, UnsafePickleError)
 
 NOT_NVIDIA_FIX = "pass a network-snapshot-*.pkl written by NVIDIA's stylegan2-ada-pytorch or stylegan3 code"
 # RestrictedUnpickler and UnsafePickleError are re-exported: the readers of this module's pickles see them here.
@@ -100,7 +99,6 @@ def _generator_record(obj: object, path: Path | None) -> PersistentRecord:
 
 def convert_stylegan2(generator: PersistentRecord, path: Path | None = None) -> ConvertedGenerator:
     """NVIDIA StyleGAN2 `Generator` record -> rosinality state dict, config and latent_avg."""
-
     def refuse(message: str, fix: str = NOT_NVIDIA_FIX) -> MocohdError:
         return MocohdError(message, path=path, fix=fix)
 

@@ -36,13 +36,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mocohd_cli.infra.device import PRECISIONS, autocast, resolve_device
-from mocohd_cli.infra.errors import MocohdError
-from mocohd_cli.training.engine import Cadence, Engine
-from mocohd_cli.training.resume import load_state_parts
-from mocohd_cli.infra.runs import DEFAULT_RUNS_ROOT, RunDir, new_run_path
-from mocohd_cli.infra.schema import Field, read_fields
-from mocohd_cli.infra.settings import require_positive, setting, settings_from_dict
+from mocohd_cli.plugin_api import (autocast, Cadence, d_logistic_loss, DEFAULT_RUNS_ROOT, diff_augment, Engine,
+    Field, frame_batch, frames_fid_monitor, g_nonsaturating_loss, given_and_file, load_frames, load_state_parts,
+    MocohdError, new_run_path, PRECISIONS, r1_penalty, read_fields, require_positive, resolve_device, resumed_values,
+    run_folder, RunDir, sample_images, setting, settings_from_dict, sha256_of, write_image_grid)
 
 _log = logging.getLogger(__name__)
 
@@ -211,7 +208,6 @@ def resolve_pretrain_config(options: dict, *, config_file: str | Path | None = N
     """The settings of a run, later layers over earlier (as `mocohd train` layers them):
     PretrainConfig defaults < the resumed run's config.toml < --config FILE < options given
     (`options`: None where not given)."""
-    from mocohd_cli.training.resume import given_and_file, resumed_values
 
     given, from_file = given_and_file(options, config_file)
     values = resumed_values(given, from_file, DEFAULT_PRETRAIN_ROOT)
@@ -240,7 +236,6 @@ def init_architecture(generator) -> dict:
 def pretrain_run_folder(config: PretrainConfig) -> Path:
     """--out, else (with --resume) the latest run with a state under --runs-root, else a new
     <runs root>/backbone-<time>; refuses to resume without a state or to start over one."""
-    from mocohd_cli.training.resume import run_folder
 
     out = config.out
     if not out and not config.resume:
@@ -305,7 +300,6 @@ class Pretrainer:
 
     def __init__(self, config: PretrainConfig, frames: Tensor | None = None, *,
                  log: Callable[[str], None] | None = None):
-        from mocohd_cli.data.frames import load_frames
 
         self.config = config
         self.folder = RunDir(pretrain_run_folder(config))
@@ -342,8 +336,6 @@ class Pretrainer:
 
     def start_from(self, path: Path) -> None:
         """--init: the generator and its EMA take the weights of the checkpoint at `path`."""
-        from mocohd_cli.infra.files import sha256_of
-
         init = load_init_generator(path)
         ours = init_architecture(self.generator)
         theirs = init_architecture(init)
@@ -398,8 +390,6 @@ class Pretrainer:
                 f"device {self.device}, precision {self.config.precision}")
 
     def on_loop_start(self, engine: Engine) -> None:
-        from mocohd_cli.evaluation.frames_fid import frames_fid_monitor
-
         self.log(f"pre-training on {self.start_summary()}")
         self.fid = frames_fid_monitor(self.frames, self.device, self.config.detector, log=self.log)
 
@@ -418,8 +408,6 @@ class Pretrainer:
 
     # -- training -----------------------------------------------------------------------
     def augment(self, images: Tensor) -> Tensor:
-        from mocohd_cli.models.augment import diff_augment
-
         if not self.use_augment:
             return images
         return diff_augment(images, rng=self.aug_rng, strength=self.config.augment_strength)
@@ -442,9 +430,6 @@ class Pretrainer:
         return g(z, mix=(z2, crossover))
 
     def train_step(self) -> StepLosses:
-        from mocohd_cli.data.frames import frame_batch
-        from mocohd_cli.models.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
-
         config, device = self.config, self.device
         g, d = self.generator, self.discriminator
         losses = StepLosses()
@@ -496,7 +481,6 @@ class Pretrainer:
     def write_samples(self, engine: Engine | None = None, final: bool = False) -> Path:
         """A grid of the EMA generator's images of a fixed set of z (constant noise), comparable between
         steps; and the frames FID, with a detector at hand."""
-        from mocohd_cli.workflows.backbone_grid import sample_images, write_image_grid
 
         if self.fid is not None:
             fid = self.fid(self.ema)
