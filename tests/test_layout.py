@@ -101,3 +101,59 @@ def test_plugin_api_names_exist_and_are_listed():
     assert not missing, missing
     public = {name for name in vars(api) if not name.startswith("_") and name != "annotations"}
     assert public == set(api.__all__), public ^ set(api.__all__)
+
+
+def import_graph(inside_functions: bool) -> dict[str, set[str]]:
+    """mocohd_cli module -> the mocohd_cli modules it imports (at module level, or anywhere)."""
+    modules = {}
+    for path in FILES:
+        name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        modules[name.removesuffix(".__init__")] = path
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        targets = set()
+        for node in (ast.walk(tree) if inside_functions else tree.body):
+            if isinstance(node, ast.ImportFrom):
+                base = (".".join(package.split(".")[: len(package.split(".")) - node.level + 1]
+                                 + ([node.module] if node.module else [])) if node.level else node.module or "")
+                targets.update(f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names)
+            elif isinstance(node, ast.Import):
+                targets.update(a.name for a in node.names)
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def cycle_through(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of `graph` (its modules in order), or None."""
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for other in sorted(graph[node]):
+            if state.get(other) == 1:
+                return path[path.index(other):] + [other]
+            if other not in state and (found := visit(other)):
+                return found
+        state[node] = 2
+        path.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_no_import_cycles_at_module_level():
+    assert cycle_through(import_graph(inside_functions=False)) is None
+
+
+def test_the_data_layer_has_no_cycle_hidden_in_functions():
+    graph = import_graph(inside_functions=True)
+    data = {name: {t for t in targets if t.startswith("mocohd_cli.data")}
+            for name, targets in graph.items() if name.startswith("mocohd_cli.data")}
+    assert cycle_through(data) is None, cycle_through(data)

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .pixels import pillow_to_rgb
+
 # Frames with at least this many pixels are decoded with FFmpeg's threads outside DataLoader
 # workers (in workers, one thread each: the workers are the parallelism).
 _THREADED_PIXELS = 640 * 480
@@ -86,8 +88,6 @@ def decode_image(storage, name: str) -> np.ndarray:
     import io
 
     from PIL import Image
-
-    from .images import pillow_to_rgb
 
     try:
         with Image.open(io.BytesIO(storage.read(name))) as image:

@@ -12,14 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from torch import Tensor
 
 from ..infra.errors import MocohdError
 from .clips import frames_to_clip
 from .decode import reason
-
-_RESAVE = "save it as an 8-bit RGB PNG or JPEG"
+from .pixels import pillow_to_rgb
 _EXIF_ORIENTATION = 0x0112
 
 
@@ -32,38 +30,6 @@ class InputImage:
     @property
     def name(self) -> str:
         return self.path.stem
-
-
-def _sixteen_bit_grey(image, path: Path, notes: list[str]) -> np.ndarray:
-    """Pillow's own conversion of 16-bit grey to 8 bits clips at 255; scale instead."""
-    values = np.asarray(image).astype(np.float64)
-    if image.mode == "I" and (values.min() < 0 or values.max() > 65535):
-        raise MocohdError(f"32-bit integer pixels (range {values.min():.0f}..{values.max():.0f}) cannot be read "
-                          "as an image", path=path, fix=_RESAVE)
-    notes.append("16-bit grey -> 8-bit RGB")
-    return np.repeat(np.rint(values / 257.0).astype(np.uint8)[..., None], 3, axis=-1)
-
-
-def pillow_to_rgb(image, path: Path, notes: list[str] | None = None) -> np.ndarray:
-    """A Pillow image of any mode -> uint8 [H, W, 3], noting each conversion (16-bit grey is scaled,
-    not clipped as Pillow's own conversion does). Dataset frames and input images both come here."""
-    notes = [] if notes is None else notes
-    mode = image.mode
-    if mode == "F":
-        raise MocohdError("32-bit floating-point pixels cannot be read as an image", path=path, fix=_RESAVE)
-    if mode.startswith("I"):
-        return _sixteen_bit_grey(image, path, notes)
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info)
-    if has_alpha:
-        alpha = np.asarray(image.convert("RGBA"))[..., 3]
-        transparent = float((alpha < 255).mean())
-        notes.append("alpha dropped" + (f" ({transparent:.0%} of the pixels were not opaque; their stored colour "
-                                        "is used)" if transparent else ""))
-    if mode in ("L", "LA", "1", "La"):
-        notes.append("grey -> RGB")
-    elif mode not in ("RGB", "RGBA", "RGBa", "RGBX"):
-        notes.append(f"{mode} -> RGB")
-    return np.asarray(image.convert("RGB"))
 
 
 def read_image(path: str | Path, size: int) -> InputImage:
