@@ -157,3 +157,16 @@ def test_the_data_layer_has_no_cycle_hidden_in_functions():
     data = {name: {t for t in targets if t.startswith("mocohd_cli.data")}
             for name, targets in graph.items() if name.startswith("mocohd_cli.data")}
     assert cycle_through(data) is None, cycle_through(data)
+
+
+ARGV_READERS = {"cli.py", "app.py", "__main__.py", "infra/provenance.py"}  # the CLI, and the provenance record
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_nothing_below_the_cli_reads_sys_argv(path):
+    if str(path.relative_to(PACKAGE)) in ARGV_READERS:
+        return
+    reads = [node.lineno for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+             if isinstance(node, ast.Attribute) and node.attr == "argv"
+             and isinstance(node.value, ast.Name) and node.value.id == "sys"]
+    assert not reads, f"{path.relative_to(PACKAGE)} reads sys.argv (line {reads[0]}): pass the value down instead"

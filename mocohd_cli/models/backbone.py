@@ -11,7 +11,6 @@ import importlib.metadata as metadata
 import importlib.util
 import math
 import sys
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -274,9 +273,7 @@ def load_backbone(spec: str | None = None, checkpoint: str | Path | None = None,
             model = cls.from_checkpoint(path, **options)
         except MocohdError:
             raise
-        except Exception as exc:
-            if "--debug" in sys.argv:
-                traceback.print_exc()
+        except Exception as exc:  # chained: `mocohd --debug` shows this exception's traceback under the error
             raise MocohdError(f"backbone {spec!r} could not load this checkpoint ({type(exc).__name__}: {exc})",
                               path=path, fix="check that the checkpoint belongs to this backbone") from exc
         _require_finite(model, path)
