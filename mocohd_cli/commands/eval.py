@@ -35,10 +35,22 @@ def eval_command(ctx: typer.Context, **values) -> None:
 
     from ..evaluation.metrics import EXTRA_VALUES, METRICS
     from ..evaluation.run import run_evaluation
+    from ..infra.distributed import init_distributed, rank_failures, shutdown
 
     json_path = values.pop("json_path")
     values.pop("threads", None)  # applied while the command line was parsed (mocohd_cli/infra/threads.py)
-    result = run_evaluation(_settings(values))
+    settings = _settings(values)
+    settings.validate()
+    # under torchrun the videos and real clips are dealt over the ranks; rank 0 reports and writes
+    context = init_distributed(settings.device)
+    console.quiet = console.quiet or not context.is_main  # rank 0 speaks for the job; errors still show
+    try:
+        with rank_failures(context):
+            result = run_evaluation(settings, context=context)
+    finally:
+        shutdown(context)
+    if not context.is_main:
+        return
     # a metric with a real reference (ACD of the real videos) shows it beside its value
     references = {name: details["real"] for name, details in result.details.items()
                   if isinstance(details.get("real"), (int, float))}
@@ -80,20 +92,30 @@ def stats_command(
     from ..evaluation.metrics import cached_real_stats, get_metric
     from ..evaluation.sources import DatasetVideos
     from ..evaluation.statistics import save_stats
-    from ..infra.device import resolve_device
+    from ..infra.distributed import init_distributed, rank_failures, shutdown
 
     if not out.suffix == ".npz":
         raise MocohdError("statistics files end in .npz", path=out, fix="pass --out FILE.npz")
-    overrides, torch_device, entries = parse_detector_options(detector), resolve_device(device), {}
+    kinds = []
     for name in dict.fromkeys(metric):
         kind = get_metric(name).kind
         if kind is None or not get_metric(name).needs_real:
             raise MocohdError(f"{name} keeps no real-data statistics", fix="use fvd16, fvd128, kvd, fid or kid")
-        if kind.key in entries:
-            continue
-        network = load_detector(kind.detector, torch_device, overrides)
-        real = DatasetVideos(data, size=resolution, max_videos=num_videos, seed=seed)
-        entries[kind.key] = cached_real_stats(kind, real, network, network.sha256, resolution=resolution,
-                                              batch_size=batch_size, use_cache=False)
+        kinds += [kind] if kind not in kinds else []
+    overrides, entries = parse_detector_options(detector), {}
+    # under torchrun the clips are dealt over the ranks; rank 0 gathers the features and writes the file
+    context = init_distributed(device)
+    console.quiet = console.quiet or not context.is_main
+    try:
+        with rank_failures(context):
+            for kind in kinds:
+                network = load_detector(kind.detector, context.device, overrides)
+                real = DatasetVideos(data, size=resolution, max_videos=num_videos, seed=seed)
+                entries[kind.key] = cached_real_stats(kind, real, network, network.sha256, resolution=resolution,
+                                                      batch_size=batch_size, use_cache=False, context=context)
+    finally:
+        shutdown(context)
+    if not context.is_main:
+        return
     save_stats(out, entries)
     console.print(f"wrote {out} ({', '.join(f'{k}: {s.count} vectors' for k, (s, _) in entries.items())})")

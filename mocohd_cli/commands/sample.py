@@ -33,6 +33,19 @@ def _default_motion(replay: bool) -> Path:
                 help="Sample videos.",
                 panel=PANEL_GENERATE)
 def sample_command(values: dict) -> None:
+    """Alone, or under torchrun with the videos dealt over the ranks (docs/scaling.md)."""
+    from ..infra.distributed import init_distributed, rank_failures, shutdown
+
+    context = init_distributed(values.get("device") or "auto")
+    console.quiet = console.quiet or not context.is_main  # rank 0 speaks for the job; errors still show
+    try:
+        with rank_failures(context):
+            _sample(values, context)
+    finally:
+        shutdown(context)
+
+
+def _sample(values: dict, context) -> None:
     from ..data.labels import resolve_classes
     from ..workflows.sampling import DEFAULT_FPS, open_latents, prepare_sampling, sample_videos
 
@@ -47,10 +60,14 @@ def sample_command(values: dict) -> None:
         settings.motion, settings.example = str(example_motion(settings.example)), None
     elif settings.motion is None and settings.checkpoint is None and settings.backbone is None:
         settings.motion = str(_default_motion(replay=latents is not None))
+    if not context.is_main:
+        context.barrier()  # rank 0 loads first: what it caches (the motion-space PCA), the others read
     with progress() as bar:
         task = bar.add_task("motion-space PCA", total=None, visible=settings.motion is None and latents is None)
         backbone, motion, info = prepare_sampling(
             settings, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if context.is_main:
+        context.barrier()
     if motion is not None and not info:
         console.print("[yellow]note: no --motion given: using a freshly initialised, UNTRAINED motion model "
                       "(random motion). Train one with `mocohd train`.[/yellow]")
@@ -61,8 +78,10 @@ def sample_command(values: dict) -> None:
     fps = settings.fps if settings.fps is not None else float(info.get("fps", DEFAULT_FPS))
     with progress() as bar:
         task = bar.add_task("sampling", total=settings.num_videos)
-        result = sample_videos(settings, backbone, motion, fps=fps, latents=latents,
+        result = sample_videos(settings, backbone, motion, fps=fps, latents=latents, context=context,
                                progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if not context.is_main:
+        return
     console.print(f"wrote {len(result.files)} file(s) to {settings.out} ({result.num_videos} video(s), "
                   f"{result.frames} frames, {result.width}x{result.height})")
     if result.latents is not None:

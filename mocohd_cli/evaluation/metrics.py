@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from ..infra.console import progress
+from ..infra.distributed import DistContext, Share, gather_batches, share_of
 from ..infra.errors import MocohdError
 from ..infra.files import cache_dir
 from .statistics import FeatureStats, load_stats, save_stats
@@ -94,34 +95,52 @@ class EvalResult:
 
 
 # -- feature extraction --------------------------------------------------------------------------
-def batches_for(kind: FeatureKind, source, batch_size: int) -> Iterator[Tensor]:
-    return source.frames(batch_size) if kind.n_frames == 0 else source.clips(kind.n_frames, batch_size)
+def batches_for(kind: FeatureKind, source, batch_size: int, share: Share | None = None) -> Iterator[Tensor]:
+    return source.frames(batch_size, share) if kind.n_frames == 0 else source.clips(kind.n_frames, batch_size, share)
 
 
 def extract(kind: FeatureKind, source, network: Callable[[Tensor], Tensor], *, batch_size: int, total: int | None,
-            label: str, seed: int = 0) -> FeatureStats:
-    """Feature statistics of everything `source` yields for `kind`."""
-    stats = FeatureStats(seed=seed)
+            label: str, seed: int = 0, context: DistContext | None = None) -> FeatureStats | None:
+    """Feature statistics of everything `source` yields for `kind`. Under torchrun (`context`) each
+    rank reads its share of the batches and rank 0 accumulates every batch's features in the global
+    order: the same statistics, bit for bit, as one process; the other ranks get None."""
+    stats, features = FeatureStats(seed=seed), []
     with progress() as bar:
         task = bar.add_task(f"{kind.key} features of {label}", total=total)
-        for batch in batches_for(kind, source, batch_size):
-            for part in batch.split(batch_size):
-                stats.update(network(part).numpy())
-                bar.advance(task, len(part))
+        for batch in batches_for(kind, source, batch_size, share_of(context)):
+            parts = [network(part) for part in batch.split(batch_size)]
+            if context is None or not context.enabled:
+                for part in parts:
+                    stats.update(part.numpy())
+            else:
+                features.append(torch.cat(parts))
+            bar.advance(task, len(batch))
+    if context is not None and context.enabled:
+        gathered = gather_batches(context, features)
+        if gathered is None:
+            return None
+        for batch_features in gathered:  # the parts one process would have added, in its order
+            for part in batch_features.split(batch_size):
+                stats.update(part.numpy())
     return stats
 
 
 def average_content_distance(source, embedder: Callable[[Tensor], Tensor], *, n_frames: int,
-                             batch_size: int) -> tuple[float, int]:
+                             batch_size: int, context: DistContext | None = None) -> tuple[float, int] | None:
     """Mean over videos of the mean pairwise L2 distance between the embeddings of its frames
-    (MoCoGAN's ACD)."""
-    per_video = []
-    for clips in source.clips(n_frames, batch_size):
+    (MoCoGAN's ACD). Under torchrun the batches are dealt over the ranks; rank 0 gets the value,
+    the other ranks None."""
+    batches = []
+    for clips in source.clips(n_frames, batch_size, share_of(context)):
         b, t = clips.shape[:2]
         embedded = embedder(clips.flatten(0, 1)).view(b, t, -1).double()
         distances = torch.cdist(embedded, embedded)  # [B, T, T]
         pairs = t * (t - 1)
-        per_video.extend((distances.sum(dim=(1, 2)) / pairs).tolist())
+        batches.append(distances.sum(dim=(1, 2)) / pairs)
+    gathered = gather_batches(context, batches)
+    if gathered is None:
+        return None
+    per_video = [value for batch in gathered for value in batch.tolist()]
     if not per_video:
         raise MocohdError("no videos to compute ACD on", fix="check --fake")
     return float(np.mean(per_video)), len(per_video)
@@ -148,13 +167,20 @@ def real_protocol(kind: FeatureKind, source, detector_sha: str, resolution: int)
 
 
 def cached_real_stats(kind: FeatureKind, source, network, detector_sha: str, *, resolution: int, batch_size: int,
-                      use_cache: bool = True) -> tuple[FeatureStats, dict]:
+                      use_cache: bool = True, context: DistContext | None = None) -> tuple[FeatureStats | None, dict]:
+    """Under torchrun (`context`) the clips are read over the ranks and only rank 0 gets the
+    statistics (the others: None) and writes the cache."""
     protocol = real_protocol(kind, source, detector_sha, resolution)
     key = hashlib.sha256(json.dumps(protocol, sort_keys=True).encode()).hexdigest()[:24]
     path = cache_dir() / "eval-stats" / f"{kind.key}-{key}.npz"
-    if use_cache and path.is_file():
+    cached = use_cache and path.is_file()
+    if context is not None and context.enabled:
+        cached = context.all_agree(cached)  # every rank reads the clips, or none does
+    if cached:
         return load_stats(path)[kind.key]
-    stats = extract(kind, source, network, batch_size=batch_size, total=None, label="real videos")
+    stats = extract(kind, source, network, batch_size=batch_size, total=None, label="real videos", context=context)
+    if stats is None:
+        return None, protocol
     protocol = {**protocol, "count": stats.count, "skipped_too_short": len(source.report.too_short),
                 "skipped_unreadable": len(source.report.corrupt)}
     if use_cache:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from ..infra.distributed import DistContext
 from ..infra.errors import MocohdError
 from ..infra.settings import check_setting_types, require_positive, setting
 from ..models.backbone import BACKBONE_HELP
@@ -72,9 +73,14 @@ class EvalSettings:
                                                          "MODEL [--checkpoint C]")
 
 
-def run_evaluation(settings: EvalSettings, *, fake=None) -> EvalResult:
+def run_evaluation(settings: EvalSettings, *, fake=None, context: DistContext | None = None) -> EvalResult:
     """The metrics of `settings` on its generated videos, or on `fake` (a VideoSource with a
-    `resolution`, e.g. GeneratedVideos of a model in training)."""
+    `resolution`, e.g. GeneratedVideos of a model in training).
+
+    Under torchrun (`context`, infra/distributed.py) the feature metrics and ACD deal their batches
+    of generated videos and real clips over the ranks, and rank 0 gathers the features: its result
+    is the one process's to 1e-6 or better (the same features, added up in the same order). The
+    ground-truth metrics and prediction run on rank 0 alone. Only rank 0's result holds values."""
     from .. import __version__
     from ..infra.device import resolve_device
 
@@ -82,7 +88,8 @@ def run_evaluation(settings: EvalSettings, *, fake=None) -> EvalResult:
         settings.validate()
     names = list(dict.fromkeys(settings.metrics or ["fvd16"]))
     metrics = [get_metric(name) for name in names]
-    device = resolve_device(settings.device)
+    device = context.device if context is not None else resolve_device(settings.device)
+    main = context is None or context.is_main
     fake = fake or _fake_source(settings, device)
     resolution = settings.resolution or fake.resolution
     fake.size = resolution
@@ -103,9 +110,11 @@ def run_evaluation(settings: EvalSettings, *, fake=None) -> EvalResult:
         if metric.name in GROUND_TRUTH:
             continue
         if metric.name == "acd":
-            _acd(settings, fake, resolution, device, result)
+            _acd(settings, fake, resolution, device, result, context)
             continue
         if metric.name == "prediction":
+            if not main:
+                continue
             from .prediction import evaluate_prediction
 
             evaluate_prediction(settings, fake, result)
@@ -113,11 +122,12 @@ def run_evaluation(settings: EvalSettings, *, fake=None) -> EvalResult:
         kind = metric.kind
         if kind.key not in features:
             features[kind.key] = _features(kind, settings, fake, resolution, device, overrides, result,
-                                           real_needed=metric.needs_real)
+                                           real_needed=metric.needs_real, context=context)
         real_stats, fake_stats = features[kind.key]
-        _score(metric, real_stats, fake_stats, result, settings)
+        if main:
+            _score(metric, real_stats, fake_stats, result, settings)
     ground_truth = [m.name for m in metrics if m.name in GROUND_TRUTH]
-    if ground_truth:
+    if ground_truth and main:
         _ground_truth(ground_truth, settings, fake, result)
     # the videos actually scored: a folder of 6 videos scores 6, whatever --num-videos asked for
     result.protocol["fake_videos"] = getattr(fake, "used", None) or settings.num_videos
@@ -185,7 +195,7 @@ def _fake_source(settings: EvalSettings, device: torch.device):
 
 
 def _features(kind: FeatureKind, settings: EvalSettings, fake, resolution: int, device, overrides, result,
-              *, real_needed: bool):
+              *, real_needed: bool, context: DistContext | None = None):
     """(real statistics or None, fake statistics) of one feature kind."""
     from .detectors import load_detector
     from .metrics import cached_real_stats, extract
@@ -210,15 +220,19 @@ def _features(kind: FeatureKind, settings: EvalSettings, fake, resolution: int, 
         else:
             real = DatasetVideos(settings.real, size=resolution, max_videos=settings.num_videos, seed=settings.seed)
             real_stats, protocol = cached_real_stats(kind, real, network, sha, resolution=resolution,
-                                                     batch_size=settings.batch_size, use_cache=settings.cache)
+                                                     batch_size=settings.batch_size, use_cache=settings.cache,
+                                                     context=context)
         result.protocol["real_statistics"][kind.key] = protocol
     fake_stats = extract(kind, fake, network, batch_size=settings.batch_size,
-                         total=None if kind.n_frames == 0 else settings.num_videos, label="generated videos")
-    result.protocol.setdefault("fake_counts", {})[kind.key] = fake_stats.count
+                         total=None if kind.n_frames == 0 else settings.num_videos, label="generated videos",
+                         context=context)
+    if fake_stats is not None:  # None on the ranks other than 0
+        result.protocol.setdefault("fake_counts", {})[kind.key] = fake_stats.count
     return real_stats, fake_stats
 
 
-def _acd(settings: EvalSettings, fake, resolution: int, device, result: EvalResult) -> None:
+def _acd(settings: EvalSettings, fake, resolution: int, device, result: EvalResult,
+         context: DistContext | None = None) -> None:
     """ACD of the generated videos, and of the real ones (the reference) when --real is a dataset."""
     from .detectors import load_embedder
     from .metrics import average_content_distance
@@ -229,13 +243,16 @@ def _acd(settings: EvalSettings, fake, resolution: int, device, result: EvalResu
                                                             "--embedder-weights FILE")
     embedder = load_embedder(settings.embedder, settings.embedder_weights, device)
     result.protocol["detectors"]["embedder"] = {"file": embedder.description, "sha256": embedder.sha256}
-    value, count = average_content_distance(fake, embedder, n_frames=settings.frames, batch_size=settings.batch_size)
-    result.values["acd"], result.details["acd"] = value, {"videos": count, "frames": settings.frames}
+    fake_acd = average_content_distance(fake, embedder, n_frames=settings.frames, batch_size=settings.batch_size,
+                                        context=context)
+    if fake_acd is not None:  # None on the ranks other than 0
+        result.values["acd"], result.details["acd"] = fake_acd[0], {"videos": fake_acd[1], "frames": settings.frames}
     if settings.real and Path(settings.real).suffix != ".npz":
         real = DatasetVideos(settings.real, size=resolution, max_videos=settings.num_videos, seed=settings.seed)
-        reference, real_count = average_content_distance(real, embedder, n_frames=settings.frames,
-                                                         batch_size=settings.batch_size)
-        result.details["acd"].update(real=reference, real_videos=real_count)
+        real_acd = average_content_distance(real, embedder, n_frames=settings.frames,
+                                            batch_size=settings.batch_size, context=context)
+        if real_acd is not None:
+            result.details["acd"].update(real=real_acd[0], real_videos=real_acd[1])
 
 
 def _score(metric, real_stats, fake_stats, result: EvalResult, settings: EvalSettings) -> None:

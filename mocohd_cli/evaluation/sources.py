@@ -6,6 +6,8 @@ dataset's sorted order, at most `max_videos` of them; or every frame of every vi
 Fake: a folder written by `mocohd sample` (one file or frame folder per video: the first T frames
 of each), or videos generated on the fly from a backbone and a motion model.
 Frames are centre-cropped and resized to the evaluation resolution as training reads them.
+Under torchrun each rank reads only its `share` of the batches (batch k is rank k % world_size's,
+infra/distributed.py): the batches are the same whatever the number of ranks.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from torch import Tensor
 from ..data.video import quantize
 from ..models.generation import generate_videos, pool_frames
 from ..data.clips import DatasetReport, VideoClips, decode_image, decode_video_frames, frames_to_clip
+from ..infra.distributed import Share, is_mine
 from ..infra.errors import MocohdError
 
 
@@ -31,12 +34,12 @@ class VideoSource:
     def __init__(self, description: str):
         self.description = description
 
-    def clips(self, n_frames: int, batch_size: int) -> Iterator[Tensor]:
+    def clips(self, n_frames: int, batch_size: int, share: Share | None = None) -> Iterator[Tensor]:
         raise NotImplementedError
 
-    def frames(self, batch_size: int) -> Iterator[Tensor]:
+    def frames(self, batch_size: int, share: Share | None = None) -> Iterator[Tensor]:
         """uint8 frames [B, 3, S, S]: by default frames 0..15 of every video."""
-        for batch in self.clips(self.frames_per_video, max(1, batch_size // self.frames_per_video)):
+        for batch in self.clips(self.frames_per_video, max(1, batch_size // self.frames_per_video), share):
             yield batch.flatten(0, 1)
 
 
@@ -65,36 +68,43 @@ class DatasetVideos(VideoSource):
         self.report, self.used = dataset.report, min(len(dataset), self.max_videos)
         return dataset
 
-    def clips(self, n_frames: int, batch_size: int) -> Iterator[Tensor]:
+    def clips(self, n_frames: int, batch_size: int, share: Share | None = None) -> Iterator[Tensor]:
         dataset = self._dataset(n_frames)
         # video i's clip starts at an offset drawn from (seed, i): the same clips every run
-        for start in range(0, self.used, batch_size):
+        for k, start in enumerate(range(0, self.used, batch_size)):
+            if not is_mine(k, share):
+                continue
             batch = [dataset.load(i, position=i) for i in range(start, min(start + batch_size, self.used))]
             yield quantize(torch.stack(batch))
 
-    def frames(self, batch_size: int) -> Iterator[Tensor]:
-        """Every frame of every video (up to max_frames in all), in order."""
+    def frames(self, batch_size: int, share: Share | None = None) -> Iterator[Tensor]:
+        """Every frame of every video (up to max_frames in all), in order, `batch_size` at a time
+        (the last batch may be shorter); with a `share`, only its batches (and only the videos
+        they hold are decoded)."""
         dataset = self._dataset(2)
-        pending, produced = [], 0
-        for entry in dataset.entries[: self.used]:
-            indices = list(range(entry.length))
-            if entry.file is not None:
-                frames = decode_video_frames(dataset.storage, entry.file, indices)
-            else:
-                frames = [decode_image(dataset.storage, name) for name in entry.frames]
-            pending.append(quantize(frames_to_clip(np.stack(frames), self.size)))
-            while sum(len(p) for p in pending) >= batch_size or (pending and produced >= self.max_frames):
-                flat = torch.cat(pending)
-                batch, rest = flat[:batch_size], flat[batch_size:]
-                pending = [rest] if len(rest) else []
-                batch = batch[: self.max_frames - produced]
-                produced += len(batch)
-                if len(batch):
-                    yield batch
-                if produced >= self.max_frames:
-                    return
-        if pending and produced < self.max_frames:
-            yield torch.cat(pending)[: self.max_frames - produced]
+        entries = dataset.entries[: self.used]
+        ends = np.cumsum([entry.length for entry in entries])
+        total = min(int(ends[-1]) if len(ends) else 0, self.max_frames)
+        held: tuple[int, Tensor] | None = None  # the last decoded video: consecutive batches share it
+        for k, lo in enumerate(range(0, total, batch_size)):
+            if not is_mine(k, share):
+                continue
+            hi, parts = min(lo + batch_size, total), []
+            v = int(np.searchsorted(ends, lo, side="right"))
+            while v < len(entries) and (int(ends[v - 1]) if v else 0) < hi:
+                first = int(ends[v - 1]) if v else 0
+                if held is None or held[0] != v:
+                    held = (v, self._all_frames(dataset, entries[v]))
+                parts.append(held[1][max(lo - first, 0):hi - first])
+                v += 1
+            yield torch.cat(parts)
+
+    def _all_frames(self, dataset: VideoClips, entry) -> Tensor:
+        if entry.file is not None:
+            frames = decode_video_frames(dataset.storage, entry.file, list(range(entry.length)))
+        else:
+            frames = [decode_image(dataset.storage, name) for name in entry.frames]
+        return quantize(frames_to_clip(np.stack(frames), self.size))
 
 
 class FolderVideos(DatasetVideos):
@@ -105,9 +115,11 @@ class FolderVideos(DatasetVideos):
         super().__init__(root, size=size, max_videos=max_videos)
         self.description = f"videos in {root}"
 
-    def clips(self, n_frames: int, batch_size: int) -> Iterator[Tensor]:
+    def clips(self, n_frames: int, batch_size: int, share: Share | None = None) -> Iterator[Tensor]:
         dataset = self._dataset(n_frames)
-        for start in range(0, self.used, batch_size):
+        for k, start in enumerate(range(0, self.used, batch_size)):
+            if not is_mine(k, share):
+                continue
             batch = []
             for i in range(start, min(start + batch_size, self.used)):
                 entry = dataset.entries[i]
@@ -132,10 +144,12 @@ class GeneratedVideos(VideoSource):
         self.size, self.generate_batch, self.classes = size, batch_size, classes
         self.used = num_videos
 
-    def clips(self, n_frames: int, batch_size: int) -> Iterator[Tensor]:
+    def clips(self, n_frames: int, batch_size: int, share: Share | None = None) -> Iterator[Tensor]:
         # Videos come in chunks of a fixed size, each seeded from (seed, chunk), so the videos do
-        # not depend on any batch size and never all sit in memory at once.
+        # not depend on any batch size (or number of ranks) and never all sit in memory at once.
         for chunk, start in enumerate(range(0, self.num_videos, SEED_CHUNK)):
+            if not is_mine(chunk, share):
+                continue
             n = min(SEED_CHUNK, self.num_videos - start)
             videos = generate_videos(self.backbone, self.motion, num_videos=n, n_frames=n_frames,
                                      seed=self.seed * 1_000_003 + chunk, classes=self.classes,

@@ -387,14 +387,59 @@ class SampleResult:
     latents: Path | None = None
 
 
+def _dealt(batches: Iterator[LatentBatch], share) -> Iterator[LatentBatch]:
+    from ..infra.distributed import is_mine
+
+    return (batch for k, batch in enumerate(batches) if is_mine(k, share))
+
+
+def _dealt_latents(backbone: ImageGenerator, motion: MotionGenerator, specs: Iterator[VideoSpec], *, n_frames: int,
+                   classes: list[int] | None, batch_size: int, share) -> Iterator[LatentBatch]:
+    """The latent batches of `specs` that are this rank's (batch k: rank k % world_size's), each
+    drawn from the same `batch_size` videos as one process draws it (the batched LSTM rounds the
+    same), the others skipped undrawn."""
+    import dataclasses
+    import itertools
+
+    from ..infra.distributed import is_mine
+    from ..models.generation import draw_latents
+
+    for k in itertools.count():
+        group = list(itertools.islice(specs, batch_size))
+        if not group:
+            return
+        if is_mine(k, share):
+            for batch in draw_latents(backbone, motion, group, n_frames=n_frames, classes=classes,
+                                      batch_size=batch_size):
+                yield dataclasses.replace(batch, start=k * batch_size)
+
+
+def _gathered_latents(context, batches: list[LatentBatch], *, labels: bool) -> list[LatentBatch] | None:
+    """Every rank's latent batches, in the global order, on rank 0 (None on the others)."""
+    from ..infra.distributed import dealt_order, gather_batches, gather_plain
+
+    fields = ("content", "motion_noise", "trajectories", "synthesis_seeds") + (("labels",) if labels else ())
+    columns = [gather_batches(context, [getattr(b, name) for b in batches]) for name in fields]
+    starts = gather_plain(context, [b.start for b in batches])
+    if starts is None:
+        return None
+    return [LatentBatch(start, *(column[i] for column in columns)) for i, start in enumerate(dealt_order(starts))]
+
+
 def sample_videos(settings: SampleSettings, backbone: ImageGenerator, motion: MotionGenerator | None, *,
-                  fps: float, latents: LatentsFile | None = None, progress=None) -> SampleResult:
+                  fps: float, latents: LatentsFile | None = None, progress=None, context=None) -> SampleResult:
     """Make the videos the settings (or the `latents` file) describe and write them to
     settings.out batch by batch: one file each, or one grid (--grid, --decomposition). Memory is
     one batch (or the one grid) whatever the number of videos; progress(done, total) after each
-    batch."""
+    batch.
+
+    Under torchrun (`context`, infra/distributed.py) the batches are dealt over the ranks (batch k
+    is rank k % world_size's); each rank writes the files of its own videos, rank 0 the grid and
+    the latents file (gathered), so every file is written once, byte for byte what one process
+    writes. Rank 0's result counts every rank's files."""
     from ..data.video import GridCanvas, check_out_dir, output_file, save_video, write_videos
-    from ..models.generation import draw_latents, render
+    from ..infra.distributed import dealt_order, gather_batches, gather_plain, share_of
+    from ..models.generation import render
 
     fps = check_fps(fps, settings.format)
     grid = settings.grid or settings.decomposition is not None
@@ -417,8 +462,9 @@ def sample_videos(settings: SampleSettings, backbone: ImageGenerator, motion: Mo
                           f"GiB (at most {MAX_HELD_BYTES / 2 ** 30:g} GiB)",
                           fix="fewer videos or frames in a grid, or one file per video (no --grid)")
     batch_size = max(1, min(settings.batch_size, MAX_HELD_BYTES // video_bytes))
+    share, main = share_of(context), context is None or context.is_main
     saver = None
-    if settings.save_latents is not None:
+    if settings.save_latents is not None and main:
         truncation = settings.truncation
         if latents is not None and not backbone.truncation_in_synthesis:
             # the file's trajectories are fixed: --truncation changed nothing, the file's value stands
@@ -428,23 +474,50 @@ def sample_videos(settings: SampleSettings, backbone: ImageGenerator, motion: Mo
                               num_videos=count, n_frames=settings.frames, latent_dim=backbone.latent_dim)
     out = check_out_dir(settings.out)
     if latents is not None:
-        batches = latents.batches(batch_size)
+        batches = _dealt(latents.batches(batch_size), share)
     else:
-        batches = draw_latents(backbone, motion, specs, n_frames=settings.frames, classes=settings.classes,
-                               batch_size=batch_size)
+        batches = _dealt_latents(backbone, motion, specs, n_frames=settings.frames, classes=settings.classes,
+                                 batch_size=batch_size, share=share)
+    alone = context is None or not context.enabled
     files, canvas, height, width = [], None, backbone.resolution, backbone.resolution
+    mine, starts, grid_frames, files_by_batch, done = [], [], [], [], 0
+    share_total = sum(min(batch_size, count - k * batch_size) for k in range(share[0], -(-count // batch_size),
+                                                                             share[1]))
     for batch in batches:
         frames = render(backbone, batch, noise=settings.noise, interpolate=settings.interpolate)
         height, width = frames.shape[-2:]
-        if grid:
+        if grid and alone:
             canvas = canvas or GridCanvas(count, tuple(frames.shape[1:]), nrow=settings.grid_columns)
             canvas.paste(batch.start, frames)
+        elif grid:
+            grid_frames.append(frames)
         else:
-            files += write_videos(frames, out, fps=fps, fmt=settings.format, start=batch.start, total=count)
-        if saver is not None:
+            files_by_batch.append(write_videos(frames, out, fps=fps, fmt=settings.format, start=batch.start,
+                                               total=count))
+            files += files_by_batch[-1]
+        if saver is not None and alone:
             saver.add(batch)
-        if progress is not None:
-            progress(batch.start + len(batch), count)
+        if settings.save_latents is not None and not alone:
+            mine.append(batch)
+        starts.append(batch.start)
+        done += len(batch)
+        if progress is not None:  # this rank's videos
+            progress(batch.start + len(batch) if alone else done, count if alone else share_total)
+    if not alone:  # rank 0 gathers what the ranks made, then writes the grid and the latents file
+        per_rank = gather_plain(context, [[str(f) for f in batch_files] for batch_files in files_by_batch])
+        starts = gather_plain(context, starts)
+        gathered = gather_batches(context, grid_frames) if grid else None
+        all_latents = (_gathered_latents(context, mine, labels=bool(backbone.condition_dim))
+                       if settings.save_latents is not None else None)
+        if not main:
+            return SampleResult(files, count, frames_out, int(width), int(height), None)
+        files = [Path(name) for batch_files in dealt_order(per_rank) for name in batch_files]
+        for start, frames in zip(dealt_order(starts), gathered or []):
+            canvas = canvas or GridCanvas(count, tuple(frames.shape[1:]), nrow=settings.grid_columns)
+            canvas.paste(start, frames)
+            height, width = frames.shape[-2:]
+        for batch in all_latents or []:
+            saver.add(batch)
     if grid:
         stem = "decomposition_{}x{}".format(*settings.decomposition) if settings.decomposition else "video_grid"
         files.append(save_video(canvas.frames, output_file(out, stem, settings.format), fps))
