@@ -47,13 +47,14 @@ UPPER_BOUNDS = {"frames": 1024, "drift_horizon": 4096, "identity_horizon": 4096,
 RESUME_KEYS = ("mode", "frames", "time_step", "video_frame_size", "h_dim", "n_pca", "pca", "w_residual", "d_scales",
                "d_channels", "d_layers", "batch_size", "g_steps", "seed", "video_d_view", "drift_momentum",
                "w_latent_motion", "w_identity", "pca_source", "motion_feedback", "latent_iterations",
-               "w_latent_adversarial", "projected_videos", "latent_frames", "latent_horizon", "w_latent_horizon")
+               "w_latent_adversarial", "projected_videos", "latent_frames", "latent_horizon", "w_latent_horizon",
+               "objective")
 # Resume keys that states written before them lack: such a state was trained with these values.
 RESUME_KEYS_ADDED = {"video_d_view": "clip", "drift_momentum": 0.0, "w_latent_motion": 0.0, "w_identity": 0.0,
                      "pca_source": "latents", "motion_feedback": False, "latent_iterations": 0,
                      "w_latent_adversarial": 0.0, "projected_videos": 64,
                      "latent_frames": None, "latent_horizon": LATENT_PHASE.horizon,
-                     "w_latent_horizon": LATENT_PHASE.w_horizon}
+                     "w_latent_horizon": LATENT_PHASE.w_horizon, "objective": None}
 
 
 def knob(default, help: str, *, modes: tuple[str, ...] = MODES, **cli):
@@ -221,6 +222,8 @@ class TrainConfig:
                                             default_text="off")
     minutes: float | None = knob(None, "Stop after N minutes, with the state and the model saved (continue "
                                  "with --resume).", default_text="no limit")
+    objective: str | None = knob(None, "The objective to train against, by the name a plugin registered it "
+                                 "under (entry-point group mocohd.objectives).", default_text="the mode's own")
     terms: list[str] | None = knob(None, "A loss term a plugin registered, with its weight: NAME=WEIGHT "
                                    "(repeat).", flag="--term", default_text="none")
     num_samples: int = knob(4, "Videos in each sample grid.")

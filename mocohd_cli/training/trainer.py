@@ -104,7 +104,7 @@ class Trainer:
                        size=config.video_frame_size, seed=config.seed) if self.ctx.is_main else None)
         self.iterations = self._resolve_iterations()
         self.motion = self._build_motion()
-        factory = objective_factory or objective_for(config.mode)
+        factory = objective_factory or objective_for(config.objective or config.mode)
         self.objective = factory(config, self.backbone).to(self.device)
         self.opt_g = torch.optim.Adam(self.motion.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
         self.terms = build_terms(self._term_context())
@@ -160,9 +160,10 @@ class Trainer:
         return next((term for term in self.terms if term.name == name), None)
 
     def _term_context(self) -> TermContext:
-        from .terms import TERMS
+        from .terms import registered_terms
 
-        weights = dict(parse_term_weights(self.config.terms or [], known=TERMS))
+        names = [str(value).partition("=")[0] for value in self.config.terms or []]
+        weights = dict(parse_term_weights(self.config.terms or [], known=registered_terms(names)))
         return TermContext(self.config, self.backbone, self.device, self.ctx, lambda: self._projected_videos,
                            self._projections_source, self._progress_bar, self._ddp_if_distributed, weights)
 
