@@ -163,5 +163,5 @@ def test_training_config_parser(values):
     except MocohdError:
         return
     for name, bound in UPPER_BOUNDS.items():  # what passes is bounded, so what is built is too
-        assert getattr(config, name) is None or 0 < getattr(config, name) <= bound
+        assert getattr(config, name) is None or 0 <= getattr(config, name) <= bound
     assert all(isinstance(getattr(config, key), float) for key in ("lr", "beta1", "fps", "w_residual"))

@@ -39,7 +39,7 @@ def make(
     frames: int = typer.Option(32, min=1, help="Frames per video."),
     size: int = typer.Option(64, min=8, help="Frame side in pixels."),
     seed: int = typer.Option(0, help="Random seed: the same seed gives the same videos."),
-    overwrite: bool = typer.Option(False, help="Write into a non-empty --out folder."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty --out folder."),
     threads: Optional[int] = threads_typer_option(),
 ) -> None:
     """Render a procedural video dataset, recording each video's generating factors."""

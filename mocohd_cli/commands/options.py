@@ -8,6 +8,7 @@ command can tell what was given (and layer it over presets, resumed runs and con
 from __future__ import annotations
 
 import dataclasses
+import enum
 import inspect
 import types
 import typing
@@ -45,12 +46,23 @@ def options_from(config_cls: type, *, include: Callable[[dataclasses.Field], boo
         flags = meta.get("flag") if not (rename and field.name in rename) else None
         flags = flags or "--" + name.replace("_", "-")
         flags = (flags,) if isinstance(flags, str) else tuple(flags)
-        kind = _optional(meta.get("cli_type") or hints[field.name])
+        kind = _optional(_choices(field.name, meta["choices"]) if meta.get("choices")
+                         else meta.get("cli_type") or hints[field.name])
+        extra = {"metavar": meta["metavar"]} if meta.get("metavar") else {}
         if kind is Optional[bool] and len(flags) == 1 and "/" not in flags[0]:
-            flags = (f"{flags[0]}/--no-{flags[0][2:]}",)  # a switch either way: the default may be on
-        option = typer.Option(None, *flags, help=help_text, show_default=False)
+            if field.default is True:  # on by default: the option turns it off (and --flag states the default)
+                flags = (f"{flags[0]}/--no-{flags[0][2:]}",)
+            # off by default: one name, a plain flag (no --no- twin)
+        option = typer.Option(None, *flags, help=help_text, show_default=False,
+                              rich_help_panel=meta.get("group"), **extra)
         parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=option))
     return parameters
+
+
+def _choices(name: str, values: tuple[str, ...]) -> type[enum.Enum]:
+    """A str Enum of a field's fixed choices: the help lists them and typer refuses anything else
+    (`given_values` turns the member back into its string)."""
+    return enum.Enum(name.title().replace("_", ""), {value: value for value in values}, type=str)
 
 
 def extra_option(name: str, kind: Any, option: Any) -> inspect.Parameter:
@@ -76,7 +88,8 @@ def given_values(values: dict) -> dict:
     REFERENCE_FIELDS resolved to local paths."""
     from ..infra.hub import resolve
 
-    given = {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items() if v is not None}
+    given = {k: (str(v) if isinstance(v, Path) else v.value if isinstance(v, enum.Enum) else v)
+             for k, v in values.items() if v is not None}
     return {k: resolve(v) if k in REFERENCE_FIELDS else v for k, v in given.items()}
 
 

@@ -14,7 +14,7 @@ from ..app import PANEL_TRAIN, app
 from ..infra.console import console
 from ..infra.errors import MocohdError
 from ..infra.threads import threads_option
-from ..training.config import TrainConfig
+from ..training.config import GROUPS, TrainConfig
 from .options import config_command, extra_option, given_values, labels_option, options_from
 
 # what each mode calls the image generator and the videos
@@ -40,7 +40,9 @@ def _shared_options() -> list:
 
 
 def _mode_options(mode: str, rename: dict | None = None) -> list:
-    return options_from(TrainConfig, include=lambda field: mode in field.metadata.get("modes", ()), rename=rename)
+    """The mode's TrainConfig fields as options, grouped into the help panels in GROUPS' order."""
+    options = options_from(TrainConfig, include=lambda field: mode in field.metadata.get("modes", ()), rename=rename)
+    return sorted(options, key=lambda option: GROUPS.index(option.default.rich_help_panel))
 
 
 def run_training(values: dict, *, mode: str) -> None:

@@ -28,39 +28,28 @@ from ..models.motion import DEFAULT_H_DIM, DEFAULT_N_PCA, DEFAULT_W_RESIDUAL, de
 MODES = ("in-domain", "cross-domain")
 SAMPLE_FORMATS = ("mp4", "gif", "png")
 PCA_SOURCES = ("latents", "videos")  # --pca-source: what the motion basis is the PCA of
+# --video-d-view: what the video discriminator sees (training/objectives/base.py; each mode defines "clip")
+VIDEO_VIEWS = ("clip", "motion")
+DEVICES = ("auto", "cpu", "cuda")
 # The discriminators' frame size left to the backbone: the release's, capped by the backbone's resolution.
 DEFAULT_VIDEO_FRAME_SIZE = 128
 DEFAULT_EPOCHS = 100
-# Upper bounds of the counts, far past the release's settings (h_dim 384, d_channels 64, 16 frames,
-# 1e6 PCA samples) and short of what no machine holds or no run finishes: larger values are typos.
-UPPER_BOUNDS = {"frames": 1024, "drift_horizon": 4096, "identity_horizon": 4096, "image_horizon": 4096,
-                "time_step": 1000, "h_dim": 8192,
-                "n_pca": 65_536,
-                "d_scales": 8, "d_layers": 8, "d_channels": 1024, "image_d_channels": 1024, "proj_dim": 8192,
-                "queue_size": 1_000_000,
-                "pca_samples": 100_000_000, "num_samples": 1024, "eval_videos": 100_000, "g_steps": 100,
-                "workers": 64, "walk_batch": 1_000_000, "walk_frames": 4096, "batch_size": 1_000_000,
-                "global_batch": 1_000_000, "iterations": 10**9, "latent_iterations": 10**9,
-                "latent_batch": 1_000_000, "latent_samples": 1024, "latent_frames": 4096,
-                "latent_horizon": 4096, "projected_videos": 1_000_000}
-# Settings a resumed run must share with the run it continues (they shape the models or the data stream).
-RESUME_KEYS = ("mode", "frames", "time_step", "video_frame_size", "h_dim", "n_pca", "pca", "w_residual", "d_scales",
-               "d_channels", "d_layers", "batch_size", "g_steps", "seed", "video_d_view", "drift_momentum",
-               "w_latent_motion", "w_identity", "pca_source", "motion_feedback", "latent_iterations",
-               "w_latent_adversarial", "projected_videos", "latent_frames", "latent_horizon", "w_latent_horizon",
-               "objective")
-# Resume keys that states written before them lack: such a state was trained with these values.
-RESUME_KEYS_ADDED = {"video_d_view": "clip", "drift_momentum": 0.0, "w_latent_motion": 0.0, "w_identity": 0.0,
-                     "pca_source": "latents", "motion_feedback": False, "latent_iterations": 0,
-                     "w_latent_adversarial": 0.0, "projected_videos": 64,
-                     "latent_frames": None, "latent_horizon": LATENT_PHASE.horizon,
-                     "w_latent_horizon": LATENT_PHASE.w_horizon, "objective": None}
 
 
-def knob(default, help: str, *, modes: tuple[str, ...] = MODES, **cli):
+_UNSET = object()
+
+
+def knob(default, help: str, *, group: str, modes: tuple[str, ...] = MODES, fixed: bool = False, since=_UNSET,
+         hi: int | None = None, **cli):
     """A TrainConfig field (mocohd_cli/infra/settings.py) offered by the commands of `modes`
-    (train: in-domain, transfer: cross-domain)."""
-    return setting(default, help, modes=modes, **cli)
+    (train: in-domain, transfer: cross-domain), in the help panel and TOML group `group` (GROUPS).
+
+    fixed: a resumed run must keep the value of the run it continues (it shapes the models or the
+    data stream); since: the value that states written before the field existed were trained with
+    (a fixed field added later); hi: the largest value accepted (larger ones are typos: far past the
+    release's settings and short of what a machine holds)."""
+    declared = {"fixed": fixed} | ({"since": since} if since is not _UNSET else {}) | ({"hi": hi} if hi else {})
+    return setting(default, help, modes=modes, group=group, **declared, **cli)
 
 
 CROSS = ("cross-domain",)
@@ -71,172 +60,208 @@ class TrainConfig:
     """Every knob of a training run."""
 
     # what to train
-    mode: str = knob("in-domain", "in-domain or cross-domain (set by the command).", cli=False)
+    mode: str = knob("in-domain", "in-domain or cross-domain (set by the command).", cli=False,
+                     group="Inputs", fixed=True)
     backbone: str | None = knob(None, BACKBONE_HELP,
-                                default_text="inferred from the checkpoint")
-    checkpoint: str | None = knob(None, "Image-generator checkpoint (frozen during training).")
-    data: str | None = knob(None, "Videos: a folder (or .zip) of frame folders or video files.")
+                                default_text="inferred from the checkpoint", group="Inputs", metavar="NAME")
+    checkpoint: str | None = knob(None, "Image-generator checkpoint (frozen during training).",
+                                  group="Inputs", metavar="PATH")
+    data: str | None = knob(None, "Videos: a folder (or .zip) of frame folders or video files.",
+                            group="Inputs", metavar="PATH")
     preset: str | None = knob(None, "The release's settings for one of its datasets (--list-presets shows "
-                              "them); options given override it.")
-    out: str | None = knob(None, "Run folder.", default_text=f"{DEFAULT_RUNS_ROOT}/train-<time>")
-    runs_root: str = knob(str(DEFAULT_RUNS_ROOT), "Where new run folders go.")
-    resume: bool = knob(False, "Continue the run in --out (or the latest run with a state) from its state.")
+                              "them); options given override it.", group="Inputs", metavar="NAME")
+    out: str | None = knob(None, "Run folder.", default_text=f"{DEFAULT_RUNS_ROOT}/train-<time>",
+                           group="Output", metavar="DIR")
+    runs_root: str = knob(str(DEFAULT_RUNS_ROOT), "Where new run folders go.", group="Output", metavar="DIR")
+    resume: bool = knob(False, "Continue the run in --out (or the latest run with a state) from its state.",
+                        group="Output")
     # real clips
-    frames: int = knob(16, "Frames per training clip.")
-    time_step: int = knob(2, "Take every N-th frame of the source videos.")
+    frames: int = knob(16, "Frames per training clip.", group="Data", fixed=True, hi=1024)
+    time_step: int = knob(2, "Take every N-th frame of the source videos.", group="Data", fixed=True, hi=1000)
     video_frame_size: int | None = knob(None, "Side of the frames the discriminators see.",
                                         default_text=f"{DEFAULT_VIDEO_FRAME_SIZE}, or the backbone's resolution "
-                                                     "if smaller")
+                                                     "if smaller", group="Data", fixed=True)
     # motion generator
-    h_dim: int = knob(DEFAULT_H_DIM, "LSTM hidden size.")
+    h_dim: int = knob(DEFAULT_H_DIM, "LSTM hidden size.", group="Motion generator", fixed=True, hi=8192)
     n_pca: int | None = knob(None, "PCA components the motion moves along.",
-                             default_text=f"{DEFAULT_N_PCA}, or the latent size if smaller")
-    w_residual: float = knob(DEFAULT_W_RESIDUAL, "Step size lambda of the latent residual (the authors advise <= 0.5).")
+                             default_text=f"{DEFAULT_N_PCA}, or the latent size if smaller",
+                             group="Motion generator", fixed=True, hi=65_536)
+    w_residual: float = knob(DEFAULT_W_RESIDUAL, "Step size lambda of the latent residual (the authors advise <= 0.5).",
+                             group="Motion generator", fixed=True)
     motion_feedback: bool = knob(False, "The LSTM also reads where its walk is (w_{t-1} - w_0 in the basis' units) "
-                                 "beside each motion code, so its steps can depend on how far it has gone.")
-    pca_samples: int = knob(1_000_000, "Latents sampled for the motion-space PCA (cached per checkpoint).")
+                                 "beside each motion code, so its steps can depend on how far it has gone.",
+                                 group="Motion generator", fixed=True, since=False)
+    pca_samples: int = knob(1_000_000, "Latents sampled for the motion-space PCA (cached per checkpoint).",
+                            group="Motion generator", hi=100_000_000)
     pca: bool = knob(True, "Move along the principal directions of the latent space, scaled by their spread; "
-                     "--no-pca moves along the first n_pca latent axes with unit scale (an ablation).")
+                     "--no-pca moves along the first n_pca latent axes with unit scale (an ablation).",
+                     group="Motion generator", fixed=True)
     pca_source: str = knob("latents", "What the motion basis is the PCA of: latents (the release's: sampled content "
                            "codes, scaled by their spread) or videos (the training videos projected into the backbone: "
                            "the directions and spreads of their walks from frame 0; the projections of "
-                           "--latent-motion, made on first use).", modes=("in-domain",))
-    truncation: float = knob(1.0, "Truncation of the content codes.")
+                           "--latent-motion, made on first use).", modes=("in-domain",),
+                           group="Motion generator", fixed=True, since="latents", choices=PCA_SOURCES)
+    truncation: float = knob(1.0, "Truncation of the content codes.", group="Inputs")
     classes: list[int] | None = knob(None, "Conditional backbones: a class (index, or name with --labels) the "
                                      "videos cycle over; repeat for several.", flag="--class", cli_type=list[str],
-                                     default_text="random")
+                                     default_text="random", group="Inputs")
     # discriminators and losses
-    d_scales: int = knob(2, "Scales of the multi-scale PatchGAN discriminators.")
-    d_channels: int = knob(64, "Width of the PatchGAN discriminators' first layer.")
-    d_layers: int = knob(3, "Strided layers per PatchGAN scale.")
-    gp_weight: float = knob(10.0, "Weight of the video discriminator's gradient penalty.")
-    w_mi: float = knob(1.0, "Weight of the mutual-information loss (0: an ablation).")
+    d_scales: int = knob(2, "Scales of the multi-scale PatchGAN discriminators.", group="Objective", fixed=True, hi=8)
+    d_channels: int = knob(64, "Width of the PatchGAN discriminators' first layer.",
+                           group="Objective", fixed=True, hi=1024)
+    d_layers: int = knob(3, "Strided layers per PatchGAN scale.", group="Objective", fixed=True, hi=8)
+    gp_weight: float = knob(10.0, "Weight of the video discriminator's gradient penalty.", group="Objective")
+    w_mi: float = knob(1.0, "Weight of the mutual-information loss (0: an ablation).", group="Objective")
     # not in the release (docs/method.md, "Additions"): 0 keeps the release's objective
     w_drift: float = knob(0.0, "Weight of the shared-drift penalty: videos of a batch must not all walk the same "
-                          "way in the latent space (real videos are stationary).")
+                          "way in the latent space (real videos are stationary).", group="Loss terms")
     drift_momentum: float = knob(0.0, "0: the shared-drift penalty pairs each video with the others of its batch; "
                                  "in (0, 1): it pushes against a running mean of the batches' walks, with this "
-                                 "momentum per motion step (less noise: more of each video's own motion is left).")
+                                 "momentum per motion step (less noise: more of each video's own motion is left).",
+                                 group="Loss terms", fixed=True, since=0.0)
     drift_horizon: int | None = knob(None, "Frames the latents are unrolled for the shared-drift penalty (latents "
                                      "only, nothing is synthesised past --frames; the MI loss covers them too): "
-                                     "longer keeps long videos on the domain.", default_text="--frames")
+                                     "longer keeps long videos on the domain.", default_text="--frames",
+                                     group="Loss terms", hi=4096)
     w_latent_motion: float = knob(0.0, "Weight of the latent motion discriminator's term: it tells the generated "
                                   "clips' walks in the latent space from those of the training videos projected "
-                                  "into the backbone.", modes=("in-domain",))
+                                  "into the backbone.", modes=("in-domain",), group="Loss terms", fixed=True, since=0.0)
     latent_motion: str | None = knob(None, "Projections file of the training videos, for the latent motion "
                                      "discriminator and --pca-source videos (mocohd writes one in its cache the "
                                      "first time).",
                                      default_text="the training videos, projected on first use",
-                                     modes=("in-domain",))
+                                     modes=("in-domain",), group="Loss terms", metavar="FILE")
     w_walk: float = knob(0.0, "Weight of walk matching: the energy distance between the distribution of generated "
                          "walks in the latent space (a large batch, latents only, windows anywhere in the rollout) and "
-                         "that of the training videos projected into the backbone.", modes=("in-domain",))
+                         "that of the training videos projected into the backbone.", modes=("in-domain",),
+                         group="Loss terms")
     walk_batch: int = knob(256, "Walks rolled out per step for walk matching (no frames are synthesised for them).",
-                           modes=("in-domain",))
+                           modes=("in-domain",), group="Loss terms", hi=1_000_000)
     walk_frames: int | None = knob(None, "Frames per window that walk matching compares.",
                                    default_text="the projected videos' length, at most the rollout's",
-                                   modes=("in-domain",))
+                                   modes=("in-domain",), group="Loss terms", hi=4096)
     w_identity: float = knob(0.0, "Weight of the identity loss: each generated frame must keep frame 0's identity "
                              "as closely as the training videos' frames keep theirs, as an encoder trained on those "
-                             "videos sees it.", modes=("in-domain",))
+                             "videos sees it.", modes=("in-domain",), group="Loss terms", fixed=True, since=0.0)
     identity_encoder: str | None = knob(None, "Identity encoder file for the identity loss (mocohd trains one on "
                                         "the training videos and caches it the first time).",
                                         default_text="trained on the training videos on first use",
-                                        modes=("in-domain",))
+                                        modes=("in-domain",), group="Loss terms", metavar="FILE")
     identity_horizon: int | None = knob(None, "Frames the identity loss covers: past --frames the latents are "
                                         f"unrolled this far and {IDENTITY_EXTRA_FRAMES} frames per video, drawn "
                                         "from the steps past the clip, are synthesised for it too: longer keeps long "
-                                        "videos the same face.", default_text="--frames", modes=("in-domain",))
+                                        "videos the same face.", default_text="--frames", modes=("in-domain",),
+                                        group="Loss terms", hi=4096)
     image_horizon: int | None = knob(None, "Frames the image discriminator covers: past --frames the latents are "
                                      f"unrolled this far and {IDENTITY_EXTRA_FRAMES} frames per video, drawn from the "
                                      "steps past the clip, are synthesised and judged as (frame 0, frame t) pairs, by "
                                      "the discriminator and for the motion generator: longer keeps long videos looking "
                                      "real. With --identity-horizon, the same value: both judge the same frames.",
-                                     default_text="--frames", modes=("in-domain",))
+                                     default_text="--frames", modes=("in-domain",), group="Loss terms", hi=4096)
     # the latent phase (not in the release: docs/method.md, "Additions", "Latent phase"), before the rendered steps
     latent_iterations: int = knob(0, "Steps of the latent phase before the rendered training: the motion generator "
                                   "learns the projected training videos' walks, each from its own first latent, "
-                                  "without rendering a frame (0: none).", modes=("in-domain",))
-    latent_batch: int = knob(LATENT_PHASE.batch, "Projected windows per latent-phase step.", modes=("in-domain",))
+                                  "without rendering a frame (0: none).", modes=("in-domain",),
+                                  group="Latent phase", fixed=True, since=0, hi=1_000_000_000)
+    latent_batch: int = knob(LATENT_PHASE.batch, "Projected windows per latent-phase step.", modes=("in-domain",),
+                             group="Latent phase", hi=1_000_000)
     latent_samples: int = knob(LATENT_PHASE.samples, "Walks the latent phase rolls out from each window's start "
-                               "(at least 2).", modes=("in-domain",))
+                               "(at least 2).", modes=("in-domain",), group="Latent phase", hi=1024)
     latent_frames: int | None = knob(None, "Frames per projected window the latent phase learns (its walks are "
                                      "unrolled as far).", default_text="the projected videos' length",
-                                     modes=("in-domain",))
+                                     modes=("in-domain",), group="Latent phase", fixed=True, since=None, hi=4096)
     latent_horizon: int = knob(LATENT_PHASE.horizon, "Frames the latent phase unrolls its walks to: past "
                                "--latent-frames each walk's displacement from its first frame must be distributed "
                                "as the projected videos' displacements, so long videos stay where the data goes.",
-                               modes=("in-domain",))
+                               modes=("in-domain",),
+                               group="Latent phase", fixed=True, since=LATENT_PHASE.horizon, hi=4096)
     w_latent_horizon: float = knob(LATENT_PHASE.w_horizon, "Weight of that term (energy distance; 0: none).",
-                                   modes=("in-domain",))
-    latent_lr: float = knob(LATENT_PHASE.lr, "Adam learning rate of the latent phase.", modes=("in-domain",))
+                                   modes=("in-domain",), group="Latent phase", fixed=True, since=LATENT_PHASE.w_horizon)
+    latent_lr: float = knob(LATENT_PHASE.lr, "Adam learning rate of the latent phase.", modes=("in-domain",),
+                            group="Latent phase")
     w_latent_adversarial: float = knob(LATENT_PHASE.w_adversarial, "Weight of the latent phase's conditional "
                                        "trajectory discriminator (it judges a walk given its start) beside its "
-                                       "energy score.", modes=("in-domain",))
+                                       "energy score.", modes=("in-domain",),
+                                       group="Latent phase", fixed=True, since=0.0)
     projected_videos: int = knob(PROJECTED_VIDEOS, "Training videos projected into the backbone for the latent "
                                  "phase, the latent motion discriminator and --pca-source videos (when no "
-                                 "--latent-motion file is given).", modes=("in-domain",))
+                                 "--latent-motion file is given).", modes=("in-domain",),
+                                 group="Latent phase", fixed=True, since=64, hi=1_000_000)
     # cross-domain objective only (docs/method.md, "Cross-domain training")
-    image_d_channels: int = knob(96, "Base width of the contrastive image discriminator.", modes=CROSS)
-    proj_dim: int = knob(256, "Size of its projection head's features.", modes=CROSS)
-    queue_size: int = knob(4096, "Length of its feature queues.", modes=CROSS)
-    momentum: float = knob(0.999, "EMA momentum of its momentum copy.", modes=CROSS)
-    temperature: float = knob(0.07, "Temperature of the contrastive loss.", modes=CROSS)
-    w_contrastive: float = knob(2.0, "Weight of the contrastive terms in its loss.", modes=CROSS)
+    image_d_channels: int = knob(96, "Base width of the contrastive image discriminator.", modes=CROSS,
+                                 group="Objective", hi=1024)
+    proj_dim: int = knob(256, "Size of its projection head's features.", modes=CROSS, group="Objective", hi=8192)
+    queue_size: int = knob(4096, "Length of its feature queues.", modes=CROSS, group="Objective", hi=1_000_000)
+    momentum: float = knob(0.999, "EMA momentum of its momentum copy.", modes=CROSS, group="Objective")
+    temperature: float = knob(0.07, "Temperature of the contrastive loss.", modes=CROSS, group="Objective")
+    w_contrastive: float = knob(2.0, "Weight of the contrastive terms in its loss.", modes=CROSS, group="Objective")
     w_match: float = knob(1.0, "Weight of the frame-t/frame-0 feature matching in the motion objective.",
-                          modes=CROSS)
+                          modes=CROSS, group="Objective")
     image_d_colour_shift: bool = knob(True, "Colour shifts among the contrastive image discriminator's "
                                       "augmentations (the release's); off, its features and the frame-t/frame-0 "
                                       "match see colour, so a change of the content's colour is penalised.",
-                                      modes=CROSS)
+                                      modes=CROSS, group="Objective")
     # not in the release (docs/method.md, "Additions"): "clip" is the release's view
     video_d_view: str = knob("clip", "What the video discriminator sees: clip (the release's: frame 0 beside each "
                              "frame in-domain, whole clips cross-domain) or motion (each frame minus frame 0, so "
-                             "the look of frame 0 cancels and a drift of colour or identity shows).")
+                             "the look of frame 0 cancels and a drift of colour or identity shows).",
+                             group="Objective", fixed=True, since="clip", choices=VIDEO_VIEWS)
     # optimisation
     batch_size: int = knob(16, "Clips per batch and process (the release's --batchSize is the total: see "
-                           "--global-batch).")
+                           "--global-batch).", group="Optimisation", fixed=True, hi=1_000_000)
     global_batch: int | None = knob(None, "Clips per batch over all processes (as the release counts); sets "
-                                    "--batch-size to this divided by the number of processes.")
-    lr: float = knob(1e-4, "Adam learning rate, all models.")
-    beta1: float = knob(0.5, "Adam beta1 of the motion generator and the PatchGAN discriminators.")
-    beta2: float = knob(0.999, "Adam beta2 of the motion generator and the PatchGAN discriminators.")
-    g_steps: int = knob(5, "Motion-generator steps per discriminator step.")
-    iterations: int | None = knob(None, "Training iterations (real batches).", default_text="from --epochs")
+                                    "--batch-size to this divided by the number of processes.",
+                                    group="Optimisation", hi=1_000_000)
+    lr: float = knob(1e-4, "Adam learning rate, all models.", group="Optimisation")
+    beta1: float = knob(0.5, "Adam beta1 of the motion generator and the PatchGAN discriminators.",
+                        group="Optimisation")
+    beta2: float = knob(0.999, "Adam beta2 of the motion generator and the PatchGAN discriminators.",
+                        group="Optimisation")
+    g_steps: int = knob(5, "Motion-generator steps per discriminator step.", group="Optimisation", fixed=True, hi=100)
+    iterations: int | None = knob(None, "Training iterations (real batches).", default_text="from --epochs",
+                                  group="Optimisation", hi=1_000_000_000)
     epochs: float | None = knob(None, "Passes over the dataset when --iterations is absent.",
-                                default_text=str(DEFAULT_EPOCHS))
+                                default_text=str(DEFAULT_EPOCHS), group="Optimisation")
     seed: int = knob(0, "Random seed: the same seed gives the same run on the same device and thread count "
-                        "(CPU reductions round differently across thread counts, and a GAN amplifies that).")
+                        "(CPU reductions round differently across thread counts, and a GAN amplifies that).",
+                     group="Optimisation", fixed=True)
     # machine
-    device: str = knob("auto", "auto, cpu or cuda.")
-    precision: str = knob("fp32", "fp32, bf16 or fp16 (autocast; fp16 with a gradient scaler, CUDA only).")
+    device: str = knob("auto", "auto, cpu or cuda.", group="Machine", choices=DEVICES)
+    precision: str = knob("fp32", "fp32, bf16 or fp16 (autocast; fp16 with a gradient scaler, CUDA only).",
+                          group="Machine", choices=PRECISIONS)
     checkpointing: bool = knob(False, "Gradient checkpointing of the frozen generator's synthesis: far less "
-                               "memory per clip (1024 px on one GPU) for about a third more generator work.")
+                               "memory per clip (1024 px on one GPU) for about a third more generator work.",
+                               group="Machine")
     # 2: on 2 cores one worker already hides the reading; a second is headroom (benchmarks/data_speed.py)
-    workers: int = knob(2, "DataLoader worker processes.")
+    workers: int = knob(2, "DataLoader worker processes.", group="Data", hi=64)
     # outputs
-    log_every: int = knob(10, "Log losses every N iterations.")
-    sample_every: int = knob(500, "Sample videos and export motion_step_N.safetensors every N iterations.")
-    checkpoint_every: int = knob(100, "Write the training state (state/latest.pt) every N iterations.")
+    log_every: int = knob(10, "Log losses every N iterations.", group="Output")
+    sample_every: int = knob(500, "Sample videos and export motion_step_N.safetensors every N iterations.",
+                             group="Output")
+    checkpoint_every: int = knob(100, "Write the training state (state/latest.pt) every N iterations.", group="Output")
     checkpoint_minutes: float | None = knob(None, "Also write the training state every N minutes.",
-                                            default_text="off")
+                                            default_text="off", group="Output")
     minutes: float | None = knob(None, "Stop after N minutes, with the state and the model saved (continue "
-                                 "with --resume).", default_text="no limit")
+                                 "with --resume).", default_text="no limit", group="Output")
     objective: str | None = knob(None, "The objective to train against, by the name a plugin registered it "
-                                 "under (entry-point group mocohd.objectives).", default_text="the mode's own")
+                                 "under (entry-point group mocohd.objectives).", default_text="the mode's own",
+                                 group="Objective", fixed=True, since=None, metavar="NAME")
     terms: list[str] | None = knob(None, "A loss term a plugin registered, with its weight: NAME=WEIGHT "
-                                   "(repeat).", flag="--term", default_text="none")
-    num_samples: int = knob(4, "Videos in each sample grid.")
-    sample_format: str = knob("mp4", "Sample videos as mp4, gif or png.")
-    fps: float = knob(8.0, "Frames per second of samples and of the exported model.")
+                                   "(repeat).", flag="--term", default_text="none", group="Loss terms",
+                                   metavar="NAME=WEIGHT")
+    num_samples: int = knob(4, "Videos in each sample grid.", group="Output", hi=1024)
+    sample_format: str = knob("mp4", "Sample videos as mp4, gif or png.", group="Output", choices=SAMPLE_FORMATS)
+    fps: float = knob(8.0, "Frames per second of samples and of the exported model.", group="Output")
     # evaluation during training (mocohd_cli/evaluation, docs/evaluation.md)
     eval_every: int | None = knob(None, "Evaluate every N iterations (and at the end); keeps best.safetensors.",
-                                  default_text="off")
+                                  default_text="off", group="Evaluation")
     eval_metric: str = knob("fvd16", "Metric of --eval-every (`mocohd eval --help` lists them; motion, content "
-                            "and frames need a procedural dataset).")
-    eval_videos: int = knob(256, "Generated videos per evaluation (real: as many clips of --data).")
+                            "and frames need a procedural dataset).", group="Evaluation", metavar="NAME")
+    eval_videos: int = knob(256, "Generated videos per evaluation (real: as many clips of --data).",
+                            group="Evaluation", hi=100_000)
     eval_detectors: list[str] | None = knob(None, "Detector files for --eval-metric: NAME=PATH (repeat).",
-                                            flag="--eval-detector", default_text="the cache, else a download")
+                                            flag="--eval-detector", default_text="the cache, else a download",
+                                            group="Evaluation", metavar="NAME=PATH")
 
     @classmethod
     def from_dict(cls, values: dict, *, source: str | Path | None = None) -> "TrainConfig":
@@ -310,7 +335,8 @@ class TrainConfig:
              and (self.latent_frames is None or self.latent_frames >= 2) and self.latent_horizon >= 0
              and self.w_latent_horizon >= 0,
              "--latent-iterations >= 0, --latent-batch >= 1, --latent-samples >= 2, --latent-lr > 0, "
-             "--w-latent-adversarial >= 0, --projected-videos >= 1 and --latent-frames >= 2 are needed", "leave them at their defaults")
+             "--w-latent-adversarial >= 0, --projected-videos >= 1 and --latent-frames >= 2 are needed",
+             "leave them at their defaults")
         need(self.latent_iterations == 0 or self.mode == "in-domain",
              "the latent phase learns the training videos' walks in the backbone that renders them: in-domain only",
              "leave --latent-iterations out of cross-domain runs")
@@ -323,10 +349,8 @@ class TrainConfig:
         need(0.0 <= self.momentum <= 1.0, f"--momentum must be in [0, 1], got {self.momentum}",
              "the authors use 0.999")
         need(self.workers >= 0 and self.num_samples >= 0, "--workers and --num-samples must be >= 0", "use 0 or more")
-        from .objectives.base import VIDEO_VIEW_NAMES  # the views are defined beside the discriminators
-
-        need(self.video_d_view in VIDEO_VIEW_NAMES, f"unknown --video-d-view {self.video_d_view!r}",
-             f"use one of {', '.join(VIDEO_VIEW_NAMES)}")
+        need(self.video_d_view in VIDEO_VIEWS, f"unknown --video-d-view {self.video_d_view!r}",
+             f"use one of {', '.join(VIDEO_VIEWS)}")
         need(self.pca_source in PCA_SOURCES, f"unknown --pca-source {self.pca_source!r}",
              f"use one of {', '.join(PCA_SOURCES)}")
         need(self.pca or self.pca_source == "latents", "--no-pca and --pca-source videos contradict each other",
@@ -338,6 +362,22 @@ class TrainConfig:
             from ..evaluation.metrics import get_metric
 
             get_metric(self.eval_metric)  # a clear error before training starts
+
+
+# The help panels (and the sections of `--help`) in this order; each field names its own.
+GROUPS = ("Inputs", "Data", "Motion generator", "Objective", "Loss terms", "Latent phase", "Optimisation", "Machine",
+          "Output", "Evaluation")
+
+
+def _declared(key: str) -> dict:
+    return {f.name: f.metadata[key] for f in dataclasses.fields(TrainConfig) if key in f.metadata}
+
+
+UPPER_BOUNDS = _declared("hi")
+# Settings a resumed run must share with the run it continues (they shape the models or the data stream).
+RESUME_KEYS = tuple(name for name, fixed in _declared("fixed").items() if fixed)
+# Resume keys that states written before them lack: such a state was trained with these values.
+RESUME_KEYS_ADDED = _declared("since")
 
 
 def parse_term_weights(values: list[str], *, known) -> list[tuple[str, float]]:

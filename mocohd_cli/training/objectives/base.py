@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ...models.losses import random_time_reverse, time_reverse_coin
 from ...models.motion import Rollout
-from ..config import TrainConfig
+from ..config import VIDEO_VIEWS, TrainConfig
 
 Losses = dict[str, Tensor]
 
@@ -67,8 +67,7 @@ def frame_differences(clips: Tensor) -> Tensor:
     return (clips[:, 1:] - clips[:, :1]).transpose(1, 2)
 
 
-# The video discriminator's views, named as --video-d-view takes them (each mode defines what "clip" is).
-VIDEO_VIEW_NAMES = ("clip", "motion")
+VIDEO_VIEW_NAMES = VIDEO_VIEWS  # the video discriminator's views (training/config.py; each mode defines "clip")
 
 
 def random_later_frame(clips: Tensor, rng: torch.Generator) -> Tensor:

@@ -1,0 +1,57 @@
+"""Command-line help a user reads (issue 39 item 3, issue 34 item 3): train's options in panels by config
+group, PATH-like metavars, fixed choices listed, and no --no- twin for a flag that is off by default."""
+from __future__ import annotations
+
+import dataclasses
+
+import typer
+from typer.testing import CliRunner
+
+from mocohd_cli.cli import app
+from mocohd_cli.training.config import GROUPS, RESUME_KEYS, UPPER_BOUNDS, TrainConfig
+
+
+def help_of(*command: str) -> str:
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_train_help_groups_its_options_in_the_config_panels_in_order():
+    text = help_of("train")
+    positions = [text.index(f"─ {group} ") for group in GROUPS]
+    assert positions == sorted(positions)
+    latent = text[text.index("─ Latent phase "):text.index("─ Optimisation ")]
+    assert "--latent-iterations" in latent and "--lr " not in latent
+
+
+def test_paths_and_choices_show_what_they_take():
+    text = help_of("train")
+    line = lambda flag: next(l for l in text.splitlines() if f"{flag} " in l)
+    assert "PATH" in line("--checkpoint") and "PATH" in line("--data") and "DIR" in line("--out")
+    assert "fp32|bf16|fp16" in line("--precision") and "auto|cpu|cuda" in line("--device")
+    result = CliRunner().invoke(app, ["train", "--precision", "fp64"])
+    assert result.exit_code == 2 and "fp64" in result.output
+
+
+def test_no_no_twin_for_a_flag_that_is_off_by_default():
+    def walk(command, path):
+        yield path, command
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, path + (name,))
+
+    offered = []
+    for path, command in walk(typer.main.get_command(app), ()):
+        for param in getattr(command, "params", []):
+            off = not param.default and "default: on" not in (param.help or "")
+            if getattr(param, "is_flag", False) and param.secondary_opts and off:
+                offered.append((" ".join(path), param.secondary_opts))
+    assert not offered, offered
+
+
+def test_every_field_declares_its_group_and_resume_and_bounds_come_from_the_fields():
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    assert all(f.metadata["group"] in GROUPS for f in fields.values())
+    assert set(RESUME_KEYS) == {name for name, f in fields.items() if f.metadata.get("fixed")}
+    assert {"mode", "h_dim", "seed", "latent_iterations"} <= set(RESUME_KEYS) and "lr" not in RESUME_KEYS
+    assert UPPER_BOUNDS["h_dim"] == fields["h_dim"].metadata["hi"] == 8192
