@@ -27,7 +27,7 @@ def test_train_help_groups_its_options_in_the_config_panels_in_order():
 
 def test_paths_and_choices_show_what_they_take():
     text = help_of("train")
-    line = lambda flag: next(l for l in text.splitlines() if f"{flag} " in l)
+    line = lambda flag: next(l for l in text.splitlines() if l.lstrip("│ ").startswith(f"{flag} "))
     assert "PATH" in line("--checkpoint") and "PATH" in line("--data") and "DIR" in line("--out")
     assert "fp32|bf16|fp16" in line("--precision") and "auto|cpu|cuda" in line("--device")
     result = CliRunner().invoke(app, ["train", "--precision", "fp64"])
