@@ -170,3 +170,12 @@ def test_nothing_below_the_cli_reads_sys_argv(path):
              if isinstance(node, ast.Attribute) and node.attr == "argv"
              and isinstance(node.value, ast.Name) and node.value.id == "sys"]
     assert not reads, f"{path.relative_to(PACKAGE)} reads sys.argv (line {reads[0]}): pass the value down instead"
+
+
+@pytest.mark.parametrize("a, b", [("training.config", "training.objectives.base"),
+                                  ("training.presets", "training.resume")])
+def test_former_circles_stay_broken(a, b):
+    """These pairs imported each other (one side inside a function); now one side owns what both use."""
+    graph = import_graph(inside_functions=True)
+    a, b = f"mocohd_cli.{a}", f"mocohd_cli.{b}"
+    assert not (b in graph[a] and a in graph[b])

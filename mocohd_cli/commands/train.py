@@ -149,7 +149,7 @@ def _print_presets() -> None:
     from rich.table import Table
 
     from ..training.presets import PRESETS
-    from ..training.resume import preset_values
+    from ..training.presets import preset_values
 
     table = Table("preset", "settings", "from")
     for preset in PRESETS.values():

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..infra.errors import MocohdError
+from .example_schedule import EXAMPLE_SIZE, example_schedule
 
 RELEASE_REPO = "snap-research/MoCoGAN-HD"
 RELEASE_COMMIT = "27356ba"  # HEAD of the release when these settings were read
@@ -116,8 +117,6 @@ def _example_presets() -> tuple[Preset, ...]:
     """The built-in examples' own schedules (training/example_schedule.py): short runs for 64 px backbones
     on a CPU. `mocohd train --checkpoint example:NAME` and `mocohd transfer --image-domain example:NAME` pick
     them when no --preset is given (mocohd_cli/commands/train.py)."""
-    from .example_schedule import EXAMPLE_SIZE, example_schedule
-
     def values(mode: str) -> dict:
         schedule = example_schedule(mode)
         return {k: v for k, v in schedule.items() if k != "batch_size"}  # the batch is global_batch here
@@ -151,14 +150,17 @@ def get_preset(name: str) -> Preset:
     return PRESETS[name]
 
 
+def preset_values(preset: Preset) -> dict:
+    """A preset's settings as TrainConfig values (its total batch becomes --global-batch)."""
+    return {**preset.values, "global_batch": preset.global_batch, "preset": preset.name}
+
+
 def preset_differences(preset: Preset, values: dict) -> dict[str, tuple]:
     """{field: (value given, the preset's value)} for the settings in `values` (what was given, on the
     command line or in --config) that the preset sets otherwise."""
-    from .resume import preset_values
-
     own = preset_values(preset)
     return {k: (v, own[k]) for k, v in values.items() if k in own and k != "preset" and v != own[k]}
 
 
 __all__ = ["EXAMPLE_PRESETS", "PRESETS", "Preset", "RELEASE_COMMIT", "RELEASE_REPO", "get_preset",
-           "preset_differences"]
+           "preset_differences", "preset_values"]

@@ -14,6 +14,7 @@ import torch
 from ..infra.errors import MocohdError, brief
 from ..infra.runs import DEFAULT_RUNS_ROOT, RunDir, RunLock, new_run_path, read_toml
 from .config import RESUME_KEYS, RESUME_KEYS_ADDED, TrainConfig
+from .presets import get_preset, preset_values
 
 
 def find_resumable_run(root: str | Path) -> Path | None:
@@ -127,8 +128,6 @@ def resolve_config(options: dict, *, config_file: Path | None = None, defaults: 
     """The configuration of a run from the layers above. `options` are the values given on the
     command line (None: not given); `defaults` sit just above TrainConfig's own (the built-in
     example's schedule)."""
-    from .presets import get_preset
-
     given, from_file = given_and_file(options, config_file)
     preset = given.get("preset") or from_file.get("preset")
     values: dict = dict(defaults or {})
@@ -149,6 +148,3 @@ def resolve_config(options: dict, *, config_file: Path | None = None, defaults: 
     return TrainConfig.from_dict(values, source=config_file)
 
 
-def preset_values(preset) -> dict:
-    """A preset's settings as TrainConfig values (its total batch becomes --global-batch)."""
-    return {**preset.values, "global_batch": preset.global_batch, "preset": preset.name}
