@@ -109,6 +109,10 @@ class ImageGenerator(nn.Module):
             return tensor.device
         return torch.device("cpu")
 
+    def set_truncation(self, value: float) -> None:
+        """The one way a truncation reaches a backbone (load_backbone, the trainer)."""
+        self.truncation = check_truncation(value)
+
     def freeze(self) -> "ImageGenerator":
         """No parameter gets gradients; gradients still flow through synthesize to the latents."""
         self.requires_grad_(False)
@@ -252,12 +256,19 @@ def _require_finite(model: nn.Module, path: Path) -> None:
                               fix="the checkpoint is damaged (or its training diverged); use another one")
 
 
+def check_truncation(value: float) -> float:
+    """The one check of a truncation value (the settings of every command call it, and set_truncation)."""
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise MocohdError(f"--truncation must be a finite number, got {value}",
+                          fix="pass e.g. --truncation 0.7 (1 = no truncation)")
+    return float(value)
+
+
 def load_backbone(spec: str | None = None, checkpoint: str | Path | None = None, *,
                   device: str | torch.device = "cpu", truncation: float = 1.0, **options) -> ImageGenerator:
     """Resolve `spec` (or infer it from `checkpoint`), load the weights, set the content codes'
     truncation, freeze the result. `options` go to `from_checkpoint` as they are."""
-    if not math.isfinite(truncation):
-        raise MocohdError(f"truncation must be a finite number, got {truncation}", fix="pass e.g. --truncation 0.7")
+    check_truncation(truncation)  # before anything loads
     checkpoint = resolve_reference(checkpoint)  # hf://, zoo:, example: (e.g. recorded in a motion file)
     if spec is None:
         if checkpoint is None:
@@ -282,5 +293,5 @@ def load_backbone(spec: str | None = None, checkpoint: str | Path | None = None,
     else:
         model = cls(**options)
     model.spec = spec
-    model.truncation = truncation
+    model.set_truncation(truncation)
     return model.freeze().to(device)

@@ -19,7 +19,7 @@ from ..infra.device import PRECISIONS
 from ..infra.errors import MocohdError
 from ..infra.runs import DEFAULT_RUNS_ROOT
 from ..infra.settings import check_setting_types, require_positive, setting, settings_from_dict
-from ..models.backbone import BACKBONE_HELP, ImageGenerator
+from ..models.backbone import BACKBONE_HELP, ImageGenerator, check_truncation
 from ..models.identity import EXTRA_FRAMES as IDENTITY_EXTRA_FRAMES
 from .latent_phase import LATENT_PHASE
 from .projections import PROJECTED_VIDEOS
@@ -341,7 +341,7 @@ class TrainConfig:
              "the latent phase learns the training videos' walks in the backbone that renders them: in-domain only",
              "leave --latent-iterations out of cross-domain runs")
         need(self.epochs is None or self.epochs > 0, f"--epochs must be > 0, got {self.epochs}", "use a positive value")
-        need(math.isfinite(self.truncation), f"--truncation must be finite, got {self.truncation}", "pass e.g. 0.7")
+        check_truncation(self.truncation)
         need(self.lr > 0, f"--lr must be > 0, got {self.lr}", "the authors use 1e-4")
         need(self.queue_size >= 1 and self.proj_dim >= 1 and self.image_d_channels >= 1,
              "--queue-size, --proj-dim and --image-d-channels must be >= 1", "use positive values")

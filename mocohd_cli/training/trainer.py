@@ -90,7 +90,7 @@ class Trainer:
         if not config.data:
             raise MocohdError("no dataset given", fix="pass --data DIR (a folder or .zip of videos)")
         self.backbone = backbone.to(self.device) if backbone is not None else self._load_backbone()
-        self.backbone.truncation = config.truncation  # the one way truncation reaches a backbone
+        self.backbone.set_truncation(config.truncation)
         if config.checkpointing:
             if not callable(getattr(self.backbone, "set_checkpointing", None)):
                 raise MocohdError(f"the {self.backbone.name} backbone cannot checkpoint its synthesis",

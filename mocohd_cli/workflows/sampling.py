@@ -18,7 +18,7 @@ import torch
 from ..data.video import FORMATS, check_fps
 from ..infra.errors import MocohdError
 from ..infra.settings import require_positive, setting, show_value
-from ..models.backbone import BACKBONE_HELP, NOISE_MODES, ImageGenerator
+from ..models.backbone import BACKBONE_HELP, NOISE_MODES, ImageGenerator, check_truncation
 from ..models.generation import LatentBatch, VideoSpec, default_specs
 from ..models.motion import MotionGenerator
 
@@ -44,15 +44,16 @@ def _default_text(name: str) -> str:
 class SampleSettings:
     """Every knob of `mocohd sample`."""
 
-    backbone: str | None = setting(None, BACKBONE_HELP, default_text="inferred from the checkpoint or motion model")
+    backbone: str | None = setting(None, BACKBONE_HELP, default_text="inferred from the checkpoint or motion model",
+                                   metavar="NAME")
     checkpoint: str | None = setting(None, "Image-generator checkpoint.",
-                                     default_text="the one the motion model records")
-    motion: str | None = setting(None, "Motion model (.safetensors). Without it, --checkpoint and --backbone: "
-                                 "the latest run under ./mocohd-runs, else the faces example; without it: an "
-                                 "untrained one.")
+                                     default_text="the one the motion model records", metavar="PATH")
+    motion: str | None = setting(None, "Motion model (.safetensors, example:NAME or hf://). Not given: an untrained "
+                                 "one with --checkpoint or --backbone; else the latest run under ./mocohd-runs, "
+                                 "else the faces example.", metavar="PATH")
     example: str | None = setting(None, "Sample a trained example shipped with mocohd, nothing to train: faces "
                                   "(talking cartoon faces), robots (robot heads moving like the faces: cross-domain) "
-                                  "or sky (a time-lapse sky).")
+                                  "or sky (a time-lapse sky).", metavar="NAME")
     num_videos: int | None = setting(None, "How many videos (any number: they are written batch by batch).",
                                      flag=("--num-videos", "-n"), default_text=_default_text("num_videos"))
     frames: int | None = setting(None, "Frames per video (the LSTM unrolls past its training length).",
@@ -63,8 +64,8 @@ class SampleSettings:
                                default_text=_default_text("seed"))
     truncation: float | None = setting(None, "Truncation of the content codes.",
                                        default_text=_default_text("truncation"))
-    noise: str | None = setting(None, f"Per-layer noise: {', '.join(NOISE_MODES)} (random: one draw per video).",
-                                default_text=_default_text("noise"))
+    noise: str | None = setting(None, "Per-layer noise (random: one draw per video).",
+                                default_text=_default_text("noise"), choices=NOISE_MODES)
     interpolate: bool | None = setting(None, "Insert midpoints between consecutive latents (2T-1 frames).",
                                        default_text=_default_text("interpolate"))
     grid: bool = setting(False, "Write one grid video instead of one file per video.")
@@ -76,14 +77,14 @@ class SampleSettings:
         None, "A B: the content code moves from seed A's (its first video's) to seed B's over each video, "
         "while the motion (from --seed) runs.")
     save_latents: str | None = setting(None, "Also write the videos' content codes, motion noise and latent "
-                                       "trajectories (and classes) to this .npz file.")
-    latents: str | None = setting(None, "Replay the videos of a --save-latents .npz file exactly.")
-    format: str = setting("mp4", f"Output format: {', '.join(FORMATS)}.")
+                                       "trajectories (and classes) to this .npz file.", metavar="FILE")
+    latents: str | None = setting(None, "Replay the videos of a --save-latents .npz file exactly.", metavar="FILE")
+    format: str = setting("mp4", "Output format.", choices=FORMATS)
     classes: list[int] | None = setting(None, "Conditional backbones: class per content (index, or name with "
                                         "--labels); repeat, the contents cycle over them.", flag="--class",
                                         cli_type=list[str], default_text="random")
-    out: str = setting("samples", "Output folder.")
-    device: str = setting("auto", "auto, cpu or cuda.")
+    out: str = setting("samples", "Output folder.", metavar="DIR")
+    device: str = setting("auto", "Where to compute.", choices=("auto", "cpu", "cuda"))
     batch_size: int = setting(8, "Videos per forward pass (fewer when a batch's frames would not fit in memory).")
     given: set[str] = field(default_factory=set, metadata={"cli": False})
 
@@ -103,9 +104,7 @@ class SampleSettings:
             raise MocohdError(f"unknown --format {self.format!r}", fix=f"use one of {', '.join(FORMATS)}")
         if self.fps is not None:
             check_fps(self.fps, self.format)
-        if not math.isfinite(self.truncation):
-            raise MocohdError(f"--truncation must be a finite number, got {self.truncation}",
-                              fix="pass e.g. --truncation 0.7 (1 = no truncation)")
+        check_truncation(self.truncation)
         if self.noise not in NOISE_MODES:
             raise MocohdError(f"unknown --noise {self.noise!r}", fix=f"use one of {', '.join(NOISE_MODES)}")
         if self.example is not None:
