@@ -19,6 +19,7 @@ import typer
 from typer.core import TyperGroup
 
 from .infra.errors import MocohdError, MocohdWarning
+from .infra.version import __version__
 
 _state = {"debug": False}
 LOGGERS = ("mocohd_cli", "mocohd_plugins")
@@ -104,8 +105,6 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        from . import __version__
-
         typer.echo(f"mocohd {__version__}")
         raise typer.Exit()
 

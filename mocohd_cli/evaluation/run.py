@@ -12,7 +12,8 @@ from ..infra.settings import check_setting_types, require_positive, setting
 from ..models.backbone import BACKBONE_HELP
 from ..models.inversion import DEFAULT_CANDIDATES, DEFAULT_STEPS
 from .metrics import GROUND_TRUTH, METRICS, EvalResult, FeatureKind, get_metric
-from .sources import DatasetVideos, FolderVideos, GeneratedVideos
+from .sources import FolderVideos, GeneratedVideos, real_videos
+from ..infra.version import __version__
 
 STYLEGAN_V_VIDEOS = 2048
 
@@ -81,7 +82,6 @@ def run_evaluation(settings: EvalSettings, *, fake=None, context: DistContext | 
     of generated videos and real clips over the ranks, and rank 0 gathers the features: its result
     is the one process's to 1e-6 or better (the same features, added up in the same order). The
     ground-truth metrics and prediction run on rank 0 alone. Only rank 0's result holds values."""
-    from .. import __version__
     from ..infra.device import resolve_device
 
     if fake is None:
@@ -218,7 +218,7 @@ def _features(kind: FeatureKind, settings: EvalSettings, fake, resolution: int, 
                                   f"(sha256 {protocol.get('detector_sha256')}, now {sha})", path=settings.real,
                                   fix="recompute them with this detector, or pass the one they were made with")
         else:
-            real = DatasetVideos(settings.real, size=resolution, max_videos=settings.num_videos, seed=settings.seed)
+            real = real_videos(settings.real, size=resolution, max_videos=settings.num_videos, seed=settings.seed)
             real_stats, protocol = cached_real_stats(kind, real, network, sha, resolution=resolution,
                                                      batch_size=settings.batch_size, use_cache=settings.cache,
                                                      context=context)
@@ -248,7 +248,7 @@ def _acd(settings: EvalSettings, fake, resolution: int, device, result: EvalResu
     if fake_acd is not None:  # None on the ranks other than 0
         result.values["acd"], result.details["acd"] = fake_acd[0], {"videos": fake_acd[1], "frames": settings.frames}
     if settings.real and Path(settings.real).suffix != ".npz":
-        real = DatasetVideos(settings.real, size=resolution, max_videos=settings.num_videos, seed=settings.seed)
+        real = real_videos(settings.real, size=resolution, max_videos=settings.num_videos, seed=settings.seed)
         real_acd = average_content_distance(real, embedder, n_frames=settings.frames,
                                             batch_size=settings.batch_size, context=context)
         if real_acd is not None:

@@ -29,6 +29,7 @@ from typing import Callable, TypeVar
 
 from .download import OFFLINE_ENVS, offline
 from .errors import MocohdError
+from .version import __version__
 
 HF_SCHEME = "hf"
 REPO_TYPES = {"datasets": "dataset", "spaces": "space"}  # hf://datasets/OWNER/REPO/... (models need no prefix)
@@ -231,8 +232,6 @@ def hub_download(file: HubFile) -> Path:
     from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError,
                                         LocalEntryNotFoundError, RepositoryNotFoundError,
                                         RevisionNotFoundError)
-
-    from .. import __version__
 
     ref, where = file.reference, f"{file.repo_id} at {file.revision or 'main'}"
     try:

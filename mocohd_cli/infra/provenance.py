@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .version import __version__
+
 PROVENANCE_FILE = "provenance.toml"
 _TOKEN = re.compile(r"hf_[A-Za-z0-9]{8,}")
 
@@ -51,7 +53,6 @@ def collect(*, device: object = None, step: int | None = None, argv: list[str] |
     """Everything a [[start]] table records."""
     import torch
 
-    from .. import __version__
     from . import threads
 
     cuda = torch.version.cuda

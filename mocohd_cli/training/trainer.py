@@ -42,6 +42,7 @@ from .latent_phase import LatentPhase, LatentPhaseSettings
 from .objectives import Losses, ObjectiveFactory, objective_for
 from .resume import check_compatible, load_state_parts, refuse_out_inside_data, run_folder
 from .terms import Step, TermContext, build_terms
+from ..infra.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -477,8 +478,6 @@ class Trainer:
 
     # -- outputs ---------------------------------------------------------------------------------
     def export_metadata(self) -> dict:
-        from .. import __version__
-
         backbone = self.backbone
         checkpoint = recorded_reference(backbone.checkpoint_path or None)
         return {"backbone": getattr(backbone, "spec", None) or backbone.name, "backbone_name": backbone.name,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..infra.errors import MocohdError
 from ..infra.runs import RunDir, read_toml
+from ..infra.version import __version__
 
 CARD = "README.md"
 SAMPLE = "sample.gif"
@@ -116,8 +117,6 @@ def model_card(repo_id: str, info: dict, config: dict, metrics: dict, *, backbon
                license: str, provenance: list[dict], has_sample: bool) -> str:
     """README.md: YAML metadata (huggingface_hub's ModelCardData) and the text."""
     from huggingface_hub import ModelCardData
-
-    from .. import __version__
 
     dataset = Path(str(config.get("data") or "?")).name
     backbone = {"name": info.get("backbone_name") or info.get("backbone"), "spec": info.get("backbone"),
