@@ -13,8 +13,9 @@ from ..infra.console import console
 @app.command("convert", rich_help_panel=PANEL_MODELS)
 def convert(
     checkpoint: Path = typer.Argument(..., help="Backbone checkpoint to convert (e.g. a rosinality StyleGAN2 .pt)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output file (.safetensors)."),
-    backbone: Optional[str] = typer.Option(None, help="Backbone: registered name, module:Class or file.py:Class "
+    out: Path = typer.Option(..., "--out", "-o", metavar="FILE", help="Output file (.safetensors)."),
+    backbone: Optional[str] = typer.Option(None, metavar="NAME",
+                                           help="Backbone: registered name, module:Class or file.py:Class "
                                            "(inferred from the checkpoint when absent)."),
 ) -> None:
     """Convert a backbone checkpoint into a mocohd .safetensors file (weights + architecture config)."""

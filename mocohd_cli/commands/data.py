@@ -34,7 +34,8 @@ def list_domains() -> None:
 @data_app.command("make")
 def make(
     name: str = typer.Argument(..., help="Domain name (see `mocohd data list`)."),
-    out: Path = typer.Option(..., help="Output folder: OUT/video_0000/img_0000.png ... and factors.json per video."),
+    out: Path = typer.Option(..., metavar="DIR",
+                             help="Output folder: OUT/video_0000/img_0000.png ... and factors.json per video."),
     videos: int = typer.Option(64, min=1, help="Number of videos."),
     frames: int = typer.Option(32, min=1, help="Frames per video."),
     size: int = typer.Option(64, min=8, help="Frame side in pixels."),

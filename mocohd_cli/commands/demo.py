@@ -22,9 +22,10 @@ def demo(
     port: Optional[int] = typer.Option(None, "--port", min=1, max=65535,
                                        help="Port (default: 7860, else the next free one)."),
     share: bool = typer.Option(False, "--share", help="Also open a public gradio.live link (off by default)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Folder for the page's results (kept).",
+    out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="Folder for the page's results (kept).",
                                        show_default="a temporary folder, removed at exit"),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="Class-name file for class names in the page."),
+    labels: Optional[Path] = typer.Option(None, "--labels", metavar="FILE",
+                                          help="Class-name file for class names in the page."),
 ) -> None:
     """Serve an interactive page: generate videos from any model, or animate an uploaded image."""
     from ..workflows.demo_app import output_root, quiet_gradio_environment

@@ -15,12 +15,14 @@ from ..infra.errors import MocohdError
 def import_motion(
     release: Path = typer.Argument(..., help="Released motion generator (modelR_epoch_N.pth)."),
     pca_dir: Path = typer.Option(..., "--pca-dir", help="Folder with its pca_comp.npy and pca_stdev.npy."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output motion model (.safetensors)."),
+    out: Path = typer.Option(..., "--out", "-o", metavar="FILE", help="Output motion model (.safetensors)."),
     w_residual: float = typer.Option(0.2, "--w-residual", help="Residual step size lambda the model was trained "
                                      "with (not stored in the release; its scripts use 0.2)."),
-    backbone: Optional[str] = typer.Option(None, help="Backbone the motion model belongs to (recorded; inferred "
+    backbone: Optional[str] = typer.Option(None, metavar="NAME",
+                                           help="Backbone the motion model belongs to (recorded; inferred "
                                            "from --checkpoint when absent)."),
-    checkpoint: Optional[Path] = typer.Option(None, help="Image-generator checkpoint it was trained with: checked "
+    checkpoint: Optional[Path] = typer.Option(None, metavar="PATH",
+                                              help="Image-generator checkpoint it was trained with: checked "
                                               "against the latent size and recorded, so `mocohd sample --motion` "
                                               "finds it."),
 ) -> None:

@@ -17,7 +17,17 @@ from typing import Any, Callable, Optional
 
 import typer
 
+from ..data.video import FORMATS
 from ..infra.settings import help_of
+from ..models.backbone import NOISE_MODES
+
+
+# What an option takes, by field name, for the settings fields that do not declare a metavar or choices
+# themselves: the help shows PATH or NAME rather than <str>, and the fixed choices that typer then enforces.
+_METAVARS = {"backbone": "NAME", "arch": "NAME", "embedder": "NAME", "checkpoint": "PATH", "motion": "PATH",
+             "encoder": "PATH", "real": "PATH", "fake": "PATH", "data": "PATH", "out": "PATH",
+             "encoder_weights": "FILE", "embedder_weights": "FILE", "latents": "FILE", "save_latents": "FILE"}
+_CHOICES = {"device": ("auto", "cpu", "cuda"), "noise": NOISE_MODES, "format": FORMATS}
 
 
 def _optional(kind: Any) -> Any:
@@ -46,9 +56,10 @@ def options_from(config_cls: type, *, include: Callable[[dataclasses.Field], boo
         flags = meta.get("flag") if not (rename and field.name in rename) else None
         flags = flags or "--" + name.replace("_", "-")
         flags = (flags,) if isinstance(flags, str) else tuple(flags)
-        kind = _optional(_choices(field.name, meta["choices"]) if meta.get("choices")
-                         else meta.get("cli_type") or hints[field.name])
-        extra = {"metavar": meta["metavar"]} if meta.get("metavar") else {}
+        choices = meta.get("choices") or (_CHOICES.get(field.name) if hints[field.name] in (str, str | None) else None)
+        kind = _optional(_choices(field.name, choices) if choices else meta.get("cli_type") or hints[field.name])
+        metavar = meta.get("metavar") or (None if choices else _METAVARS.get(field.name))
+        extra = {"metavar": metavar} if metavar else {}
         if kind is Optional[bool] and len(flags) == 1 and "/" not in flags[0]:
             if field.default is True:  # on by default: the option turns it off (and --flag states the default)
                 flags = (f"{flags[0]}/--no-{flags[0][2:]}",)
@@ -72,7 +83,8 @@ def extra_option(name: str, kind: Any, option: Any) -> inspect.Parameter:
 
 def labels_option() -> inspect.Parameter:
     """--labels FILE, for the commands that take --class names."""
-    return extra_option("labels", Optional[Path], typer.Option(None, help="Class-name file (one name per line, or "
+    return extra_option("labels", Optional[Path], typer.Option(None, metavar="FILE",
+                                                               help="Class-name file (one name per line, or "
                                                                "JSON) for --class names."))
 
 

@@ -14,6 +14,7 @@ from ..app import PANEL_TRAIN, app
 from ..infra.console import console
 from ..infra.errors import MocohdError
 from ..infra.threads import threads_option
+from ..models.backbone import BACKBONE_HELP
 from ..training.config import GROUPS, TrainConfig
 from .options import config_command, extra_option, given_values, labels_option, options_from
 
@@ -23,6 +24,8 @@ _TRANSFER_NAMES = {
     "checkpoint": ("image_domain", "Image-generator checkpoint of domain A (the look). With --motion-domain; "
                                    "neither: the built-in cross-domain example."),
     "data": ("motion_domain", "Videos of domain B (the motion): a folder (or .zip) of frame folders or video files."),
+    # transfer has no --checkpoint: say where the backbone is inferred from in its own words
+    "backbone": ("backbone", f"{BACKBONE_HELP} (default: inferred from --image-domain)"),
 }
 
 
@@ -30,7 +33,8 @@ def _shared_options() -> list:
     from ..training.presets import PRESETS
 
     return [
-        extra_option("config", Optional[Path], typer.Option(None, "--config", help="TOML file of options (the "
+        extra_option("config", Optional[Path], typer.Option(None, "--config", metavar="FILE",
+                                                            help="TOML file of options (the "
                                                             "options given here override it).")),
         labels_option(),
         extra_option("list_presets", bool, typer.Option(False, "--list-presets", help="List the presets "

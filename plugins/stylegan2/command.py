@@ -31,7 +31,8 @@ def register(app: typer.Typer) -> None:
     from .pretrain import PretrainConfig
 
     parameters = options_from(PretrainConfig) + [
-        extra_option("config", Optional[Path], typer.Option(None, "--config", help="TOML file of options (the "
+        extra_option("config", Optional[Path], typer.Option(None, "--config", metavar="FILE",
+                                                            help="TOML file of options (the "
                                                             "options given here override it).")),
         threads_option(),
     ]
