@@ -112,3 +112,25 @@ def inspect(
         for record in skipped:
             table.add_row(escape(record.name), escape(record.error))
         out.print(table)
+
+
+@data_app.command("shard")
+def shard(
+    src: str = typer.Argument(..., help="A dataset: a folder (or .zip) of frame folders or video files, or tar "
+                                        "shards ('DIR/NAME-{000000..000009}.tar')."),
+    out: Path = typer.Argument(..., help="Output folder: OUT/NAME-000000.tar, OUT/NAME-000001.tar, ..."),
+    name: str = typer.Option("shard", help="The shards' name: OUT/NAME-000000.tar ..."),
+    per_shard: Optional[int] = typer.Option(None, "--per-shard", min=1, help="At most this many videos a shard."),
+    max_mb: Optional[float] = typer.Option(None, "--max-mb", min=0.001,
+                                           help="At most about this many megabytes a shard (default 3,000)."),
+) -> None:
+    """Write a dataset as numbered webdataset tar shards (one sample a video: its file, or its frames)."""
+    from rich.markup import escape
+
+    from ..data.shards import write_shards
+
+    shards, videos = write_shards(src, out, name=name, per_shard=per_shard,
+                                  max_bytes=None if max_mb is None else max_mb * 1e6)
+    last = len(shards) - 1
+    console.print(f"wrote {videos} videos to {len(shards)} shards: "
+                  f"{escape(str(out / f'{name}-{{000000..{last:06d}}}.tar'))}")

@@ -90,7 +90,7 @@ def stats_command(
     """Compute real-data statistics once; pass the file to `mocohd eval --real`."""
     from ..evaluation.detectors import load_detector, parse_detector_options
     from ..evaluation.metrics import cached_real_stats, get_metric
-    from ..evaluation.sources import DatasetVideos
+    from ..evaluation.sources import real_videos
     from ..evaluation.statistics import save_stats
     from ..infra.distributed import init_distributed, rank_failures, shutdown
 
@@ -110,7 +110,7 @@ def stats_command(
         with rank_failures(context):
             for kind in kinds:
                 network = load_detector(kind.detector, context.device, overrides)
-                real = DatasetVideos(data, size=resolution, max_videos=num_videos, seed=seed)
+                real = real_videos(data, size=resolution, max_videos=num_videos, seed=seed)
                 entries[kind.key] = cached_real_stats(kind, real, network, network.sha256, resolution=resolution,
                                                       batch_size=batch_size, use_cache=False, context=context)
     finally:

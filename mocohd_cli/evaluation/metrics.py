@@ -160,7 +160,8 @@ def dataset_fingerprint(root: Path) -> str:
 
 
 def real_protocol(kind: FeatureKind, source, detector_sha: str, resolution: int) -> dict:
-    return {"kind": kind.key, "dataset": str(source.root), "dataset_fingerprint": dataset_fingerprint(source.root),
+    return {"kind": kind.key, "dataset": str(source.root), "dataset_fingerprint": (source.fingerprint() if hasattr(source, "fingerprint")
+                                                                else dataset_fingerprint(source.root)),
             "n_frames": kind.n_frames, "resolution": resolution, "max_videos": source.max_videos,
             "max_frames": source.max_frames, "seed": source.seed, "detector_sha256": detector_sha,
             "preprocessing": PREPROCESSING}

@@ -11,6 +11,7 @@ infra/distributed.py): the batches are the same whatever the number of ranks.
 """
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Iterator
 
@@ -105,6 +106,126 @@ class DatasetVideos(VideoSource):
         else:
             frames = [decode_image(dataset.storage, name) for name in entry.frames]
         return quantize(frames_to_clip(np.stack(frames), self.size))
+
+
+class ShardVideos(VideoSource):
+    """Real videos from tar shards (data/shards.py): streamed in shard order, the videos long enough
+    counted as the folder reader counts them (video i's clip starts at the offset drawn from (seed, i)),
+    so the same videos give the same clips as a folder or as shards. Every rank streams the shards
+    but decodes only the videos of its batches."""
+
+    def __init__(self, spec, *, size: int | None, max_videos: int, seed: int = 0, max_frames: int = 1_000_000):
+        from ..data.shards import ShardReport, expand_shards
+
+        super().__init__(description=f"shards {spec}")
+        self.spec, self.size, self.max_videos, self.seed, self.max_frames = str(spec), size, max_videos, seed, max_frames
+        self.urls = expand_shards(spec)
+        self.report = ShardReport()
+        self.used = 0
+
+    def _videos(self, span: int) -> Iterator[tuple[int, object, int]]:
+        """(i, video, length) of the first max_videos usable videos of at least `span` frames."""
+        from ..data.shards import shard_samples
+
+        i = 0
+        for video in shard_samples(self.urls, self.report):
+            if i >= self.max_videos:
+                return
+            try:
+                length = video.length()
+            except Exception as exc:
+                self.report.skip(video.url, video.name, str(exc))
+                continue
+            if length < span:
+                self.report.too_short.append(video.name)
+                continue
+            yield i, video, length
+            i += 1
+
+    def _size(self) -> int:
+        if self.size is None:
+            for _, video, _ in self._videos(1):
+                self.size = min(video.read([0]).shape[1:3])
+                break
+            else:
+                raise MocohdError("no usable video in the shards", path=self.spec)
+        return self.size
+
+    def native_resolution(self) -> int:
+        return self._size()
+
+    @property
+    def root(self) -> str:
+        return self.spec
+
+    def fingerprint(self) -> str:
+        """sha256 of the shard URLs and, for local shards, their sizes and modification times."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for url in self.urls:
+            path = Path(url.removeprefix("file:"))
+            stat = path.stat() if path.is_file() else None
+            digest.update(f"{url}:{stat.st_size if stat else ''}:{stat.st_mtime_ns if stat else ''}\n".encode())
+        return digest.hexdigest()
+
+    def _check(self) -> None:
+        if not self.used:
+            raise MocohdError(f"no usable video in the shards ({len(self.report.too_short)} too short, "
+                              f"{len(self.report.corrupt)} unreadable)", path=self.spec,
+                              fix="use longer videos or fewer frames")
+
+    def clips(self, n_frames: int, batch_size: int, share: Share | None = None) -> Iterator[Tensor]:
+        size, batch, k = self._size(), [], 0
+        self.used = 0
+        for i, video, length in self._videos(n_frames):
+            self.used = i + 1
+            if is_mine(i // batch_size, share):
+                start = random.Random(f"{self.seed}/{i}").randrange(length - n_frames + 1)
+                try:
+                    batch.append(frames_to_clip(video.read(list(range(start, start + n_frames))), size))
+                except ValueError as exc:
+                    raise MocohdError(f"cannot decode {video.name}: {exc}", path=video.url) from exc
+            if (i + 1) % batch_size == 0:
+                if batch:
+                    yield quantize(torch.stack(batch))
+                batch, k = [], k + 1
+        if batch:
+            yield quantize(torch.stack(batch))
+        self._check()
+
+    def frames(self, batch_size: int, share: Share | None = None) -> Iterator[Tensor]:
+        size, lo, parts, k = self._size(), 0, [], 0
+        self.used = 0
+        for i, video, length in self._videos(1):
+            self.used = i + 1
+            hi = min(lo + length, self.max_frames)
+            if hi <= lo:
+                break
+            first_batch, last_batch = lo // batch_size, (hi - 1) // batch_size
+            if any(is_mine(b, share) for b in range(first_batch, last_batch + 1)):
+                clip = quantize(frames_to_clip(video.read(list(range(hi - lo))), size))
+            else:
+                clip = None
+            for b in range(first_batch, last_batch + 1):
+                a, z = max(lo, b * batch_size), min(hi, (b + 1) * batch_size)
+                if is_mine(b, share):
+                    parts.append(clip[a - lo:z - lo])
+                if z == (b + 1) * batch_size:
+                    if parts:
+                        yield torch.cat(parts)
+                    parts = []
+            lo = hi
+        if parts:
+            yield torch.cat(parts)
+        self._check()
+
+
+def real_videos(data, **kwargs) -> VideoSource:
+    """The real-video source of `data`: tar shards, or a folder, zip or video folder."""
+    from ..data.shards import is_shard_spec
+
+    return ShardVideos(data, **kwargs) if is_shard_spec(data) else DatasetVideos(data, **kwargs)
 
 
 class FolderVideos(DatasetVideos):

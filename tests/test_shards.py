@@ -1,0 +1,126 @@
+"""Tar-shard datasets (issue 37 item 2): `mocohd data shard` writes webdataset shards from a folder,
+the shards read back (brace notation, `pipe:`) with the same clips and eval numbers as the folder,
+split over ranks and workers deterministically and resumably, and bad input is one clear error."""
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mocohd_cli.cli import app
+from mocohd_cli.data.shards import ShardClips, expand_shards, is_shard_spec, shard_samples, write_shards
+from mocohd_cli.evaluation.sources import DatasetVideos, real_videos
+from mocohd_cli.infra.distributed import dealt_order
+from mocohd_cli.infra.errors import MocohdError
+from test_eval import detector_args, detector_files, moving_videos  # noqa: F401 (a fixture)
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def sharded(tmp_path) -> tuple[Path, str]:
+    folder = moving_videos(tmp_path / "videos", 7, 17, seed=0)
+    result = runner.invoke(app, ["data", "shard", str(folder), str(tmp_path / "shards"), "--per-shard", "2"])
+    assert result.exit_code == 0, result.output
+    assert "wrote 7 videos to 4 shards" in result.output
+    return folder, str(tmp_path / "shards" / "shard-{000000..000003}.tar")
+
+
+def test_shards_are_written_the_same_and_read_back(sharded, tmp_path):
+    folder, spec = sharded
+    assert is_shard_spec(spec) and not is_shard_spec(folder) and is_shard_spec("pipe:cat a.tar")
+    assert len(expand_shards(spec)) == 4
+    again, count = write_shards(folder, tmp_path / "again", per_shard=2)
+    assert count == 7 and [p.read_bytes() for p in again] == [
+        p.read_bytes() for p in sorted((tmp_path / "shards").glob("*.tar"))]  # same input, same bytes
+    videos = list(shard_samples(expand_shards(spec)))
+    assert [v.key for v in videos] == [f"video_{i:03d}" for i in range(7)]
+    piped = list(shard_samples([f"pipe:cat {u}" for u in expand_shards(spec)]))
+    assert [v.key for v in piped] == [v.key for v in videos]
+    # resharding shards: 7 videos by size
+    shards, count = write_shards(spec, tmp_path / "one", max_bytes=1e9)
+    assert count == 7 and len(shards) == 1
+
+
+def test_eval_sources_match_the_folder_and_split_over_ranks(sharded):
+    folder, spec = sharded
+    from_folder = DatasetVideos(folder, size=16, max_videos=6, seed=3)
+    from_shards = real_videos(spec, size=16, max_videos=6, seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(from_folder.clips(4, 4), from_shards.clips(4, 4)))
+    assert all(torch.equal(a, b) for a, b in zip(from_folder.frames(5), from_shards.frames(5)))
+    whole = list(from_shards.frames(5))
+    parts = dealt_order([list(from_shards.frames(5, (rank, 2))) for rank in range(2)])
+    assert len(parts) == len(whole) and all(torch.equal(a, b) for a, b in zip(parts, whole))
+    parts = dealt_order([list(from_shards.clips(4, 2, (rank, 3))) for rank in range(3)])
+    assert all(torch.equal(a, b) for a, b in zip(parts, from_shards.clips(4, 2)))
+
+
+def take(dataset, n):
+    out = []
+    for batch in dataset:
+        out.append(batch)
+        if len(out) == n:
+            return out
+
+
+def test_training_stream_is_split_deterministic_and_resumable(sharded):
+    _, spec = sharded
+    settings = dict(n_frames=3, time_step=2, size=8, seed=1, batch_size=2)
+    ranks = [take(ShardClips(spec, rank=r, world_size=2, **settings), 5) for r in range(2)]
+    assert all(b.shape == (2, 3, 3, 8, 8) for b in ranks[0])
+    again = take(ShardClips(spec, rank=0, world_size=2, **settings), 5)
+    assert all(torch.equal(a, b) for a, b in zip(again, ranks[0]))  # same seed, same stream
+    assert not torch.equal(ranks[0][0], ranks[1][0])  # the ranks read other shards
+    resumed = take(ShardClips(spec, rank=0, world_size=2, start_batch=3, **settings), 2)
+    assert all(torch.equal(a, b) for a, b in zip(resumed, ranks[0][3:]))
+    # fewer shards than consumers: the samples are dealt instead
+    many = take(ShardClips(spec, rank=4, world_size=5, **settings), 2)
+    assert many[0].shape == (2, 3, 3, 8, 8)
+
+
+def test_bad_shards_are_one_clear_error_or_a_counted_skip(sharded, tmp_path, detector_files):  # noqa: F811
+    _, spec = sharded
+    with pytest.raises(MocohdError, match="matches no shard"):
+        expand_shards(str(tmp_path / "shards" / "nothing-{000000..000003}.tar"))
+    with pytest.raises(MocohdError, match="1 of the 5 shards do not exist"):
+        expand_shards(str(tmp_path / "shards" / "shard-{000000..000004}.tar"))
+    broken = tmp_path / "broken"
+    shutil.copytree(tmp_path / "shards", broken)
+    (broken / "shard-000001.tar").write_bytes(b"this is not a tar file" * 50)
+    result = runner.invoke(app, ["eval", "stats", str(broken / "shard-{000000..000003}.tar"), "--metric", "fvd16",
+                                 "--resolution", "16", "--out", str(tmp_path / "s.npz"), *detector_args(detector_files)])
+    assert result.exit_code == 2 and "shard-000001.tar" in result.output, result.output
+    # a corrupt member inside a good tar: skipped with a warning naming shard and member, and counted
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    with tarfile.open(bad / "shard-000000.tar", "w") as tar:
+        for path in sorted((tmp_path / "shards").glob("*.tar"))[:1]:
+            with tarfile.open(path) as src:
+                for member in src.getmembers():
+                    tar.addfile(member, src.extractfile(member))
+        junk = tmp_path / "junk.png"
+        junk.write_bytes(b"not a png")
+        for i in range(3):
+            tar.add(junk, arcname=f"junk.00000{i}.png")
+    clips = ShardClips(str(bad / "shard-000000.tar"), n_frames=3, time_step=1, size=8, seed=0)
+    assert len(take(clips, 3)) == 3
+    assert clips.report.corrupt and clips.report.corrupt[0][1] == "junk.000000.png"
+
+
+def test_eval_reads_shards_with_the_folder_numbers(sharded, tmp_path, detector_files):  # noqa: F811
+    folder, spec = sharded
+    fake = moving_videos(tmp_path / "fake", 7, 17, seed=1)
+    args = ["eval", "--fake", str(fake), "--metric", "fvd16", "--metric", "fid", *detector_args(detector_files),
+            "--num-videos", "7", "--batch-size", "3", "--no-cache"]
+    numbers = []
+    for real in (str(folder), spec):
+        result = runner.invoke(app, [*args, "--real", real, "--json", str(tmp_path / "e.json")])
+        assert result.exit_code == 0, result.output
+        numbers.append(json.loads((tmp_path / "e.json").read_text()))
+    for name in ("fvd16", "fid"):
+        assert abs(numbers[0][name] - numbers[1][name]) <= 1e-6 * max(1.0, abs(numbers[0][name]))
