@@ -95,3 +95,16 @@ def test_sample_motion_and_transfer_backbone_say_what_happens():
     assert motion.count("ithout it") == 0 and "untrained" in motion and "latest run" in motion
     transfer = {p.name: p for p in typer.main.get_command(app).commands["transfer"].params}
     assert "--image-domain" in transfer["backbone"].help and "checkpoint)" not in transfer["backbone"].help
+
+
+# sample and eval are being changed for torchrun; data and backbones are listed as they are
+WITH_EXAMPLES = ["train", "transfer", "animate", "backbone-grid", "train-encoder", "convert", "import-motion", "push",
+                 "demo", "zoo"]
+
+
+def test_each_command_help_has_a_summary_and_an_example():
+    for name in WITH_EXAMPLES:
+        text = help_of(name)
+        summary = text.split("Usage:", 1)[1].splitlines()[2].strip()
+        assert summary and summary.endswith("."), (name, summary)
+        assert "Example" in text and f"mocohd {name}" in text.split("Example", 1)[1], name

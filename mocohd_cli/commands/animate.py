@@ -18,7 +18,10 @@ _IMAGES = extra_option("images", list[Path], typer.Argument(..., help="Images to
 
 
 @config_command(app, "animate", [_IMAGES] + options_from(AnimateSettings) + [labels_option(), threads_option()],
-                help="Animate images: invert each into the backbone's latent space, then unroll the motion model.",
+                help="Animate images: invert each into the backbone's latent space, then unroll the motion model.\n\n"
+                     "Examples:\n\n"
+                     "  mocohd animate face.png\n\n"
+                     "  mocohd animate a.png b.png --motion example:faces --out animations/",
                 panel=PANEL_GENERATE)
 def animate_command(values: dict) -> None:
     from ..data.labels import resolve_classes

@@ -20,7 +20,9 @@ _PARAMETERS = [
 
 
 @config_command(app, "backbone-grid", _PARAMETERS + [threads_option()],
-                help="Write a grid of image samples of a backbone (e.g. the docs' backbone_samples_*.png).",
+                help="Write a grid of image samples of a backbone (e.g. the docs' backbone_samples_*.png).\n\n"
+                     "Example:\n\n"
+                     "  mocohd backbone-grid example:faces --out faces.png",
                 panel=PANEL_GENERATE)
 def backbone_grid_command(values: dict) -> None:
     from ..data.labels import resolve_classes

@@ -18,7 +18,12 @@ def convert(
                                            help="Backbone: registered name, module:Class or file.py:Class "
                                            "(inferred from the checkpoint when absent)."),
 ) -> None:
-    """Convert a backbone checkpoint into a mocohd .safetensors file (weights + architecture config)."""
+    """Convert a backbone checkpoint into a mocohd .safetensors file (weights + architecture config).
+
+    Examples:
+
+      mocohd convert stylegan2-ffhq-256.pt --out ffhq-256.safetensors
+    """
     from ..workflows.convert import convert_backbone
 
     written, model = convert_backbone(checkpoint, out, backbone)

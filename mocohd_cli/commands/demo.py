@@ -27,7 +27,14 @@ def demo(
     labels: Optional[Path] = typer.Option(None, "--labels", metavar="FILE",
                                           help="Class-name file for class names in the page."),
 ) -> None:
-    """Serve an interactive page: generate videos from any model, or animate an uploaded image."""
+    """Serve an interactive page: generate videos from any model, or animate an uploaded image.
+
+    Examples:
+
+      mocohd demo
+
+      mocohd demo --model example:sky --port 8000
+    """
     from ..workflows.demo_app import output_root, quiet_gradio_environment
 
     root, temporary = output_root(out)

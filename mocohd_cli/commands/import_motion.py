@@ -26,7 +26,12 @@ def import_motion(
                                               "against the latent size and recorded, so `mocohd sample --motion` "
                                               "finds it."),
 ) -> None:
-    """Import a released MoCoGAN-HD motion generator (LSTM weights + PCA statistics)."""
+    """Import a released MoCoGAN-HD motion generator (LSTM weights + PCA statistics).
+
+    Examples:
+
+      mocohd import-motion modelR_epoch_N.pth --pca-dir pca/ --checkpoint ffhq-256.safetensors --out motion.safetensors
+    """
     from ..models.backbone import load_backbone, resolve_backbone_class
     from ..workflows.released import import_released_motion
 

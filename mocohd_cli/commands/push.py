@@ -27,7 +27,14 @@ def push(
                                     "the platform, the git commit of each start)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the model card and the files, upload nothing."),
 ) -> None:
-    """Upload a run's motion model, config.toml, a sample GIF and a model card to the Hugging Face Hub."""
+    """Upload a run's motion model, config.toml, a sample GIF and a model card to the Hugging Face Hub.
+
+    Examples:
+
+      mocohd push mocohd-runs/train-20260101-120000 --repo OWNER/NAME --dry-run
+
+      mocohd push mocohd-runs/train-20260101-120000 --repo OWNER/NAME
+    """
     from ..workflows.publish import check_repo_id, stage, upload
 
     check_repo_id(repo)

@@ -10,7 +10,10 @@ from .options import config_command, given_values, options_from
 
 
 @config_command(app, "train-encoder", options_from(EncoderSettings) + [threads_option()],
-                help="Train an encoder (image -> latent) on a backbone's own samples.", panel=PANEL_TRAIN)
+                help="Train an encoder (image -> latent) on a backbone's own samples.\n\n"
+                     "Example:\n\n"
+                     "  mocohd train-encoder --checkpoint example:faces --out faces-encoder.safetensors",
+                panel=PANEL_TRAIN)
 def train_encoder_command(values: dict) -> None:
     from ..workflows.encoder import train_encoder
 

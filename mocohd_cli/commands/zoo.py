@@ -9,7 +9,8 @@ import typer
 from ..app import PANEL_MODELS, app
 from ..infra.console import console
 
-zoo_app = typer.Typer(help="Known public checkpoints: list them, fetch one into the cache (checked and converted).",
+zoo_app = typer.Typer(help="Known public checkpoints: list them, fetch one into the cache (checked and converted).\n\n"
+                           "Examples:\n\n  mocohd zoo list\n\n  mocohd zoo get NAME",
                       no_args_is_help=True)
 app.add_typer(zoo_app, name="zoo", rich_help_panel=PANEL_MODELS)
 
