@@ -124,3 +124,19 @@ def test_eval_reads_shards_with_the_folder_numbers(sharded, tmp_path, detector_f
         numbers.append(json.loads((tmp_path / "e.json").read_text()))
     for name in ("fvd16", "fid"):
         assert abs(numbers[0][name] - numbers[1][name]) <= 1e-6 * max(1.0, abs(numbers[0][name]))
+
+
+def test_training_reads_shards(tiny_stylegan2_checkpoint, sharded, tmp_path):
+    from mocohd_cli.infra.files import read_safetensors
+    from mocohd_cli.training import TrainConfig, train
+    from test_train import TINY
+
+    _, spec = sharded
+    motions = []
+    for run in ("a", "b"):
+        config = TrainConfig(backbone="stylegan2", checkpoint=str(tiny_stylegan2_checkpoint), data=spec,
+                             out=str(tmp_path / run), **{**TINY, "iterations": 2, "num_samples": 0, "seed": 3})
+        result = train(config, progress=False)
+        assert result.steps == 2
+        motions.append(read_safetensors(result.motion_path)[0])
+    assert all(torch.equal(motions[0][k], motions[1][k]) for k in motions[0])  # same seed, same clips

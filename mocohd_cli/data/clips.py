@@ -24,6 +24,7 @@ from ..infra.settings import torch_seed
 from .decode import VideoInfo, as_rgb, decode_image, read_frames
 from .decode import reason as _reason
 from .index import scan
+from .pixels import frames_to_clip
 from .storage import IMAGE_SUFFIXES, VIDEO_SUFFIXES, natural_key, open_storage
 
 log = logging.getLogger(__name__)
@@ -56,26 +57,6 @@ def decode_video_frames(storage, name: str, indices: list[int], *, info: VideoIn
     finally:
         if hasattr(source, "close"):
             source.close()
-
-
-def frames_to_clip(frames: np.ndarray, size: int) -> Tensor:
-    """[T, H, W, 3] uint8 -> [T, 3, size, size] in [-1, 1]: centre crop to a square, then resize
-    with PIL's Lanczos filter (as the authors' release resizes real frames)."""
-    frames = np.asarray(frames)
-    if frames.dtype != np.uint8:
-        frames = np.clip(np.rint(frames), 0, 255).astype(np.uint8)
-    h, w = frames.shape[1:3]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    frames = frames[:, top:top + side, left:left + side]
-    if side != size:
-        from PIL import Image
-
-        frames = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(frame)).resize(
-            (size, size), Image.Resampling.LANCZOS)) for frame in frames])
-    # in NumPy: torch's thread pool costs more than this arithmetic on a small clip
-    clip = frames.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(127.5) - np.float32(1.0)
-    return torch.from_numpy(np.ascontiguousarray(clip))
 
 
 # -- the dataset -------------------------------------------------------------------------------
@@ -128,6 +109,14 @@ class VideoClips(Dataset):
     from a generator seeded by (seed, position), so a clip never depends on the process that
     decodes it.
     """
+
+    def __new__(cls, root: str | Path | None = None, **settings):
+        """Tar shards (data/shards.py) stream instead: a ShardClips, which clip_loader also takes."""
+        from .shards import ShardClips, is_shard_spec
+
+        if cls is VideoClips and is_shard_spec(root):
+            return ShardClips(root, **settings)
+        return super().__new__(cls)
 
     def __init__(self, root: str | Path, *, n_frames: int, time_step: int, size: int, seed: int = 0):
         if n_frames < 2 or time_step < 1 or size < 1:
@@ -236,6 +225,9 @@ class ClipBatchSampler(Sampler):
 def clip_loader(dataset: VideoClips, batch_size: int, *, seed: int = 0, rank: int = 0, world_size: int = 1,
                 start_batch: int = 0, workers: int = 0, pin_memory: bool = False) -> Iterator[Tensor]:
     """Endless iterator of real clip batches [B, T, 3, S, S], starting at batch `start_batch`."""
+    if hasattr(dataset, "stream"):  # tar shards: a stream of its own (data/shards.py)
+        return dataset.stream(batch_size, rank=rank, world_size=world_size, start_batch=start_batch, workers=workers,
+                              pin_memory=pin_memory)
     sampler = ClipBatchSampler(len(dataset), batch_size, seed=seed, rank=rank, world_size=world_size,
                                start_batch=start_batch)
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=pin_memory,

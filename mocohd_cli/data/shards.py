@@ -32,6 +32,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from ..infra.errors import MocohdError
 from ..infra.settings import torch_seed
 from .decode import decode_image, probe_video, read_frames
+from .pixels import frames_to_clip
 from .decode import reason as _reason
 from .storage import IMAGE_SUFFIXES, VIDEO_SUFFIXES, natural_key
 
@@ -81,6 +82,16 @@ class ShardReport:
     corrupt: list[tuple[str, str, str]] = field(default_factory=list)
     too_short: list[str] = field(default_factory=list)
     empty: int = 0
+
+    spec: str = ""
+
+    def summary(self) -> str:
+        text = f"tar shards {self.spec} (streamed)"
+        if self.too_short:
+            text += f"; {len(self.too_short)} too short skipped so far"
+        if self.corrupt:
+            text += f"; {len(self.corrupt)} unreadable skipped so far"
+        return text
 
     def skip(self, url: str, member: str, why: str) -> None:
         self.corrupt.append((url, member, why))
@@ -147,8 +158,8 @@ def _raise_shard_error(exn: Exception) -> bool:
     where = [a for a in exn.args[1:] if isinstance(a, str)]
     shard = where[-1] if where else "?"
     raise MocohdError(f"cannot read shard {shard}: {_reason(exn)}", path=shard,
-                      fix="check that every shard is a complete tar file (re-write it with `mocohd data shard`)") \
-        from exn
+                      fix="a dataset is a folder or a .zip (of frame folders or video files), or complete webdataset tar "
+            "shards (write them with `mocohd data shard`)") from exn
 
 
 def _shard_stream(url: str) -> Iterator[dict]:
@@ -192,13 +203,12 @@ class ShardClips(IterableDataset):
 
     def __init__(self, spec, *, n_frames: int, time_step: int, size: int, seed: int = 0, rank: int = 0,
                  world_size: int = 1, batch_size: int = 1, start_batch: int = 0):
-        from .clips import clip_span
-
         self.urls = expand_shards(spec)
         self.spec, self.n_frames, self.time_step, self.size, self.seed = str(spec), n_frames, time_step, size, seed
         self.rank, self.world_size, self.batch_size, self.start_batch = rank, world_size, batch_size, start_batch
-        self.span = clip_span(n_frames, time_step)
-        self.report = ShardReport()
+        self.span = (n_frames - 1) * time_step + 1  # clips.clip_span
+        self.report = ShardReport(spec=self.spec)
+        next(iter(_shard_stream(self.urls[0])), None)  # an unreadable first shard is an error now, not in a worker
 
     def _consumer(self) -> tuple[int, int, int]:
         info = get_worker_info()
@@ -207,8 +217,6 @@ class ShardClips(IterableDataset):
         return self.rank * workers + worker, self.world_size * workers, skip
 
     def _clips(self) -> Iterator[torch.Tensor]:
-        from .clips import frames_to_clip
-
         consumer, consumers, skip = self._consumer()
         skip *= self.batch_size
         epoch, produced = 0, 0
@@ -253,6 +261,13 @@ class ShardClips(IterableDataset):
             if len(batch) == self.batch_size:
                 yield torch.stack(batch)
                 batch = []
+
+
+    def stream(self, batch_size: int, *, rank: int = 0, world_size: int = 1, start_batch: int = 0, workers: int = 0,
+               pin_memory: bool = False) -> Iterator[torch.Tensor]:
+        """What clips.clip_loader returns for shards: endless batches [B, T, 3, S, S] of this rank."""
+        self.batch_size, self.rank, self.world_size, self.start_batch = batch_size, rank, world_size, start_batch
+        return shard_loader(self, workers=workers, pin_memory=pin_memory)
 
 
 def shard_loader(dataset: ShardClips, *, workers: int = 0, pin_memory: bool = False) -> Iterator[torch.Tensor]:
