@@ -60,13 +60,14 @@ def _sample(values: dict, context) -> None:
         settings.motion, settings.example = str(example_motion(settings.example)), None
     elif settings.motion is None and settings.checkpoint is None and settings.backbone is None:
         settings.motion = str(_default_motion(replay=latents is not None))
-    if not context.is_main:
-        context.barrier()  # rank 0 loads first: what it caches (the motion-space PCA), the others read
+    untrained = settings.motion is None and latents is None
+    if untrained and not context.is_main:
+        context.barrier()  # rank 0 computes (and caches) the motion-space PCA first, the others read it
     with progress() as bar:
-        task = bar.add_task("motion-space PCA", total=None, visible=settings.motion is None and latents is None)
+        task = bar.add_task("motion-space PCA", total=None, visible=untrained)
         backbone, motion, info = prepare_sampling(
             settings, progress=lambda done, total: bar.update(task, completed=done, total=total))
-    if context.is_main:
+    if untrained and context.is_main:
         context.barrier()
     if motion is not None and not info:
         console.print("[yellow]note: no --motion given: using a freshly initialised, UNTRAINED motion model "

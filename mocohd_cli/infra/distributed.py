@@ -155,15 +155,18 @@ def gather_batches(context: DistContext | None, batches: list[torch.Tensor]) -> 
     dtype = getattr(torch, names.pop()) if names else torch.float32
     sizes = [sum(math.prod(shape) for shape in shapes) for shapes, _ in metas]
     longest = max(1, *sizes)  # gloo wants the same (non-empty) size from every rank
+    # NCCL moves only GPU tensors (gloo: CPU ones)
+    device = context.device if context.device.type == "cuda" else torch.device("cpu")
     flat = torch.zeros(longest, dtype=dtype)
     if batches:
         flat[:sizes[context.rank]] = torch.cat([b.reshape(-1) for b in batches])
-    received = [torch.empty(longest, dtype=dtype) for _ in range(context.world_size)] if context.is_main else None
-    dist.gather(flat, received, dst=0)
+    received = ([torch.empty(longest, dtype=dtype, device=device) for _ in range(context.world_size)]
+                if context.is_main else None)
+    dist.gather(flat.to(device), received, dst=0)
     if not context.is_main:
         return None
     per_rank = []
-    for (shapes, _), size, data in zip(metas, sizes, received):
+    for (shapes, _), size, data in zip(metas, sizes, (data.cpu() for data in received)):
         parts = data[:size].split([math.prod(shape) for shape in shapes]) if shapes else []
         per_rank.append([part.reshape(shape) for part, shape in zip(parts, shapes)])
     return dealt_order(per_rank)
