@@ -157,7 +157,8 @@ def _video(sample: dict) -> ShardVideo | None:
 def _raise_shard_error(exn: Exception) -> bool:
     where = [a for a in exn.args[1:] if isinstance(a, str)]
     shard = where[-1] if where else "?"
-    raise MocohdError(f"cannot read shard {shard}: {_reason(exn)}", path=shard,
+    why = exn.args[0] if exn.args and isinstance(exn.args[0], str) else _reason(exn)
+    raise MocohdError(f"cannot read this shard: {why}", path=shard,
                       fix="a dataset is a folder or a .zip (of frame folders or video files), or complete webdataset tar "
             "shards (write them with `mocohd data shard`)") from exn
 
