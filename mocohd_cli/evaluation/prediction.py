@@ -18,7 +18,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..data.video import quantize
+from ..infra.console import progress
 from ..infra.errors import MocohdError
+from ..infra.files import sha256_of
+from ..models.encoder import load_encoder
+from ..models.generation import latents_from_content, render, synthesis_seeds
+from ..models.inversion import invert_images, latent_statistics, psnr
+from .sources import FolderVideos, GeneratedVideos, check_length
 
 # The paper's numbers for MoCoGAN-HD on Sky Time-lapse (Table 4), for the docs and the JSON.
 PAPER_SKY = {"psnr": 22.286, "ssim": 0.688}
@@ -46,8 +53,6 @@ def score_prediction(real: Tensor, predicted: Tensor) -> dict:
     """PSNR and SSIM of predicted uint8 videos [N, T, 3, H, W] against the real ones: the means over
     frames 1..T-1 (`psnr`, `ssim`), frame 0 alone (the inversion: `psnr_frame0`, `ssim_frame0`) and
     the per-frame means (`psnr_per_frame`, `ssim_per_frame`, lists of T)."""
-    from ..models.inversion import psnr
-
     if real.shape != predicted.shape or real.dim() != 5 or real.shape[1] < 2:
         raise MocohdError(f"real videos {tuple(real.shape)} and predicted ones {tuple(predicted.shape)} must have "
                           "the same shape [N, T >= 2, 3, H, W]", fix="predict at least 2 frames per video")
@@ -66,10 +71,6 @@ def predict(backbone, motion, first_frames: Tensor, *, n_frames: int, start: int
     """Videos [n, T, 3, H, W] (uint8) predicted from uint8 first frames [n, 3, H, W], and the
     inversion's PSNR per video. Video i (counted from `start`) draws the motion noise of `mocohd
     sample --seed` video i; `inversion` goes to `invert_images` (steps, candidates, noise, ...)."""
-    from ..data.video import quantize
-    from ..models.generation import latents_from_content, render, synthesis_seeds
-    from ..models.inversion import invert_images
-
     noise = inversion.get("noise", "const")
     seeds = synthesis_seeds(seed, range(start, start + len(first_frames)))
     targets = first_frames.float() / 127.5 - 1
@@ -82,9 +83,6 @@ def prediction_metrics(backbone, motion, real_root, *, num_videos: int, n_frames
                        batch_size: int = 16, encoder=None, progress=None, **inversion) -> dict:
     """`score_prediction` over the first `num_videos` real videos of `real_root` that have
     `n_frames` frames, predicted from their frame 0 (see the module's docstring)."""
-    from ..models.inversion import latent_statistics
-    from .sources import FolderVideos, check_length
-
     if backbone.condition_dim:
         raise MocohdError(f"prediction inverts into an unconditional backbone; {backbone.name!r} is class-conditional",
                           fix="evaluate prediction with an unconditional backbone (StyleGAN2)")
@@ -110,11 +108,6 @@ def prediction_metrics(backbone, motion, real_root, *, num_videos: int, n_frames
 def evaluate_prediction(settings, fake, result) -> None:
     """`mocohd eval --metric prediction`: fills result.values["prediction"] (PSNR, dB) and
     ["prediction_ssim"], with the details and the protocol."""
-    from ..infra.console import progress
-    from ..infra.files import sha256_of
-    from ..models.encoder import load_encoder
-    from .sources import GeneratedVideos
-
     if not isinstance(fake, GeneratedVideos):
         raise MocohdError("prediction generates videos from the real videos' first frames",
                           fix="pass --motion MODEL (and --checkpoint) instead of --fake")

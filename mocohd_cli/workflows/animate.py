@@ -14,11 +14,16 @@ from pathlib import Path
 
 import torch
 
-from ..data.video import FORMATS, check_fps
+from ..data.images import read_images
+from ..data.video import FORMATS, check_fps, check_out_dir, image_grid, output_file, save_image, save_video
 from ..infra.errors import MocohdError
 from ..infra.settings import require_positive, setting
 from ..models.backbone import BACKBONE_HELP, NOISE_MODES
-from ..models.inversion import DEFAULT_CANDIDATES, DEFAULT_FEATURE_WEIGHT, DEFAULT_LR, DEFAULT_STEPS, check_candidates
+from ..models.encoder import load_encoder
+from ..models.generation import latents_from_content, render, synthesis_seeds
+from ..models.inversion import (DEFAULT_CANDIDATES, DEFAULT_FEATURE_WEIGHT, DEFAULT_LR, DEFAULT_STEPS,
+    check_candidates, invert_images, latent_statistics)
+from .sampling import LatentsWriter
 
 LATENTS_FILE = "latents.npz"
 
@@ -106,13 +111,6 @@ def _unique_stems(paths: list[Path]) -> list[str]:
 def animate(settings: AnimateSettings, images: list[str | Path], *, backbone, motion, fps: float,
             classes: list[int] | None = None, progress=None) -> AnimateResult:
     """Invert `images`, unroll `motion` from each latent, write the files. progress(done, total, what)."""
-    from ..data.images import read_images
-    from ..data.video import check_out_dir, image_grid, output_file, save_image, save_video
-    from ..models.encoder import load_encoder
-    from ..models.generation import latents_from_content, render, synthesis_seeds
-    from ..models.inversion import invert_images, latent_statistics
-    from .sampling import LatentsWriter
-
     settings.validate()
     fps = check_fps(fps, settings.format)
     if backbone.condition_dim and not classes:

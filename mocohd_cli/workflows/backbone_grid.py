@@ -11,9 +11,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..data.video import image_grid, save_image
+from ..infra.device import resolve_device
 from ..infra.errors import MocohdError
 from ..infra.settings import require_positive, setting
-from ..models.backbone import BACKBONE_HELP, NOISE_MODES, ImageGenerator
+from ..models.backbone import BACKBONE_HELP, NOISE_MODES, ImageGenerator, load_backbone
+from ..models.generation import seeded_content
 
 
 @dataclass
@@ -50,8 +53,6 @@ def sample_images(backbone: ImageGenerator, num_images: int, *, seed: int = 0, n
     Every draw comes from one CPU random generator (rng) seeded by `seed`, so the same seed gives
     the same images on any device (with noise "const", the images of a training run's fixed seed
     are comparable from step to step)."""
-    from ..models.generation import seeded_content
-
     backbone.check_noise_mode(noise)
     images = []
     for rng, latents, condition in seeded_content(backbone, num_images, seed=seed, classes=classes,
@@ -64,17 +65,12 @@ def sample_images(backbone: ImageGenerator, num_images: int, *, seed: int = 0, n
 def write_image_grid(images: Tensor, out: str | Path, *, nrow: int | None = None, padding: int = 0,
                      scale: int = 1) -> Path:
     """Images [N, 3, H, W] in [-1, 1] as one PNG grid."""
-    from ..data.video import image_grid, save_image
-
     return save_image(image_grid(images, nrow=nrow, padding=padding), out, scale=scale)
 
 
 def backbone_grid(checkpoint: str | Path, settings: GridSettings | None = None, **overrides) -> Path:
     """A PNG grid of samples of the backbone in `checkpoint`; `overrides` are GridSettings fields."""
     from dataclasses import replace
-
-    from ..infra.device import resolve_device
-    from ..models.backbone import load_backbone
 
     settings = replace(settings or GridSettings(), **overrides)
     settings.validate()

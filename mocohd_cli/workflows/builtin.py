@@ -15,11 +15,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ..data.domains import DOMAINS, dataset_settings, get_domain, make_dataset
 from ..infra.errors import MocohdError
-from ..infra.files import CACHE_ENV, cache_dir  # noqa: F401  (CACHE_ENV re-exported for callers)
+from ..infra.files import CACHE_ENV, cache_dir
+from ..training.config import TrainConfig
+from ..training.example_schedule import (EXAMPLE_IDENTITY, EXAMPLE_LATENT_MOTION, EXAMPLE_PCA_SOURCE, EXAMPLE_SIZE,
+    QUICK_SCHEDULE, example_schedule)
 # the examples' schedules live with the presets that hold them (training layer); re-exported here for callers
-from ..training.example_schedule import (EXAMPLE_IDENTITY, EXAMPLE_LATENT_MOTION, EXAMPLE_PCA_SOURCE,  # noqa: F401
-                                         EXAMPLE_SIZE, QUICK_SCHEDULE, example_schedule)
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 # The example dataset each default run renders on first use (about 10 s and 3 MB per domain).
@@ -38,15 +40,11 @@ def _shipped(names, file_name) -> dict[str, Path]:
 
 def example_backbones() -> dict[str, Path]:
     """Every example backbone shipped in this installation, by domain name."""
-    from ..data.domains import DOMAINS
-
     return _shipped(DOMAINS, backbone_file)
 
 
 def default_backbone(name: str = "faces") -> Path:
     """Path of the shipped example backbone trained on procedural domain `name`."""
-    from ..data.domains import get_domain
-
     get_domain(name)  # a clear error for unknown names
     path = ASSETS / backbone_file(name)
     if not path.is_file():
@@ -91,8 +89,6 @@ def default_dataset(name: str = "faces", *, videos: int = EXAMPLE_VIDEOS, frames
 
     Rendered into a temporary folder and renamed into place, so an interrupted or concurrent first
     use never leaves a half-written dataset behind."""
-    from ..data.domains import dataset_settings, make_dataset
-
     folder = cache_dir() / "datasets" / f"{name}-{size}px-{videos}x{frames}-seed{seed}"
     if dataset_settings(folder) is not None:
         return folder
@@ -152,13 +148,9 @@ def is_example_backbone(checkpoint: str | None) -> bool:
 
 def default_train_config(**overrides):
     """`mocohd train` without --checkpoint/--data, as a TrainConfig (options override the example's)."""
-    from ..training.config import TrainConfig
-
     return TrainConfig.from_dict({**default_train_values(), **overrides})
 
 
 def default_transfer_config(**overrides):
     """`mocohd transfer` without arguments, as a TrainConfig."""
-    from ..training.config import TrainConfig
-
     return TrainConfig.from_dict({**default_transfer_values(), **overrides})

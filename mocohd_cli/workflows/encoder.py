@@ -18,10 +18,14 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from ..infra.device import resolve_device
 from ..infra.errors import MocohdError
 from ..infra.settings import require_positive, setting
-from ..models.backbone import BACKBONE_HELP, NOISE_MODES
-from ..models.encoder import DEFAULT_ARCH
+from ..models.backbone import BACKBONE_HELP, NOISE_MODES, load_backbone
+from ..models.encoder import DEFAULT_ARCH, LatentEncoder, backbone_record, load_pretrained
+from ..models.generation import stream_seed
+from ..models.inversion import feature_distance, latent_statistics
+from ..training.engine import Cadence, Engine
 
 
 @dataclass
@@ -69,8 +73,6 @@ class EncoderResult:
 
 def encoder_loss(encoder, backbone, settings: EncoderSettings, rng: torch.Generator, *, mean, scale) -> dict:
     """The losses of one batch of fresh samples drawn with `rng` ({name: scalar tensor}, "total" included)."""
-    from ..models.inversion import feature_distance
-
     with torch.no_grad():
         w = backbone.sample_latent(settings.batch_size, rng=rng)
         condition = backbone.sample_condition(settings.batch_size, rng=rng)
@@ -106,8 +108,6 @@ class EncoderTask:
         self.started = time.perf_counter()
 
     def train_step(self) -> dict:
-        from ..models.generation import stream_seed
-
         settings = self.settings
         self.rng.manual_seed(stream_seed(settings.seed, self.step, "encoder-batch"))
         for group in self.optimiser.param_groups:
@@ -135,8 +135,6 @@ class EncoderTask:
         return None
 
     def export(self, path=None):
-        from ..models.encoder import backbone_record
-
         settings = self.settings
         training = {k: v for k, v in asdict(settings).items() if k not in ("out", "device", "checkpoint", "backbone")}
         if settings.encoder_weights:
@@ -151,13 +149,6 @@ class EncoderTask:
 
 def train_encoder(settings: EncoderSettings, *, log=None, progress: bool = True) -> EncoderResult:
     """Train an encoder for the settings' backbone and write it to `settings.out`."""
-    from ..infra.device import resolve_device
-    from ..models.backbone import load_backbone
-    from ..models.encoder import LatentEncoder, load_pretrained
-    from ..models.generation import stream_seed
-    from ..models.inversion import latent_statistics
-    from ..training.engine import Cadence, Engine
-
     settings.validate()
     device = resolve_device(settings.device)
     backbone = load_backbone(settings.backbone, settings.checkpoint, device=device, truncation=settings.truncation)

@@ -16,9 +16,17 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..infra.download import OFFLINE_ENVS, offline
 from ..infra.errors import MocohdError
-from ..infra.runs import RunDir, read_toml
+from ..infra.files import read_safetensors, write_safetensors
+from ..infra.hub import (HF_SCHEME, check_reference, hub_endpoint, hub_http_error, is_reference, parse_hf,
+    portable_reference, split_reference)
+from ..infra.provenance import PROVENANCE_FILE, read_provenance
+from ..infra.runs import RunDir, dumps_flat_toml, read_toml
+from ..infra.schema import decode_metadata
+from ..infra.tensorboard import gif_bytes
 from ..infra.version import __version__
+from ..models.motion import read_motion_info
 
 CARD = "README.md"
 SAMPLE = "sample.gif"
@@ -43,8 +51,6 @@ def portable_value(value):
     reference stays; a local path becomes the reference to the same file when there is one (a file
     of the Hub cache, the zoo or the examples), else its last component (NAME=PATH keeps NAME=);
     other values stay."""
-    from ..infra.hub import is_reference, portable_reference
-
     if isinstance(value, list):
         return [portable_value(item) for item in value]
     if isinstance(value, dict):
@@ -88,8 +94,6 @@ def _as_gif(video: Path, out: Path) -> Path:
         return video
     import imageio.v3 as iio
 
-    from ..infra.tensorboard import gif_bytes
-
     frames = iio.imread(video, plugin="pyav")  # [T, H, W, 3] uint8
     meta = iio.immeta(video, plugin="pyav")
     out.write_bytes(gif_bytes(frames, float(meta.get("fps") or 8)))
@@ -104,8 +108,6 @@ def check_repo_id(repo_id: str) -> str:
 
 def base_model(backbone_ref: str | None) -> str | None:
     """The Hub model repository the backbone comes from (the card's `base_model`), or None."""
-    from ..infra.hub import HF_SCHEME, parse_hf, split_reference
-
     parts = split_reference(backbone_ref)
     if parts is None or parts[0] != HF_SCHEME:
         return None
@@ -164,13 +166,6 @@ def stage(run_path: str | Path, staging: Path, repo_id: str, *, backbone_ref: st
           license: str = "other", provenance: bool = False) -> Staged:
     """Write what `push` uploads into `staging` (the run folder is left as it is); provenance.toml
     only with `provenance`."""
-    from ..infra.files import read_safetensors, write_safetensors
-    from ..infra.hub import check_reference, portable_reference
-    from ..infra.provenance import PROVENANCE_FILE, read_provenance
-    from ..infra.runs import dumps_flat_toml
-    from ..infra.schema import decode_metadata
-    from ..models.motion import read_motion_info
-
     run = RunDir(run_path)
     if not run.motion.is_file():
         raise MocohdError("this run has no motion.safetensors (it has not finished)", path=run.path,
@@ -224,9 +219,6 @@ def upload(staged: Staged, repo_id: str, *, private: bool, message: str) -> Push
     one, a public repository is refused before anything is uploaded."""
     from huggingface_hub import CommitOperationAdd, HfApi
     from huggingface_hub.errors import HfHubHTTPError
-
-    from ..infra.download import OFFLINE_ENVS, offline
-    from ..infra.hub import hub_endpoint, hub_http_error
 
     if offline():
         raise MocohdError(f"pushing needs the network, and {' / '.join(OFFLINE_ENVS)} is set",

@@ -22,9 +22,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..infra.download import download
 from ..infra.errors import MocohdError
 from ..infra.files import atomic_path, cache_dir, sha256_of
-from ..infra.hub import register_scheme
+from ..infra.hub import register_scheme, resolve
+from .builtin import default_backbone, example_backbones, example_motion
+from .convert import convert_backbone
 
 RECORD = "zoo.json"
 UNVERIFIED_FIX = "pass --sha256 FILE=HEX (a hash you trust) or --trust-unverified (record whatever arrives)"
@@ -221,9 +224,6 @@ def _pick(source: Path, pattern: str, single: bool) -> Path:
 
 def _obtain(entry: ZooEntry, file: ZooFile, expected: str | None, staging: Path, source: Path | None) -> Path:
     """The local copy of one file of the entry, its sha256 checked against `expected` when known."""
-    from ..infra.download import download
-    from ..infra.hub import resolve
-
     what = f"{file.name} of zoo entry {entry.name!r}"
     if source is not None:
         path = _pick(source, file.name, len(entry.files) == 1)
@@ -252,8 +252,6 @@ def _link(target: Path, link: Path) -> None:
 
 def _convert(entry: ZooEntry, files: dict[str, Path], out: Path, staging: Path) -> None:
     """Turn the downloaded files into the entry's .safetensors (see CONVERSIONS)."""
-    from .convert import convert_backbone
-
     if entry.convert == "stylegan2":
         convert_backbone(next(iter(files.values())), out, "stylegan2")
     elif entry.convert == "biggan":
@@ -335,20 +333,14 @@ def _zoo_reference_for(path: Path) -> str | None:
 
 
 def _resolve_example(name: str) -> Path:
-    from .builtin import default_backbone
-
     return default_backbone(name)
 
 
 def _resolve_example_motion(name: str) -> Path:
-    from .builtin import example_motion
-
     return example_motion(name)
 
 
 def _example_reference_for(path: Path) -> str | None:
-    from .builtin import example_backbones
-
     real = os.path.realpath(path)
     return next((f"example:{name}" for name, file in example_backbones().items() if os.path.realpath(file) == real),
                 None)
