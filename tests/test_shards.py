@@ -140,3 +140,23 @@ def test_training_reads_shards(tiny_stylegan2_checkpoint, sharded, tmp_path):
         assert result.steps == 2
         motions.append(read_safetensors(result.motion_path)[0])
     assert all(torch.equal(motions[0][k], motions[1][k]) for k in motions[0])  # same seed, same clips
+
+
+def test_training_from_shards_resumes_exactly(tiny_stylegan2_checkpoint, sharded, tmp_path):
+    from mocohd_cli.infra.files import read_safetensors
+    from mocohd_cli.training import TrainConfig, train
+    from test_train import TINY
+
+    _, spec = sharded
+    settings = {**TINY, "num_samples": 0, "seed": 3, "checkpoint_every": 1, "sample_every": 100}
+
+    def run(out, **overrides):
+        return train(TrainConfig(backbone="stylegan2", checkpoint=str(tiny_stylegan2_checkpoint), data=spec,
+                                 out=str(out), **{**settings, **overrides}), progress=False)
+
+    full = run(tmp_path / "full", iterations=4)
+    run(tmp_path / "cut", iterations=2)
+    resumed = run(tmp_path / "cut", iterations=4, resume=True)
+    assert resumed.steps == full.steps == 4
+    a, b = read_safetensors(full.motion_path)[0], read_safetensors(resumed.motion_path)[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
