@@ -2,7 +2,7 @@
 
 The library behind the `mocohd` command. The names most programs need are here:
 `load_backbone`, `load_motion`, `generate_videos`, `write_videos`, `TrainConfig` and `train`;
-the layers they come from are described in the README ("Layout").
+the layers they come from are described in docs/architecture.md.
 """
 from .infra.threads import prepare_environment as _prepare_threads
 

@@ -1,4 +1,4 @@
-"""The package's layering (README, "Layout"): each layer imports only the layers before it, and the
+"""The package's layering (docs/architecture.md): each layer imports only the layers before it, and the
 core never imports the built-in plugins (they are plugins like any other)."""
 from __future__ import annotations
 

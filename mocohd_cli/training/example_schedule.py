@@ -8,28 +8,28 @@ from __future__ import annotations
 # The example backbones' side (mocohd_cli/assets/stylegan2_<domain>_64.safetensors).
 EXAMPLE_SIZE = 64
 
-# Short schedules: a 2-core CPU finishes each in a few minutes (numbers in docs/examples.md).
+# Short schedules: a 2-core CPU finishes each in a few minutes (numbers in docs/benchmarks.md).
 QUICK_SCHEDULE = dict(
     frames=8, time_step=2, video_frame_size=EXAMPLE_SIZE,
     h_dim=128, n_pca=128, pca_samples=20_000,
     d_channels=32, batch_size=4, iterations=80, lr=5e-4,  # 5x the authors' lr: motion shows within 80 iterations
-    # without it every video walks the same way and the faces dissolve (docs/examples.md, "Ablation")
+    # without it every video walks the same way and the faces dissolve (CHANGELOG.md, development history)
     w_drift=100.0, drift_horizon=32,
-    # the LSTM reads its walk so far: long videos drift less (docs/examples.md, "Ablation", motion feedback)
+    # the LSTM reads its walk so far: long videos drift less (CHANGELOG.md, development history: motion feedback)
     motion_feedback=True,
     log_every=10, sample_every=80, checkpoint_every=20, num_samples=4, sample_format="mp4",
     workers=0, fps=8.0,
 )
 
 
-# The latent motion discriminator of the in-domain example (docs/examples.md, "Ablation"): its weight, and
+# The latent motion discriminator of the in-domain example (CHANGELOG.md, development history): its weight, and
 # the example dataset's videos projected into the faces backbone (shipped: projecting them took 17 minutes
 # on the 2-core CPU, far longer than the whole quick start).
 EXAMPLE_LATENT_MOTION = 20.0
-# The identity loss of the in-domain example (docs/examples.md, "Identity"): its weight, and the identity encoder
+# The identity loss of the in-domain example (CHANGELOG.md, development history): its weight, and the identity encoder
 # trained on the example dataset's videos (shipped: training it takes about a minute on the 2-core CPU).
 EXAMPLE_IDENTITY = 5.0
-# The in-domain example's motion basis (docs/examples.md, "Motion basis"): the PCA of its projected training
+# The in-domain example's motion basis (CHANGELOG.md, development history): the PCA of its projected training
 # videos' walks (the shipped projections above), not of sampled content codes.
 EXAMPLE_PCA_SOURCE = "videos"
 
@@ -60,5 +60,5 @@ def example_schedule(mode: str) -> dict:
                 # their look, and the robots walked towards the faces' colours and dissolved (200 iterations:
                 # identity drift 6.8x the real robots', 9.0x over 64 frames); with the motion view the shared-drift
                 # penalty no longer freezes them; half the step size lowers the drift a little more
-                # (docs/examples.md, "Robots")
+                # (CHANGELOG.md, development history)
                 video_d_view="motion", w_residual=0.1)
