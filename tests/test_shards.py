@@ -78,6 +78,11 @@ def test_training_stream_is_split_deterministic_and_resumable(sharded):
     assert not torch.equal(ranks[0][0], ranks[1][0])  # the ranks read other shards
     resumed = take(ShardClips(spec, rank=0, world_size=2, start_batch=3, **settings), 2)
     assert all(torch.equal(a, b) for a, b in zip(resumed, ranks[0][3:]))
+    # in two loader workers: the same batches whatever batch the stream is resumed at
+    with_workers = take(ShardClips(spec, **{**settings, "batch_size": 1}).stream(2, workers=2), 6)
+    for start in (1, 3):
+        resumed = take(ShardClips(spec, **settings).stream(2, start_batch=start, workers=2), 6 - start)
+        assert all(torch.equal(a, b) for a, b in zip(resumed, with_workers[start:]))
     # fewer shards than consumers: the samples are dealt instead
     many = take(ShardClips(spec, rank=4, world_size=5, **settings), 2)
     assert many[0].shape == (2, 3, 3, 8, 8)

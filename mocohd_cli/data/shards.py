@@ -214,8 +214,11 @@ class ShardClips(IterableDataset):
     def _consumer(self) -> tuple[int, int, int]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        skip = max(0, (self.start_batch - worker + workers - 1) // workers)  # batches b < start, b % W == worker
-        return self.rank * workers + worker, self.world_size * workers, skip
+        # the loader takes a batch from worker 0, 1, ... in turn, so batch b is from the worker of role b % W;
+        # resumed at batch s, worker 0 (asked first) plays role s % W, and each role skips its batches before s
+        role = (worker + self.start_batch) % workers
+        skip = max(0, (self.start_batch - role + workers - 1) // workers)
+        return self.rank * workers + role, self.world_size * workers, skip
 
     def _clips(self) -> Iterator[torch.Tensor]:
         consumer, consumers, skip = self._consumer()
