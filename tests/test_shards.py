@@ -34,6 +34,10 @@ def sharded(tmp_path) -> tuple[Path, str]:
 def test_shards_are_written_the_same_and_read_back(sharded, tmp_path):
     folder, spec = sharded
     assert is_shard_spec(spec) and not is_shard_spec(folder) and is_shard_spec("pipe:cat a.tar")
+    (tmp_path / "odd.tar").mkdir()
+    assert not is_shard_spec(tmp_path / "odd.tar")  # a folder, whatever its name
+    with pytest.raises(MocohdError, match="--latent-iterations 0"):
+        ShardClips(spec, n_frames=3, time_step=1, size=8).entries
     assert len(expand_shards(spec)) == 4
     again, count = write_shards(folder, tmp_path / "again", per_shard=2)
     assert count == 7 and [p.read_bytes() for p in again] == [

@@ -45,6 +45,8 @@ def is_shard_spec(data) -> bool:
     """True for a tar-shard spec (a .tar path or pattern, a URL or `pipe:` form), False for the
     folders, zips and video folders the other readers take."""
     text = str(data)
+    if Path(text).is_dir():  # a folder is a folder, whatever its name
+        return False
     if text.startswith("pipe:") or re.match(r"^[a-z][a-z0-9+.-]*://", text):
         return True
     return any(_TAR.search(part.strip()) for part in text.split("::")) or ("{" in text and ".tar" in text)
@@ -210,6 +212,14 @@ class ShardClips(IterableDataset):
         self.span = (n_frames - 1) * time_step + 1  # clips.clip_span
         self.report = ShardReport(spec=self.spec)
         next(iter(_shard_stream(self.urls[0])), None)  # an unreadable first shard is an error now, not in a worker
+
+    @property
+    def entries(self):
+        """Shards are streamed: there is no list of videos (what the latent phase's projections and the
+        identity reader walk)."""
+        raise MocohdError("this needs every video listed up front, and tar shards are streamed", path=self.spec,
+                          fix="train from shards with --latent-iterations 0, or pass the videos as a folder "
+                              "(`mocohd data shard` wrote them from one)")
 
     def _consumer(self) -> tuple[int, int, int]:
         info = get_worker_info()
