@@ -108,3 +108,24 @@ def test_each_command_help_has_a_summary_and_an_example():
         summary = text.split("Usage:", 1)[1].splitlines()[2].strip()
         assert summary and summary.endswith("."), (name, summary)
         assert "Example" in text and f"mocohd {name}" in text.split("Example", 1)[1], name
+
+
+def test_a_config_file_may_group_its_settings_in_tables(tmp_path):
+    """Issue 34 item 3: `--config` files may hold the settings in their groups' tables; flat names stay valid."""
+    import tomllib
+
+    from mocohd_cli.infra.errors import MocohdError
+    from mocohd_cli.training.config import group_key
+    from mocohd_cli.training.resume import resolve_config
+
+    file = tmp_path / "run.toml"
+    file.write_text('seed = 3\n[inputs]\ndata = "videos"\n[data]\nframes = 8\n[latent-phase]\nlatent_iterations = 5\n')
+    config = resolve_config({"lr": 0.001}, config_file=file)
+    assert (config.seed, config.data, config.frames, config.latent_iterations, config.lr) == (3, "videos", 8, 5, 0.001)
+    assert list(config.grouped()) == [group_key(g) for g in GROUPS] and config.grouped()["data"]["frames"] == 8
+    for wrong in ("[data]\nlr = 1.0\n", "frames = 4\n[data]\nframes = 8\n"):
+        try:
+            TrainConfig.from_dict(tomllib.loads(wrong))
+        except MocohdError:
+            continue
+        raise AssertionError(wrong)

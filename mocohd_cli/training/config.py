@@ -265,8 +265,18 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict, *, source: str | Path | None = None) -> "TrainConfig":
-        """Build from (for example TOML) values; dashes in keys are accepted; unknown keys are an error."""
-        return settings_from_dict(cls, values, what="training", source=source)
+        """Build from (for example TOML) values; dashes in keys are accepted; unknown keys are an error.
+        Fields may also sit in a table of their group (`[latent-phase]`, `[data]`: group_key names them),
+        beside the flat names that config files, presets and run states have always used."""
+        return settings_from_dict(cls, ungrouped(values, source=source), what="training", source=source)
+
+    def grouped(self) -> dict[str, dict]:
+        """The settings by group, in GROUPS' order: {group_key(group): {field: value}}."""
+        tables: dict[str, dict] = {group_key(group): {} for group in GROUPS}
+        for field in dataclasses.fields(self):
+            if "group" in field.metadata:
+                tables[group_key(field.metadata["group"])][field.name] = getattr(self, field.name)
+        return tables
 
     @property
     def drift_frames(self) -> int:
@@ -367,6 +377,35 @@ class TrainConfig:
 # The help panels (and the sections of `--help`) in this order; each field names its own.
 GROUPS = ("Inputs", "Data", "Motion generator", "Objective", "Loss terms", "Latent phase", "Optimisation", "Machine",
           "Output", "Evaluation")
+
+
+def group_key(group: str) -> str:
+    """A group's table name in TOML files: "Latent phase" -> "latent_phase" (dashes accepted too)."""
+    return group.lower().replace(" ", "_")
+
+
+def ungrouped(values: dict, *, source=None) -> dict:
+    """TOML values with group tables flattened into field names; a field given twice, or in the table of
+    another group, is an error naming where it belongs. A field named like a group (`data`) is a table
+    only when its value is one."""
+    groups = {group_key(g): g for g in GROUPS}
+    home = {f.name: f.metadata.get("group") for f in dataclasses.fields(TrainConfig)}
+    flat = {key: value for key, value in values.items()
+            if not (key.replace("-", "_") in groups and isinstance(value, dict))}
+    for key, table in values.items():
+        group = groups.get(key.replace("-", "_"))
+        if group is None or not isinstance(table, dict):
+            continue
+        for name, value in table.items():
+            field = name.replace("-", "_")
+            if field in home and home[field] != group:
+                raise MocohdError(f"training option {name!r} is in table [{key}]", path=source,
+                                  fix=f"put it in [{group_key(home[field])}] (or at the top level)")
+            if field in {k.replace("-", "_") for k in flat}:
+                raise MocohdError(f"training option {name!r} is given twice (in [{key}] and at the top level)",
+                                  path=source, fix="keep one")
+            flat[name] = value
+    return flat
 
 
 def _declared(key: str) -> dict:

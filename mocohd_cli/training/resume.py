@@ -13,7 +13,7 @@ import torch
 
 from ..infra.errors import MocohdError, brief
 from ..infra.runs import DEFAULT_RUNS_ROOT, RunDir, RunLock, new_run_path, read_toml
-from .config import RESUME_KEYS, RESUME_KEYS_ADDED, TrainConfig
+from .config import RESUME_KEYS, RESUME_KEYS_ADDED, TrainConfig, ungrouped
 from .presets import get_preset, preset_values
 
 
@@ -110,7 +110,7 @@ def check_compatible(saved: dict, config: TrainConfig, state_path: Path) -> None
 def given_and_file(options: dict, config_file: str | Path | None) -> tuple[dict, dict]:
     """The options given (None: not given, left out) and the values of --config FILE."""
     return ({k: v for k, v in options.items() if v is not None},
-            read_toml(config_file) if config_file is not None else {})
+            ungrouped(read_toml(config_file), source=config_file) if config_file is not None else {})
 
 
 def resumed_values(given: dict, from_file: dict, default_root: str | Path) -> dict:
