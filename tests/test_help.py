@@ -73,8 +73,6 @@ PATHLIKE = {"--backbone", "--checkpoint", "--motion", "--data", "--out", "--late
 def test_path_and_name_options_show_a_metavar_not_a_type():
     """Every built-in command's path-like options read PATH/FILE/DIR/NAME in its help, not <str>."""
     for path, command in _commands():
-        if path == ("eval", "stats"):  # eval.py is being changed for torchrun: its --out is left for later
-            continue
         for param in getattr(command, "params", []):
             if set(getattr(param, "opts", ())) & PATHLIKE and not getattr(param, "is_flag", False):
                 assert param.metavar in {"PATH", "FILE", "DIR", "NAME"}, (" ".join(path), param.opts, param.metavar)
@@ -97,9 +95,9 @@ def test_sample_motion_and_transfer_backbone_say_what_happens():
     assert "--image-domain" in transfer["backbone"].help and "checkpoint)" not in transfer["backbone"].help
 
 
-# sample and eval are being changed for torchrun; data and backbones are listed as they are
-WITH_EXAMPLES = ["train", "transfer", "animate", "backbone-grid", "train-encoder", "convert", "import-motion", "push",
-                 "demo", "zoo"]
+# data and backbones are listed as they are
+WITH_EXAMPLES = ["train", "transfer", "sample", "eval", "animate", "backbone-grid", "train-encoder", "convert",
+                 "import-motion", "push", "demo", "zoo"]
 
 
 def test_each_command_help_has_a_summary_and_an_example():

@@ -16,7 +16,9 @@ from ..infra.errors import MocohdError
 from ..infra.threads import threads_option, threads_typer_option
 from .options import extra_option, given_values, options_from
 
-eval_app = typer.Typer(help="Measure generated videos against real ones (see docs/evaluation.md).")
+eval_app = typer.Typer(help="Measure generated videos against real ones (see docs/evaluation.md).\n\n"
+                            "Examples:\n\n  mocohd eval --real videos/ --fake samples/ --metric fvd16\n\n"
+                            "  mocohd eval --real videos/ --motion example:faces --metric fvd16 --metric fid")
 app.add_typer(eval_app, name="eval", rich_help_panel=PANEL_EVALUATE)
 
 _JSON = extra_option("json_path", Optional[Path], typer.Option(None, "--json", help="Write {metric: value, ...} "
@@ -77,7 +79,7 @@ eval_app.callback(invoke_without_command=True)(eval_command)
 @eval_app.command("stats")
 def stats_command(
     data: Path = typer.Argument(..., help="Real videos (anything `mocohd train --data` reads)."),
-    out: Path = typer.Option(..., help="Statistics file to write (.npz)."),
+    out: Path = typer.Option(..., metavar="FILE", help="Statistics file to write (.npz)."),
     metric: list[str] = typer.Option(["fvd16"], "--metric", help="Metrics the statistics are for; repeat."),
     resolution: int = typer.Option(..., help="Side the videos are evaluated at (the generated videos')."),
     num_videos: int = typer.Option(2048, help="At most this many videos (the first that are long enough)."),

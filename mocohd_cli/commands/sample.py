@@ -30,7 +30,10 @@ def _default_motion(replay: bool) -> Path:
 
 
 @config_command(app, "sample", options_from(SampleSettings) + [labels_option(), threads_option()],
-                help="Sample videos.",
+                help="Sample videos from a motion model and its image generator.\n\n"
+                     "Examples:\n\n"
+                     "  mocohd sample --example faces -n 8\n\n"
+                     "  mocohd sample --motion mocohd-runs/train-20260101-120000/motion.safetensors --grid",
                 panel=PANEL_GENERATE)
 def sample_command(values: dict) -> None:
     """Alone, or under torchrun with the videos dealt over the ranks (docs/scaling.md)."""
