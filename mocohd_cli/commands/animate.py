@@ -7,10 +7,15 @@ from pathlib import Path
 import typer
 
 from ..app import PANEL_GENERATE, app
+from ..data.labels import resolve_classes
 from ..infra.console import console, progress
+from ..infra.device import resolve_device
 from ..infra.threads import threads_option
-from ..workflows.animate import AnimateSettings
+from ..models.motion import load_motion_and_backbone
+from ..workflows.animate import AnimateSettings, animate
+from ..workflows.sampling import DEFAULT_FPS
 from .options import config_command, extra_option, given_values, labels_option, options_from
+from .sample import _default_motion
 
 _IMAGES = extra_option("images", list[Path], typer.Argument(..., help="Images to animate (PNG, JPEG, ...; any size: "
                                                               "see docs/animate.md for what is converted).",
@@ -24,13 +29,6 @@ _IMAGES = extra_option("images", list[Path], typer.Argument(..., help="Images to
                      "  mocohd animate a.png b.png --motion example:faces --out animations/",
                 panel=PANEL_GENERATE)
 def animate_command(values: dict) -> None:
-    from ..data.labels import resolve_classes
-    from ..infra.device import resolve_device
-    from ..models.motion import load_motion_and_backbone
-    from ..workflows.animate import animate
-    from ..workflows.sampling import DEFAULT_FPS
-    from .sample import _default_motion
-
     images, labels, names = values.pop("images"), values.pop("labels"), values.pop("classes")
     settings = AnimateSettings(**given_values(values))
     settings.validate()

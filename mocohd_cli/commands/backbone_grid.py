@@ -6,9 +6,10 @@ from pathlib import Path
 import typer
 
 from ..app import PANEL_GENERATE, app
+from ..data.labels import resolve_classes
 from ..infra.console import console
 from ..infra.threads import threads_option
-from ..workflows.backbone_grid import GridSettings
+from ..workflows.backbone_grid import GridSettings, backbone_grid
 from .options import config_command, extra_option, given_values, labels_option, options_from
 
 _PARAMETERS = [
@@ -25,9 +26,6 @@ _PARAMETERS = [
                      "  mocohd backbone-grid example:faces --out faces.png",
                 panel=PANEL_GENERATE)
 def backbone_grid_command(values: dict) -> None:
-    from ..data.labels import resolve_classes
-    from ..workflows.backbone_grid import backbone_grid
-
     checkpoint, labels, names = values.pop("checkpoint"), values.pop("labels"), values.pop("classes")
     settings = GridSettings(**given_values(values))
     settings.classes = resolve_classes(names, labels)

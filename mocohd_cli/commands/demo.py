@@ -10,6 +10,8 @@ import typer
 
 from ..app import PANEL_GENERATE, app
 from ..infra.console import console
+from ..workflows.demo import DemoModels, DemoOutputs, DemoSession, require_gradio, resolve_model
+from ..workflows.demo_app import launch, output_root, quiet_gradio_environment
 
 
 @app.command("demo", rich_help_panel=PANEL_GENERATE)
@@ -35,8 +37,6 @@ def demo(
 
       mocohd demo --model example:sky --port 8000
     """
-    from ..workflows.demo_app import output_root, quiet_gradio_environment
-
     root, temporary = output_root(out)
     # gradio's copies of uploads and results go beside the page's results: one folder to serve and to
     # remove (gradio reads the variable when it is imported)
@@ -50,9 +50,6 @@ def demo(
 
 
 def _serve(root: Path, temporary: bool, *, model, host, port, share, labels) -> None:
-    from ..workflows.demo import DemoModels, DemoOutputs, DemoSession, require_gradio, resolve_model
-    from ..workflows.demo_app import launch
-
     require_gradio()  # the extra's error before anything else
     if model is not None:
         resolve_model(model)  # a wrong --model stops here, not in the page

@@ -9,6 +9,8 @@ import typer
 from ..app import PANEL_MODELS, app
 from ..infra.console import console
 from ..infra.errors import MocohdError
+from ..models.backbone import load_backbone, resolve_backbone_class
+from ..workflows.released import import_released_motion
 
 
 @app.command("import-motion", rich_help_panel=PANEL_MODELS)
@@ -32,9 +34,6 @@ def import_motion(
 
       mocohd import-motion modelR_epoch_N.pth --pca-dir pca/ --checkpoint ffhq-256.safetensors --out motion.safetensors
     """
-    from ..models.backbone import load_backbone, resolve_backbone_class
-    from ..workflows.released import import_released_motion
-
     if out.suffix != ".safetensors":
         raise MocohdError("the output file must end in .safetensors", path=out, fix="pass --out NAME.safetensors")
     image_generator: object = None

@@ -8,6 +8,8 @@ import typer
 
 from ..app import PANEL_MODELS, app
 from ..infra.console import console
+from ..workflows.builtin import example_backbones, shipped_example_motions
+from ..workflows.zoo import CONVERSIONS, ZOO, artefact_path, fetch, fetched, get_entry
 
 zoo_app = typer.Typer(help="Known public checkpoints: list them, fetch one into the cache (checked and converted).\n\n"
                            "Examples:\n\n  mocohd zoo list\n\n  mocohd zoo get NAME",
@@ -23,9 +25,6 @@ def list_zoo() -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
-
-    from ..workflows.builtin import example_backbones, shipped_example_motions
-    from ..workflows.zoo import CONVERSIONS, ZOO, artefact_path, fetched
 
     table = Table(title="mocohd zoo (use as zoo:NAME; `mocohd zoo get NAME` fetches one)")
     for column in ("name", "kind", "what", "px", "license", "sha256", "converting", "in the cache"):
@@ -59,8 +58,6 @@ def get(
     force: bool = typer.Option(False, "--force", help="Fetch again even when the entry is in the cache."),
 ) -> None:
     """Download a zoo entry into the cache, check its sha256, convert it; prints the file to use."""
-    from ..workflows.zoo import fetch, get_entry
-
     entry = get_entry(name)
     path = fetch(name, source=source, sha256=sha256, trust_unverified=trust_unverified, force=force)
     console.print(f"{name}: {path}")

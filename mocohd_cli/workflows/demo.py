@@ -23,7 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..data.labels import resolve_classes
 from ..infra.errors import MocohdError
+from ..infra.hub import is_reference, resolve
+from ..infra.runs import RunDir
+from ..models.inversion import DEFAULT_STEPS
+from ..models.motion import load_motion_and_backbone
+from .animate import LATENTS_FILE as ANIMATE_LATENTS, AnimateSettings, animate
+from .builtin import EXAMPLE_MOTIONS, example_motion, shipped_example_motions
+from .sampling import DEFAULT_FPS, SampleSettings, prepare_sampling, sample_videos
 
 DEMO_EXTRA = "pip install 'mocohd[demo]'"
 # The page's choices and the bounds every call is held to: a CPU answers within a minute or so.
@@ -52,17 +60,11 @@ def require_gradio():
 
 def example_models() -> list[str]:
     """The model choices shipped in this installation: example:faces, example:robots, example:sky."""
-    from .builtin import shipped_example_motions
-
     return [f"example:{name}" for name in shipped_example_motions()]
 
 
 def resolve_model(text: object) -> Path:
     """The motion file a model choice names (see the module's docstring); MocohdError otherwise."""
-    from ..infra.hub import is_reference, resolve
-    from ..infra.runs import RunDir
-    from .builtin import EXAMPLE_MOTIONS, example_motion
-
     if not isinstance(text, str) or not text.strip():
         raise MocohdError("no model given", fix="pick an example, or give a motion file, a run folder or an hf:// "
                                                 "reference")
@@ -147,8 +149,6 @@ class DemoModels:
         self._lock = threading.Lock()
 
     def get(self, motion: Path, truncation: float):
-        from ..models.motion import load_motion_and_backbone
-
         stat = motion.stat()
         key = (str(motion.resolve()), stat.st_mtime_ns, stat.st_size, float(truncation))
         with self._lock:
@@ -185,8 +185,6 @@ class Animated:
 
 
 def _classes(session: DemoSession, text: object, backbone) -> list[int] | None:
-    from ..data.labels import resolve_classes
-
     names = parse_classes(text)
     if names and not backbone.condition_dim:
         raise MocohdError(f"backbone {backbone.name!r} is unconditional: it takes no class",
@@ -195,8 +193,6 @@ def _classes(session: DemoSession, text: object, backbone) -> list[int] | None:
 
 
 def _fps(fps: float, info: dict) -> float:
-    from .sampling import DEFAULT_FPS
-
     return float(fps) if fps else float(info.get("fps") or DEFAULT_FPS)
 
 
@@ -207,8 +203,6 @@ def generate(session: DemoSession, model: str = "example:faces", seed: object = 
              progress: Progress | None = None) -> Generated:
     """`mocohd sample` for the page: one grid video (rows share a content and columns a motion in the
     decomposition) and its latents file. fps 0: the model's frame rate."""
-    from .sampling import SampleSettings, prepare_sampling, sample_videos
-
     if mode not in MODES:
         raise MocohdError(f"unknown mode {str(mode)[:40]!r}", fix=f"use one of: {', '.join(MODES)}")
     seed, frames = bounded("seed", seed), bounded("frames", frames)
@@ -241,9 +235,6 @@ def animate_image(session: DemoSession, image: object, model: str = "example:fac
                   frames: object = DEFAULTS["frames"], fps: object = DEFAULTS["fps"], steps: object = None,
                   classes: object = "", *, progress: Progress | None = None) -> Animated:
     """`mocohd animate` of one uploaded image: its video, the comparison image and the latents file."""
-    from ..models.inversion import DEFAULT_STEPS
-    from .animate import LATENTS_FILE as ANIMATE_LATENTS, AnimateSettings, animate
-
     if image is None or (isinstance(image, str) and not image.strip()):
         raise MocohdError("no image uploaded", fix="upload an image (PNG, JPEG, ...) first")
     image = Path(str(image))
