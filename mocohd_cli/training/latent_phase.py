@@ -21,7 +21,7 @@ starts, which is what the rendered phase that follows (the paper's discriminator
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import torch
@@ -62,10 +62,6 @@ class LatentPhaseSettings:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "LatentPhaseSettings":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
 
 
 LATENT_PHASE = LatentPhaseSettings()  # the defaults, read by the training config's latent_* options
@@ -90,6 +86,7 @@ class LatentPhase:
         self.rollout = rollout or (lambda w0, n_frames, rng: motion.rollout(w0, n_frames, rng=rng))
         self.projected = projected.float().to(self.device)
         self.step_count = 0
+        self._data_displacements: Tensor | None = None  # the long-walk term's data, made at its first step
         self.opt = torch.optim.Adam(motion.parameters(), lr=settings.lr, betas=(0.5, 0.999))
         self.discriminator = self.opt_d = self.whitener = None
         if settings.w_adversarial:
@@ -155,10 +152,12 @@ class LatentPhase:
         walks stay near where they start (real videos are stationary), so walks past the learned window must
         not wander off (they did: faces dissolved by frame 32 without it)."""
         walks, steps = displacements.shape[:2]
-        # every projected frame's displacement from its video's frame 0 [N (F-1), n], in the motion model's
-        # current basis (a resumed run loads its basis after the phase is built)
-        data = displacements_in_pca_units(self.projected, self.motion.pca_components,
-                                          self.motion.pca_stdev).reshape(-1, self.motion.n_pca)
+        # every projected frame's displacement from its video's frame 0 [N (F-1), n], made at the first step: a
+        # resumed run loads its basis after the phase is built, and the basis is fixed from then on
+        if self._data_displacements is None:
+            self._data_displacements = displacements_in_pca_units(
+                self.projected, self.motion.pca_components, self.motion.pca_stdev).reshape(-1, self.motion.n_pca)
+        data = self._data_displacements
         late = torch.randint(self.settings.frames - 1, steps, (walks,), generator=rng, device=rng.device)
         rows = torch.randint(0, data.shape[0], (walks,), generator=rng, device=rng.device)
         generated = displacements[torch.arange(walks, device=displacements.device), late.to(displacements.device)]
