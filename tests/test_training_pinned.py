@@ -1,19 +1,21 @@
 """Fixed-seed training runs give the weights they gave before the training code was restructured.
 
 Each loop (motion in-domain with every optional term on, cross-domain, StyleGAN2 pre-training, the
-inversion encoder) runs a few tiny steps on one thread, and the sha256 of its weights is compared with
-the value pinned when the loops were first written against the engine's predecessor. A change that
-alters what a run computes (an extra random draw, a reordered loss, a changed default) changes a hash:
-if it is meant, rerun with MOCOHD_PRINT_PINS=1, check why, and pin the new value in the same commit.
+inversion encoder) runs a few tiny steps on one thread and its weights are compared with reference weights
+kept in tests/data/pins/. On a machine like the one that wrote them (the same torch version and CPU kernel
+set, torch.backends.cpu.get_cpu_capability()) they must be bit-identical. Elsewhere float kernels round
+differently, so they must agree to PIN_TOLERANCE, below what a changed computation gives (one extra optimiser
+step of the pre-training moves its weights by 4e-3, a 10% larger encoder learning rate by 0.27).
+A meant change: rerun with MOCOHD_WRITE_PINS=1, check why the weights moved, commit the new references.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from mocohd_cli.infra.files import read_safetensors
 from mocohd_cli.models.backbone import load_backbone
@@ -25,27 +27,41 @@ from test_train import TINY
 
 DATA = Path(__file__).parent / "data"
 
-PINS = {
-    "in-domain": "dfe354574b9c0236a852155a4b9eeb0368b26ab517d4ef2b48a6b3fbb8868151",
-    "cross-domain": "ffa24add2cc9e7e992fb732a04acd69a34614b5be3021aaf77e3cea5734802e3",
-    "pretrain": "e750e198a5815634bfe8b697a8d69813f26b758094152c097f1f4741dca7488c",
-    "encoder": "127fe1298ba220cecaa53fbdd412b54630140f07da655dc9e6881daf199358c1",
-}
+PIN_DIR = DATA / "pins"
+# Largest weight difference allowed between machines whose float kernels differ (calibrated by running the
+# pinned loops with ATEN_CPU_CAPABILITY=avx2 and =default against references written with avx512: at most 3e-4).
+PIN_TOLERANCE = 1e-3
 
 
-def weights_sha256(tensors: dict[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        digest.update(name.encode())
-        digest.update(tensors[name].detach().float().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+def this_machine() -> dict[str, str]:
+    return {"torch": torch.__version__.split("+")[0], "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
-def check_pin(name: str, tensors: dict[str, torch.Tensor]) -> None:
-    value = weights_sha256(tensors)
+def fingerprint(tensor: torch.Tensor, size: int = 4096) -> torch.Tensor:
+    """At most `size` evenly strided values of a tensor: the references of big models stay small, and a changed
+    computation moves every value."""
+    flat = tensor.detach().float().flatten()
+    return flat[::max(1, flat.numel() // size)][:size].contiguous()
+
+
+def check_pin(name: str, tensors: dict[str, torch.Tensor], *, exact: bool = True) -> None:
+    """`tensors` against the reference weights of loop `name`: bit-identical on a machine like the one that
+    wrote them (unless exact=False), else within PIN_TOLERANCE."""
+    path = PIN_DIR / f"{name}.safetensors"
+    tensors = {key: fingerprint(value) for key, value in tensors.items()}
+    if exact and os.environ.get("MOCOHD_WRITE_PINS"):
+        PIN_DIR.mkdir(exist_ok=True)
+        save_file(tensors, str(path), metadata=this_machine())
+    reference, machine = read_safetensors(path)
+    assert sorted(tensors) == sorted(reference), f"{name}: the run's weights have other names than the pinned ones"
+    if exact and machine == this_machine():
+        changed = [key for key in reference if not torch.equal(tensors[key], reference[key])]
+        assert not changed, f"{name}: the fixed-seed run's weights changed ({len(changed)} tensors, e.g. {changed[0]})"
+        return
+    worst = max((tensors[key] - reference[key]).abs().max().item() for key in reference)
     if os.environ.get("MOCOHD_PRINT_PINS"):
-        print(f"PIN {name} {value}")
-    assert value == PINS[name], f"{name}: the fixed-seed run's weights changed"
+        print(f"PIN {name}: largest difference {worst:.3g}")
+    assert worst <= PIN_TOLERANCE, f"{name}: the fixed-seed run's weights moved by {worst:.3g} (pinned on {machine})"
 
 
 @pytest.fixture
@@ -124,4 +140,5 @@ def test_a_state_written_before_the_engine_resumes_to_the_same_weights(tiny_styl
                               resume=True)
     result = train(config, progress=False)
     assert result.steps == 3
-    check_pin("in-domain", read_safetensors(result.motion_path)[0])
+    # the state was written on another machine: its first two steps ran on that machine's float kernels
+    check_pin("in-domain", read_safetensors(result.motion_path)[0], exact=False)
