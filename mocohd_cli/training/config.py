@@ -66,7 +66,8 @@ class TrainConfig:
                                 default_text="inferred from the checkpoint", group="Inputs", metavar="NAME")
     checkpoint: str | None = knob(None, "Image-generator checkpoint (frozen during training).",
                                   group="Inputs", metavar="PATH")
-    data: str | None = knob(None, "Videos: a folder (or .zip) of frame folders or video files.",
+    data: str | None = knob(None, "Videos: a folder (or .zip) of frame folders or video files, or tar shards "
+                            "('DIR/NAME-{000000..000099}.tar').",
                             group="Inputs", metavar="PATH")
     preset: str | None = knob(None, "The release's settings for one of its datasets (--list-presets shows "
                               "them); options given override it.", group="Inputs", metavar="NAME")
