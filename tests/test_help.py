@@ -95,14 +95,13 @@ def test_sample_motion_and_transfer_backbone_say_what_happens():
     assert "--image-domain" in transfer["backbone"].help and "checkpoint)" not in transfer["backbone"].help
 
 
-# data and backbones are listed as they are
 WITH_EXAMPLES = ["train", "transfer", "sample", "eval", "animate", "backbone-grid", "train-encoder", "convert",
-                 "import-motion", "push", "demo", "zoo"]
+                 "import-motion", "push", "demo", "zoo", "backbones", "data make", "data inspect", "data shard"]
 
 
 def test_each_command_help_has_a_summary_and_an_example():
     for name in WITH_EXAMPLES:
-        text = help_of(name)
+        text = help_of(*name.split())
         summary = text.split("Usage:", 1)[1].splitlines()[2].strip()
         assert summary and summary.endswith("."), (name, summary)
         assert "Example" in text and f"mocohd {name}" in text.split("Example", 1)[1], name

@@ -10,7 +10,12 @@ from ..app import PANEL_MODELS, app
 
 @app.command("backbones", rich_help_panel=PANEL_MODELS)
 def list_backbones() -> None:
-    """List installed image-generator backbones (plugins of the entry-point group mocohd.backbones)."""
+    """List installed image-generator backbones (plugins of the entry-point group mocohd.backbones).
+
+    Example:
+
+      mocohd backbones
+    """
     table = Table(title="mocohd backbones")
     for column in ("name", "distribution", "description"):
         table.add_column(column)

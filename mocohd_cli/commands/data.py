@@ -43,7 +43,12 @@ def make(
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty --out folder."),
     threads: Optional[int] = threads_typer_option(),
 ) -> None:
-    """Render a procedural video dataset, recording each video's generating factors."""
+    """Render a procedural video dataset, recording each video's generating factors.
+
+    Example:
+
+      mocohd data make faces --out data/faces --videos 256 --frames 64
+    """
     from ..data.domains import make_dataset
 
     folder = make_dataset(name, out, videos=videos, frames=frames, size=size, seed=seed, overwrite=overwrite)
@@ -58,7 +63,12 @@ def inspect(
     time_step: int = typer.Option(1, min=1, help="Frame step of those clips."),
     cache: bool = typer.Option(True, help="Use and update the index cache (--no-cache reads every file)."),
 ) -> None:
-    """Index a video dataset (cached) and print it: videos, frames, fps, resolutions, skipped files."""
+    """Index a video dataset (cached) and print it: videos, frames, fps, resolutions, skipped files.
+
+    Example:
+
+      mocohd data inspect data/faces --frames 16 --time-step 2
+    """
     from rich.markup import escape
 
     from ..data.clips import clip_span
@@ -124,7 +134,12 @@ def shard(
     max_mb: Optional[float] = typer.Option(None, "--max-mb", min=0.001,
                                            help="At most about this many megabytes a shard (default 3,000)."),
 ) -> None:
-    """Write a dataset as numbered webdataset tar shards (one sample a video: its file, or its frames)."""
+    """Write a dataset as numbered webdataset tar shards (one sample a video: its file, or its frames).
+
+    Example:
+
+      mocohd data shard data/faces shards/ --name faces --per-shard 64
+    """
     from rich.markup import escape
 
     from ..data.shards import write_shards
