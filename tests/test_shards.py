@@ -169,3 +169,17 @@ def test_training_from_shards_resumes_exactly(tiny_stylegan2_checkpoint, sharded
     assert resumed.steps == full.steps == 4
     a, b = read_safetensors(full.motion_path)[0], read_safetensors(resumed.motion_path)[0]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_data_inspect_reads_shards_as_it_reads_the_folder(sharded):
+    folder, spec = sharded
+    shards = runner.invoke(app, ["data", "inspect", spec, "--frames", "8", "--time-step", "2"], env={"COLUMNS": "200"})
+    assert shards.exit_code == 0, shards.output
+    text = " ".join(shards.output.split())
+    assert "7 videos in 4 shards" in text and "119 frames (per video: min 17, median 17, max 17)" in text
+    assert "0 too short for 8 frames every 2 (15 frames)" in text
+    plain = runner.invoke(app, ["data", "inspect", str(folder), "--frames", "8", "--time-step", "2", "--no-cache"],
+                          env={"COLUMNS": "200"})
+    assert "119 frames (per video: min 17, median 17, max 17)" in " ".join(plain.output.split())  # rich wraps it
+    missing = runner.invoke(app, ["data", "inspect", spec.replace("000003", "000009")])
+    assert missing.exit_code == 2 and "do not exist" in missing.output

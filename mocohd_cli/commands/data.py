@@ -57,7 +57,8 @@ def make(
 
 @data_app.command("inspect")
 def inspect(
-    data: Path = typer.Argument(..., help="A dataset: a folder (or .zip) of frame folders or video files."),
+    data: str = typer.Argument(..., help="A dataset: a folder (or .zip) of frame folders or video files, or tar "
+                                         "shards ('DIR/NAME-{000000..000009}.tar', streamed once)."),
     frames: int | None = typer.Option(None, min=1, help="Also count the videos too short for clips of this "
                                                         "many frames (with --time-step)."),
     time_step: int = typer.Option(1, min=1, help="Frame step of those clips."),
@@ -73,8 +74,13 @@ def inspect(
 
     from ..data.clips import clip_span
     from ..data.index import scan
+    from ..data.shards import is_shard_spec
     from ..data.storage import open_storage
 
+    if is_shard_spec(data):
+        inspect_shards(data, frames, time_step)
+        return
+    data = Path(data)
     index = scan(open_storage(data, given_as="`mocohd data inspect DATA`"), cache=cache)
     usable, skipped = index.usable, index.skipped
     out = Console(width=140)
@@ -122,6 +128,41 @@ def inspect(
         for record in skipped:
             table.add_row(escape(record.name), escape(record.error))
         out.print(table)
+
+
+def inspect_shards(spec: str, frames: int | None, time_step: int) -> None:
+    """`mocohd data inspect` of tar shards: one streamed pass (nothing is cached), memory one sample."""
+    from rich.markup import escape
+
+    from ..data.clips import clip_span
+    from ..data.shards import ShardReport, expand_shards, shard_samples
+
+    urls = expand_shards(spec)
+    report = ShardReport(spec=spec)
+    lengths, kinds, unreadable = [], {"video files": 0, "frame sequences": 0}, []
+    for video in shard_samples(urls, report):
+        try:
+            lengths.append(video.length())
+        except ValueError as exc:
+            unreadable.append(f"{video.url}: {video.name} ({exc})")
+            continue
+        kinds["video files" if video.file else "frame sequences"] += 1
+    out = Console(width=140)
+    lengths.sort()
+    text = (f"{len(lengths)} videos in {len(urls)} shard{'s' if len(urls) != 1 else ''} {escape(spec)} "
+            f"({kinds['video files']} video files, {kinds['frame sequences']} frame sequences), {sum(lengths)} frames")
+    if lengths:
+        text += f" (per video: min {lengths[0]}, median {lengths[len(lengths) // 2]}, max {lengths[-1]})"
+    out.print(text)
+    if report.empty:
+        out.print(f"{report.empty} samples without an image or video member")
+    if frames is not None:
+        span = clip_span(frames, time_step)
+        out.print(f"{sum(n < span for n in lengths)} too short for {frames} frames every {time_step} ({span} frames)")
+    for line in unreadable[:10]:
+        out.print(f"unreadable: {escape(line)}")
+    if len(unreadable) > 10:
+        out.print(f"... and {len(unreadable) - 10} more unreadable")
 
 
 @data_app.command("shard")
