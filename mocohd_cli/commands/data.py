@@ -33,7 +33,7 @@ def list_domains() -> None:
 
 @data_app.command("make")
 def make(
-    name: str = typer.Argument(..., help="Domain name (see `mocohd data list`)."),
+    name: str = typer.Argument(..., metavar="NAME", help="Domain name (see `mocohd data list`)."),
     out: Path = typer.Option(..., metavar="DIR",
                              help="Output folder: OUT/video_0000/img_0000.png ... and factors.json per video."),
     videos: int = typer.Option(64, min=1, help="Number of videos."),
@@ -57,7 +57,7 @@ def make(
 
 @data_app.command("inspect")
 def inspect(
-    data: str = typer.Argument(..., help="A dataset: a folder (or .zip) of frame folders or video files, or tar "
+    data: str = typer.Argument(..., metavar="DATA", help="A dataset: a folder (or .zip) of frame folders or video files, or tar "
                                          "shards ('DIR/NAME-{000000..000009}.tar', streamed once)."),
     frames: int | None = typer.Option(None, min=1, help="Also count the videos too short for clips of this "
                                                         "many frames (with --time-step)."),
@@ -167,9 +167,9 @@ def inspect_shards(spec: str, frames: int | None, time_step: int) -> None:
 
 @data_app.command("shard")
 def shard(
-    src: str = typer.Argument(..., help="A dataset: a folder (or .zip) of frame folders or video files, or tar "
+    src: str = typer.Argument(..., metavar="SRC", help="A dataset: a folder (or .zip) of frame folders or video files, or tar "
                                         "shards ('DIR/NAME-{000000..000009}.tar')."),
-    out: Path = typer.Argument(..., help="Output folder: OUT/NAME-000000.tar, OUT/NAME-000001.tar, ..."),
+    out: Path = typer.Argument(..., metavar="OUT", help="Output folder: OUT/NAME-000000.tar, OUT/NAME-000001.tar, ..."),
     name: str = typer.Option("shard", help="The shards' name: OUT/NAME-000000.tar ..."),
     per_shard: Optional[int] = typer.Option(None, "--per-shard", min=1, help="At most this many videos a shard."),
     max_mb: Optional[float] = typer.Option(None, "--max-mb", min=0.001,
