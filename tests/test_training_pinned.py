@@ -2,10 +2,10 @@
 
 Each loop (motion in-domain with every optional term on, cross-domain, StyleGAN2 pre-training, the
 inversion encoder) runs a few tiny steps on one thread and its weights are compared with reference weights
-kept in tests/data/pins/. On a machine like the one that wrote them (the same torch version and CPU kernel
-set, torch.backends.cpu.get_cpu_capability()) they must be bit-identical. Elsewhere float kernels round
-differently, so they must agree to PIN_TOLERANCE, below what a changed computation gives (one extra optimiser
-step of the pre-training moves its weights by 4e-3, a 10% larger encoder learning rate by 0.27).
+kept in tests/data/pins/. Float kernels round differently from one CPU to the next, even with the same torch
+and the same kernel set (CI's machine differed from the writer's in the last bits), so the weights must agree to
+PIN_TOLERANCE, well below what a changed computation gives (one extra optimiser step of the pre-training moves
+its weights by 4e-3, a 10% larger encoder learning rate by 0.27).
 A meant change: rerun with MOCOHD_WRITE_PINS=1, check why the weights moved, commit the new references.
 """
 from __future__ import annotations
@@ -28,9 +28,11 @@ from test_train import TINY
 DATA = Path(__file__).parent / "data"
 
 PIN_DIR = DATA / "pins"
-# Largest weight difference allowed between machines whose float kernels differ (calibrated by running the
-# pinned loops with ATEN_CPU_CAPABILITY=avx2 and =default against references written with avx512: at most 3e-4).
-PIN_TOLERANCE = 1e-3
+# Largest weight difference allowed per loop between machines whose float kernels differ. Measured against the
+# references (written on an AVX512 machine): another AVX512 machine 1.3e-6 / 1.3e-6 / 1.4e-4 / 5.3e-4 (in-domain /
+# cross-domain / pretrain / encoder); ATEN_CPU_CAPABILITY=avx2 at most 1.3e-6, =default at most 2.7e-4. The
+# encoder's batch-norm statistics carry rounding further, and a 10% larger encoder learning rate moves it by 0.27.
+PIN_TOLERANCE = {"in-domain": 1e-3, "cross-domain": 1e-3, "pretrain": 1e-3, "encoder": 1e-2}
 
 
 def this_machine() -> dict[str, str]:
@@ -44,24 +46,20 @@ def fingerprint(tensor: torch.Tensor, size: int = 4096) -> torch.Tensor:
     return flat[::max(1, flat.numel() // size)][:size].contiguous()
 
 
-def check_pin(name: str, tensors: dict[str, torch.Tensor], *, exact: bool = True) -> None:
-    """`tensors` against the reference weights of loop `name`: bit-identical on a machine like the one that
-    wrote them (unless exact=False), else within PIN_TOLERANCE."""
+def check_pin(name: str, tensors: dict[str, torch.Tensor], *, write: bool = True) -> None:
+    """`tensors` against the reference weights of loop `name`, within PIN_TOLERANCE. MOCOHD_WRITE_PINS=1 writes
+    the references first (not for runs that only reuse another loop's pin: write=False)."""
     path = PIN_DIR / f"{name}.safetensors"
     tensors = {key: fingerprint(value) for key, value in tensors.items()}
-    if exact and os.environ.get("MOCOHD_WRITE_PINS"):
+    if write and os.environ.get("MOCOHD_WRITE_PINS"):
         PIN_DIR.mkdir(exist_ok=True)
         save_file(tensors, str(path), metadata=this_machine())
     reference, machine = read_safetensors(path)
     assert sorted(tensors) == sorted(reference), f"{name}: the run's weights have other names than the pinned ones"
-    if exact and machine == this_machine():
-        changed = [key for key in reference if not torch.equal(tensors[key], reference[key])]
-        assert not changed, f"{name}: the fixed-seed run's weights changed ({len(changed)} tensors, e.g. {changed[0]})"
-        return
     worst = max((tensors[key] - reference[key]).abs().max().item() for key in reference)
     if os.environ.get("MOCOHD_PRINT_PINS"):
         print(f"PIN {name}: largest difference {worst:.3g}")
-    assert worst <= PIN_TOLERANCE, f"{name}: the fixed-seed run's weights moved by {worst:.3g} (pinned on {machine})"
+    assert worst <= PIN_TOLERANCE[name], f"{name}: the fixed-seed run's weights moved by {worst:.3g} (pinned on {machine})"
 
 
 @pytest.fixture
@@ -141,4 +139,4 @@ def test_a_state_written_before_the_engine_resumes_to_the_same_weights(tiny_styl
     result = train(config, progress=False)
     assert result.steps == 3
     # the state was written on another machine: its first two steps ran on that machine's float kernels
-    check_pin("in-domain", read_safetensors(result.motion_path)[0], exact=False)
+    check_pin("in-domain", read_safetensors(result.motion_path)[0], write=False)
