@@ -66,6 +66,18 @@ def cli_logging(level: int = logging.INFO) -> Iterator[None]:
             logger.propagate = propagate
 
 
+def _flags_without_type(command) -> None:
+    """Typer's help gives every option a type column; a flag (--help included) takes no value, so its
+    `<bool>` (or a field's FILE metavar where a command makes the field a flag) would only mislead.
+    An empty metavar leaves the column blank. Walks the whole command tree, plugins' commands too."""
+    help_option = command.get_help_option(typer.Context(command))
+    for param in [*command.params, *([help_option] if help_option else [])]:
+        if getattr(param, "is_flag", False) and not getattr(param, "count", False):
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _flags_without_type(sub)
+
+
 class _UserErrorsAsMessages(TyperGroup):
     """A MocohdError becomes one message on stderr and exit code 2 (a traceback only with --debug).
 
@@ -75,6 +87,7 @@ class _UserErrorsAsMessages(TyperGroup):
     """
 
     def main(self, *args, **kwargs):
+        _flags_without_type(self)  # here, not in __init__: typer adds the completion flags after that
         with cli_logging():
             return super().main(*args, **kwargs)
 

@@ -78,6 +78,19 @@ def test_path_and_name_options_show_a_metavar_not_a_type():
                 assert param.metavar in {"PATH", "FILE", "DIR", "NAME"}, (" ".join(path), param.opts, param.metavar)
 
 
+def test_no_option_shows_a_bare_python_type():
+    """The type column says what an option takes: a metavar (CLASS, NAME=PATH, R C) or the choices, never <str>,
+    <path> or <list[str]>; a flag (--help included) takes nothing and shows nothing."""
+    for path, command in _commands():
+        lines = help_of(*path).splitlines()
+        for line in lines:
+            cells = line.strip("│ ").split()
+            if not cells or not cells[0].startswith("--"):
+                continue
+            assert not any(cell in {"<str>", "<path>", "<bool>"} or cell.startswith("<list[") for cell in cells[1:2]), \
+                (" ".join(path), line)
+
+
 def test_fixed_choices_are_listed_and_enforced_in_sample():
     text = help_of("sample")
     line = lambda flag: next(l for l in text.splitlines() if l.lstrip("│ ").startswith(f"{flag} "))

@@ -17,7 +17,7 @@ from ..workflows.sampling import DEFAULT_FPS
 from .options import config_command, extra_option, given_values, labels_option, options_from
 from .sample import _default_motion
 
-_IMAGES = extra_option("images", list[Path], typer.Argument(..., help="Images to animate (PNG, JPEG, ...; any size: "
+_IMAGES = extra_option("images", list[Path], typer.Argument(..., metavar="IMAGE", help="Images to animate (PNG, JPEG, ...; any size: "
                                                               "see docs/animate.md for what is converted).",
                                                               show_default=False))
 

@@ -13,7 +13,7 @@ from ..workflows.backbone_grid import GridSettings, backbone_grid
 from .options import config_command, extra_option, given_values, labels_option, options_from
 
 _PARAMETERS = [
-    extra_option("checkpoint", Path, typer.Argument(..., help="Image-generator checkpoint (.safetensors, .pt, .pkl, "
+    extra_option("checkpoint", Path, typer.Argument(..., metavar="CHECKPOINT", help="Image-generator checkpoint (.safetensors, .pt, .pkl, "
                                                      "or a folder, as the backbone reads it).")),
     *options_from(GridSettings),
     labels_option(),

@@ -12,7 +12,7 @@ from ..infra.console import console
 
 @app.command("convert", rich_help_panel=PANEL_MODELS)
 def convert(
-    checkpoint: Path = typer.Argument(..., help="Backbone checkpoint to convert (e.g. a rosinality StyleGAN2 .pt)."),
+    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="Backbone checkpoint to convert (e.g. a rosinality StyleGAN2 .pt)."),
     out: Path = typer.Option(..., "--out", "-o", metavar="FILE", help="Output file (.safetensors)."),
     backbone: Optional[str] = typer.Option(None, metavar="NAME",
                                            help="Backbone: registered name, module:Class or file.py:Class "

@@ -170,7 +170,7 @@ def shard(
     src: str = typer.Argument(..., metavar="SRC", help="A dataset: a folder (or .zip) of frame folders or video files, or tar "
                                         "shards ('DIR/NAME-{000000..000009}.tar')."),
     out: Path = typer.Argument(..., metavar="OUT", help="Output folder: OUT/NAME-000000.tar, OUT/NAME-000001.tar, ..."),
-    name: str = typer.Option("shard", help="The shards' name: OUT/NAME-000000.tar ..."),
+    name: str = typer.Option("shard", metavar="NAME", help="The shards' name: OUT/NAME-000000.tar ..."),
     per_shard: Optional[int] = typer.Option(None, "--per-shard", min=1, help="At most this many videos a shard."),
     max_mb: Optional[float] = typer.Option(None, "--max-mb", min=0.001,
                                            help="At most about this many megabytes a shard (default 3,000)."),

@@ -16,10 +16,10 @@ from ..workflows.demo_app import launch, output_root, quiet_gradio_environment
 
 @app.command("demo", rich_help_panel=PANEL_GENERATE)
 def demo(
-    model: Optional[str] = typer.Option(None, "--model", help="The model the page starts with: example:NAME, a "
+    model: Optional[str] = typer.Option(None, "--model", metavar="MODEL", help="The model the page starts with: example:NAME, a "
                                         "motion .safetensors, a run folder or hf://OWNER/REPO/PATH.",
                                         show_default="the first shipped example"),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (0.0.0.0: every interface; "
+    host: str = typer.Option("127.0.0.1", "--host", metavar="ADDRESS", help="Address to serve on (0.0.0.0: every interface; "
                              "anyone who reaches it can use the page)."),
     port: Optional[int] = typer.Option(None, "--port", min=1, max=65535,
                                        help="Port (default: 7860, else the next free one)."),

@@ -14,14 +14,16 @@ from ..evaluation.run import EvalSettings
 from ..infra.console import console
 from ..infra.errors import MocohdError
 from ..infra.threads import threads_option, threads_typer_option
-from .options import extra_option, given_values, options_from
+from .options import DEVICES, choice_type, extra_option, given_values, options_from
 
 eval_app = typer.Typer(help="Measure generated videos against real ones (see docs/evaluation.md).\n\n"
                             "Examples:\n\n  mocohd eval --real videos/ --fake samples/ --metric fvd16\n\n"
                             "  mocohd eval --real videos/ --motion example:faces --metric fvd16 --metric fid")
 app.add_typer(eval_app, name="eval", rich_help_panel=PANEL_EVALUATE)
 
-_JSON = extra_option("json_path", Optional[Path], typer.Option(None, "--json", help="Write {metric: value, ...} "
+Device = choice_type("device", DEVICES)
+
+_JSON = extra_option("json_path", Optional[Path], typer.Option(None, "--json", metavar="FILE", help="Write {metric: value, ...} "
                                                                 "with the details and the protocol to this file."))
 
 
@@ -78,15 +80,15 @@ eval_app.callback(invoke_without_command=True)(eval_command)
 
 @eval_app.command("stats")
 def stats_command(
-    data: Path = typer.Argument(..., help="Real videos (anything `mocohd train --data` reads)."),
+    data: Path = typer.Argument(..., metavar="DATA", help="Real videos (anything `mocohd train --data` reads)."),
     out: Path = typer.Option(..., metavar="FILE", help="Statistics file to write (.npz)."),
-    metric: list[str] = typer.Option(["fvd16"], "--metric", help="Metrics the statistics are for; repeat."),
+    metric: list[str] = typer.Option(["fvd16"], "--metric", metavar="METRIC", help="Metrics the statistics are for; repeat."),
     resolution: int = typer.Option(..., help="Side the videos are evaluated at (the generated videos')."),
     num_videos: int = typer.Option(2048, help="At most this many videos (the first that are long enough)."),
     seed: int = typer.Option(0, help="Seed of the clips' random offsets."),
     batch_size: int = typer.Option(16, help="Clips per detector call."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    detector: Optional[list[str]] = typer.Option(None, help="Detector file NAME=PATH (repeat)."),
+    device: Device = typer.Option(Device.auto, help="Where the detector runs."),
+    detector: Optional[list[str]] = typer.Option(None, metavar="NAME=PATH", help="Detector file NAME=PATH (repeat)."),
     threads: Optional[int] = threads_typer_option(),
 ) -> None:
     """Compute real-data statistics once; pass the file to `mocohd eval --real`."""
@@ -106,7 +108,7 @@ def stats_command(
         kinds += [kind] if kind not in kinds else []
     overrides, entries = parse_detector_options(detector), {}
     # under torchrun the clips are dealt over the ranks; rank 0 gathers the features and writes the file
-    context = init_distributed(device)
+    context = init_distributed(Device(device).value)
     console.quiet = console.quiet or not context.is_main
     try:
         with rank_failures(context):

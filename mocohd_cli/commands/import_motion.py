@@ -15,8 +15,8 @@ from ..workflows.released import import_released_motion
 
 @app.command("import-motion", rich_help_panel=PANEL_MODELS)
 def import_motion(
-    release: Path = typer.Argument(..., help="Released motion generator (modelR_epoch_N.pth)."),
-    pca_dir: Path = typer.Option(..., "--pca-dir", help="Folder with its pca_comp.npy and pca_stdev.npy."),
+    release: Path = typer.Argument(..., metavar="RELEASE", help="Released motion generator (modelR_epoch_N.pth)."),
+    pca_dir: Path = typer.Option(..., "--pca-dir", metavar="DIR", help="Folder with its pca_comp.npy and pca_stdev.npy."),
     out: Path = typer.Option(..., "--out", "-o", metavar="FILE", help="Output motion model (.safetensors)."),
     w_residual: float = typer.Option(0.2, "--w-residual", help="Residual step size lambda the model was trained "
                                      "with (not stored in the release; its scripts use 0.2)."),

@@ -26,8 +26,11 @@ from ..models.backbone import NOISE_MODES
 # themselves: the help shows PATH or NAME rather than <str>, and the fixed choices that typer then enforces.
 _METAVARS = {"backbone": "NAME", "arch": "NAME", "embedder": "NAME", "checkpoint": "PATH", "motion": "PATH",
              "encoder": "PATH", "real": "PATH", "fake": "PATH", "data": "PATH", "out": "PATH",
-             "encoder_weights": "FILE", "embedder_weights": "FILE", "latents": "FILE", "save_latents": "FILE"}
-_CHOICES = {"device": ("auto", "cpu", "cuda"), "noise": NOISE_MODES, "format": FORMATS}
+             "encoder_weights": "FILE", "embedder_weights": "FILE", "latents": "FILE", "save_latents": "FILE",
+             "classes": "CLASS", "metrics": "METRIC", "detectors": "NAME=PATH", "domain": "NAME",
+             "decomposition": "R C", "lerp": "A B"}
+DEVICES = ("auto", "cpu", "cuda")
+_CHOICES = {"device": DEVICES, "noise": NOISE_MODES, "format": FORMATS}
 
 
 def _optional(kind: Any) -> Any:
@@ -57,7 +60,7 @@ def options_from(config_cls: type, *, include: Callable[[dataclasses.Field], boo
         flags = flags or "--" + name.replace("_", "-")
         flags = (flags,) if isinstance(flags, str) else tuple(flags)
         choices = meta.get("choices") or (_CHOICES.get(field.name) if hints[field.name] in (str, str | None) else None)
-        kind = _optional(_choices(field.name, choices) if choices else meta.get("cli_type") or hints[field.name])
+        kind = _optional(choice_type(field.name, choices) if choices else meta.get("cli_type") or hints[field.name])
         metavar = meta.get("metavar") or (None if choices else _METAVARS.get(field.name))
         extra = {"metavar": metavar} if metavar else {}
         if kind is Optional[bool] and len(flags) == 1 and "/" not in flags[0]:
@@ -70,7 +73,7 @@ def options_from(config_cls: type, *, include: Callable[[dataclasses.Field], boo
     return parameters
 
 
-def _choices(name: str, values: tuple[str, ...]) -> type[enum.Enum]:
+def choice_type(name: str, values: tuple[str, ...]) -> type[enum.Enum]:
     """A str Enum of a field's fixed choices: the help lists them and typer refuses anything else
     (`given_values` turns the member back into its string)."""
     return enum.Enum(name.title().replace("_", ""), {value: value for value in values}, type=str)

@@ -13,16 +13,16 @@ from ..infra.console import console
 
 @app.command("push", rich_help_panel=PANEL_MODELS)
 def push(
-    run: Path = typer.Argument(..., help="Run folder (with motion.safetensors and config.toml)."),
-    repo: str = typer.Option(..., "--repo", help="Hub repository OWNER/NAME (created when missing)."),
+    run: Path = typer.Argument(..., metavar="RUN", help="Run folder (with motion.safetensors and config.toml)."),
+    repo: str = typer.Option(..., "--repo", metavar="OWNER/NAME", help="Hub repository OWNER/NAME (created when missing)."),
     private: bool = typer.Option(False, "--private", help="Create the repository private; an existing public "
                                  "repository is refused (nothing uploaded)."),
-    backbone_ref: Optional[str] = typer.Option(None, "--backbone-ref", help="Where others get the backbone "
+    backbone_ref: Optional[str] = typer.Option(None, "--backbone-ref", metavar="REF", help="Where others get the backbone "
                                                "checkpoint (hf://..., zoo:NAME, example:NAME); found from the "
                                                "run's local path when it came from the Hub, the zoo or the examples."),
-    license: str = typer.Option("other", "--license", help="Licence id for the model card (e.g. mit, apache-2.0); "
+    license: str = typer.Option("other", "--license", metavar="ID", help="Licence id for the model card (e.g. mit, apache-2.0); "
                                 "mind the backbone's licence."),
-    message: str = typer.Option("Upload mocohd motion model", "--message", "-m", help="Commit message."),
+    message: str = typer.Option("Upload mocohd motion model", "--message", "-m", metavar="TEXT", help="Commit message."),
     provenance: bool = typer.Option(False, "--provenance", help="Upload provenance.toml too (the command line, "
                                     "the platform, the git commit of each start)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the model card and the files, upload nothing."),

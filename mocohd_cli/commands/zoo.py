@@ -47,11 +47,11 @@ def list_zoo() -> None:
 
 @zoo_app.command("get")
 def get(
-    name: str = typer.Argument(..., help="Zoo entry (see `mocohd zoo list`)."),
-    source: Optional[Path] = typer.Option(None, "--from", help="Use local files instead of downloading: the file, or "
+    name: str = typer.Argument(..., metavar="NAME", help="Zoo entry (see `mocohd zoo list`)."),
+    source: Optional[Path] = typer.Option(None, "--from", metavar="PATH", help="Use local files instead of downloading: the file, or "
                                           "the folder holding the entry's files (needed where the zoo has no direct "
                                           "download, e.g. the release's motion models on Google Drive)."),
-    sha256: Optional[list[str]] = typer.Option(None, "--sha256", help="Expected sha256 of an unverified file: "
+    sha256: Optional[list[str]] = typer.Option(None, "--sha256", metavar="[FILE=]HEX", help="Expected sha256 of an unverified file: "
                                                "FILE=HEX, or HEX when one file is unverified (repeat)."),
     trust_unverified: bool = typer.Option(False, "--trust-unverified", help="Accept files the zoo has no verified "
                                           "sha256 for; the hash that arrives is recorded in the cache."),

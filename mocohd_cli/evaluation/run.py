@@ -33,7 +33,7 @@ class EvalSettings:
                                      default_text="the one the motion model records")
     backbone: str | None = setting(None, BACKBONE_HELP, default_text="inferred")
     truncation: float = setting(1.0, "Truncation of the generated videos' content codes.")
-    domain: str | None = setting(None, "Procedural domain of the ground-truth metrics (motion, content, frames).",
+    domain: str | None = setting(None, "Procedural domain of the ground-truth metrics (see `mocohd data list`).",
                                  default_text="the --real dataset's, from its dataset.json")
     num_videos: int = setting(STYLEGAN_V_VIDEOS, "Videos on each side (real: the first this many that are long "
                               "enough).")
@@ -46,7 +46,7 @@ class EvalSettings:
                                      "and resized to it).", default_text="the generated videos'")
     seed: int = setting(0, "Seed of the real clips' offsets and of generated videos.")
     batch_size: int = setting(16, "Clips (or frames / 16) per detector call.")
-    device: str = setting("auto", "auto, cpu or cuda.")
+    device: str = setting("auto", "Where it runs (auto: CUDA when there is one).")
     detectors: list[str] | None = setting(None, "Detector file: NAME=PATH with NAME i3d, inception or c3d "
                                           "(repeat).", flag="--detector", default_text="the cache, else a download")
     embedder: str | None = setting(None, "ACD's frame embedder, always with trained weights: a TorchScript file "

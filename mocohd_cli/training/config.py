@@ -227,8 +227,8 @@ class TrainConfig:
                         "(CPU reductions round differently across thread counts, and a GAN amplifies that).",
                      group="Optimisation", fixed=True)
     # machine
-    device: str = knob("auto", "auto, cpu or cuda.", group="Machine", choices=DEVICES)
-    precision: str = knob("fp32", "fp32, bf16 or fp16 (autocast; fp16 with a gradient scaler, CUDA only).",
+    device: str = knob("auto", "Where it trains (auto: CUDA when there is one).", group="Machine", choices=DEVICES)
+    precision: str = knob("fp32", "Autocast precision (fp16 with a gradient scaler, CUDA only).",
                           group="Machine", choices=PRECISIONS)
     checkpointing: bool = knob(False, "Gradient checkpointing of the frozen generator's synthesis: far less "
                                "memory per clip (1024 px on one GPU) for about a third more generator work.",

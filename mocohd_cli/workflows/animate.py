@@ -58,7 +58,7 @@ class AnimateSettings:
                        "per image.")
     save_latents: bool = setting(False, f"Also write {LATENTS_FILE} (replay it: mocohd sample --latents).")
     batch_size: int = setting(8, "Images inverted together.")
-    device: str = setting("auto", "auto, cpu or cuda.")
+    device: str = setting("auto", "Where it runs (auto: CUDA when there is one).")
 
     def validate(self) -> None:
         require_positive(self, ("frames", "batch_size"))

@@ -35,7 +35,7 @@ class GridSettings:
     nrow: int | None = setting(None, "Images per row.", default_text="a square grid")
     padding: int = setting(0, "Pixels between the images.")
     scale: int = setting(1, "Enlarge the grid by this factor (nearest neighbour).")
-    device: str = setting("auto", "auto, cpu or cuda.")
+    device: str = setting("auto", "Where it runs (auto: CUDA when there is one).")
 
     def validate(self) -> None:
         if not self.out:

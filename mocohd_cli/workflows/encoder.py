@@ -48,7 +48,7 @@ class EncoderSettings:
     noise: str = setting("random", f"Per-layer noise of the training images: {', '.join(NOISE_MODES)}.")
     truncation: float = setting(1.0, "Truncation of the sampled latents.")
     seed: int = setting(0, "Random seed: the same seed gives the same encoder (on the CPU).")
-    device: str = setting("auto", "auto, cpu or cuda.")
+    device: str = setting("auto", "Where it runs (auto: CUDA when there is one).")
     log_every: int = setting(50, "Print the losses every this many steps.")
 
     def validate(self) -> None:

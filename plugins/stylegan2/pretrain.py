@@ -101,7 +101,7 @@ class PretrainConfig:
     data: str | None = setting(None, "Frames to learn from: a folder (or .zip) of images, frame folders or video "
                                "files.")
     out: str | None = setting(None, "Run folder.", default_text=f"{DEFAULT_PRETRAIN_ROOT}/{RUN_PREFIX}-<time>")
-    runs_root: str = setting(str(DEFAULT_PRETRAIN_ROOT), "Where new run folders go.")
+    runs_root: str = setting(str(DEFAULT_PRETRAIN_ROOT), "Where new run folders go.", metavar="DIR")
     resume: bool = setting(False, "Continue the run in --out (or the latest run with a state under --runs-root) "
                            "from its state.")
     max_images: int = setting(100_000, "Read at most this many frames (evenly spaced).")
@@ -109,15 +109,15 @@ class PretrainConfig:
                                "(any format `--checkpoint` takes) instead of a random init; the discriminator "
                                "starts fresh. Its architecture is used unless --size, --style-dim, --n-mlp or "
                                "--channels say otherwise (then they must match it).",
-                               default_text="a random init")
+                               default_text="a random init", metavar="PATH")
     # architecture
     size: int = setting(64, "Image side in pixels (a power of two, at least 8).")
     style_dim: int = setting(256, "Dimension of z and W (the motion space).")
     n_mlp: int = setting(4, "Layers of the mapping network.")
     channels: dict = setting({}, "Generator widths per resolution, e.g. 4:128,8:96,16:64,32:48,64:32.",
-                             cli_type=str, default_text="128 at 4 px narrowing to 32 at --size")
+                             cli_type=str, default_text="128 at 4 px narrowing to 32 at --size", metavar="RES:WIDTH,...")
     d_channels: dict = setting({}, "Discriminator widths per resolution.", cli_type=str,
-                               default_text="the generator's")
+                               default_text="the generator's", metavar="RES:WIDTH,...")
     # schedule
     batch_size: int = setting(16, "Images per step.")
     steps: int = setting(5000, "Total training steps (a resumed run continues up to this).")
@@ -131,7 +131,7 @@ class PretrainConfig:
     ema_rampup: float = setting(0.05, "EMA ramp-up: the half-life is at most this fraction of the images seen so "
                                 "far (0: off).")
     augment: str = setting("auto", f"DiffAugment (colour, translation, cutout) of what the discriminator sees: "
-                           f"diffaug, none, or auto (on for datasets under {AUTO_AUGMENT_IMAGES:,} frames).")
+                           f"diffaug, none, or auto (on for datasets under {AUTO_AUGMENT_IMAGES:,} frames).", choices=AUGMENT_MODES)
     augment_strength: float = setting(1.0, "Strength of the augmentation, 0..1.")
     style_mixing: float = setting(0.9, "Share of the steps whose images mix two codes at a random layer "
                                   "(StyleGAN2's style mixing regularisation; 0: off, as the example backbones "
@@ -140,13 +140,13 @@ class PretrainConfig:
                            flag="--mirror/--no-mirror")
     seed: int = setting(0, "Random seed: the same seed gives the same run.")
     # machine and outputs
-    device: str = setting("auto", "auto, cpu or cuda.")
-    precision: str = setting("fp32", "fp32, bf16 or fp16 (autocast; fp16 on CUDA only).")
+    device: str = setting("auto", "Where it trains (auto: CUDA when there is one).")
+    precision: str = setting("fp32", "Autocast precision (fp16 on CUDA only).", choices=tuple(PRECISIONS))
     sample_every: int = setting(250, "Log the losses and write a sample grid (samples/step_N.png) every N steps "
                                 "(and the frames FID, with an Inception detector at hand).")
     detector: str | None = setting(None, "Inception detector file (inception-2015-12-05.pt) for the frames FID "
                                    "logged at each sample step (mocohd_cli/evaluation/frames_fid.py).",
-                                   default_text="the cached one if any, else no FID")
+                                   default_text="the cached one if any, else no FID", metavar="FILE")
     checkpoint_minutes: float = setting(5.0, "Write the state (state/latest.pt) and the export this often.")
     # a budget for machines lent for a fixed time (a session, a GPU lease): the run stops cleanly
     # before the machine goes, and `--resume` carries on elsewhere
