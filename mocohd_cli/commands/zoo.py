@@ -49,8 +49,7 @@ def list_zoo() -> None:
 def get(
     name: str = typer.Argument(..., metavar="NAME", help="Zoo entry (see `mocohd zoo list`)."),
     source: Optional[Path] = typer.Option(None, "--from", metavar="PATH", help="Use local files instead of downloading: the file, or "
-                                          "the folder holding the entry's files (needed where the zoo has no direct "
-                                          "download, e.g. the release's motion models on Google Drive)."),
+                                          "the folder holding the entry's files (docs/models_and_hub.md)."),
     sha256: Optional[list[str]] = typer.Option(None, "--sha256", metavar="[FILE=]HEX", help="Expected sha256 of an unverified file: "
                                                "FILE=HEX, or HEX when one file is unverified (repeat)."),
     trust_unverified: bool = typer.Option(False, "--trust-unverified", help="Accept files the zoo has no verified "

@@ -39,8 +39,8 @@ class EvalSettings:
                               "enough).")
     frames: int = setting(16, "Frames per video for the metrics whose clip length is not in their name (fid, "
                           "kid, acd, ground truth).")
-    time_step: int | None = setting(None, "Ground-truth metrics: rendered real frames per generated step (real clips "
-                                    "take every N-th frame), so that speeds compare like with like.",
+    time_step: int | None = setting(None, "Ground-truth metrics: real frames per generated step, so that speeds "
+                                    "compare like with like.",
                                     default_text="the motion model's training --time-step, 1 for --fake")
     resolution: int | None = setting(None, "Side the videos are evaluated at (real frames are centre-cropped "
                                      "and resized to it).", default_text="the generated videos'")
@@ -49,9 +49,9 @@ class EvalSettings:
     device: str = setting("auto", "Where it runs (auto: CUDA when there is one).")
     detectors: list[str] | None = setting(None, "Detector file: NAME=PATH with NAME i3d, inception or c3d "
                                           "(repeat).", flag="--detector", default_text="the cache, else a download")
-    embedder: str | None = setting(None, "ACD's frame embedder, always with trained weights: a TorchScript file "
-                                   "(uint8 [B,3,H,W] -> [B,F]), identity:faces (the shipped example's identity "
-                                   "encoder) or identity:FILE, or timm:NAME with --embedder-weights.")
+    embedder: str | None = setting(None, "ACD's frame embedder (trained weights): a TorchScript file, "
+                                   "identity:faces, identity:FILE or timm:NAME with --embedder-weights "
+                                   "(docs/evaluation.md).")
     embedder_weights: str | None = setting(None, "Weights for --embedder timm:NAME (.safetensors or a state dict; "
                                            "required: a timm model without them is a random network).")
     cache: bool = setting(True, "Reuse real-data statistics cached for the same dataset, protocol and detector.")

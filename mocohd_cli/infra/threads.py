@@ -165,9 +165,8 @@ def _option_callback(value: Optional[int]) -> Optional[int]:
     return value
 
 
-THREADS_HELP = (f"CPU threads for torch (also ${THREADS_ENV}). Default: one per core (at most {DEFAULT_MAX}), fewer "
-                "when the load average is at or above the cores; idle threads sleep rather than spin "
-                "(docs/threads.md).")
+THREADS_HELP = (f"CPU threads for torch (also ${THREADS_ENV}). Default: one per core, at most {DEFAULT_MAX}, "
+                "fewer on a busy machine (docs/threads.md).")
 
 
 def threads_typer_option():

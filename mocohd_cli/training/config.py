@@ -20,7 +20,6 @@ from ..infra.errors import MocohdError
 from ..infra.runs import DEFAULT_RUNS_ROOT
 from ..infra.settings import check_setting_types, require_positive, setting, settings_from_dict
 from ..models.backbone import BACKBONE_HELP, ImageGenerator, check_truncation
-from ..models.identity import EXTRA_FRAMES as IDENTITY_EXTRA_FRAMES
 from .latent_phase import LATENT_PHASE
 from .projections import PROJECTED_VIDEOS
 from ..models.motion import DEFAULT_H_DIM, DEFAULT_N_PCA, DEFAULT_W_RESIDUAL, default_n_pca
@@ -97,10 +96,9 @@ class TrainConfig:
     pca: bool = knob(True, "Move along the principal directions of the latent space, scaled by their spread; "
                      "--no-pca moves along the first n_pca latent axes with unit scale (an ablation).",
                      group="Motion generator", fixed=True)
-    pca_source: str = knob("latents", "What the motion basis is the PCA of: latents (the release's: sampled content "
-                           "codes, scaled by their spread) or videos (the training videos projected into the backbone: "
-                           "the directions and spreads of their walks from frame 0; the projections of "
-                           "--latent-motion, made on first use).", modes=("in-domain",),
+    pca_source: str = knob("latents", "What the motion basis is the PCA of: latents (the release's: sampled "
+                           "content codes) or videos (the walks of the training videos projected into the "
+                           "backbone).", modes=("in-domain",),
                            group="Motion generator", fixed=True, since="latents", choices=PCA_SOURCES)
     truncation: float = knob(1.0, "Truncation of the content codes.", group="Inputs")
     classes: list[int] | None = knob(None, "Conditional backbones: a class (index, or name with --labels) the "
@@ -116,53 +114,43 @@ class TrainConfig:
     # not in the release (docs/method.md, "Additions"): 0 keeps the release's objective
     w_drift: float = knob(0.0, "Weight of the shared-drift penalty: videos of a batch must not all walk the same "
                           "way in the latent space (real videos are stationary).", group="Loss terms")
-    drift_momentum: float = knob(0.0, "0: the shared-drift penalty pairs each video with the others of its batch; "
-                                 "in (0, 1): it pushes against a running mean of the batches' walks, with this "
-                                 "momentum per motion step (less noise: more of each video's own motion is left).",
+    drift_momentum: float = knob(0.0, "Shared-drift penalty against the batch (0) or a running mean of the "
+                                 "walks with this momentum (docs/method.md).",
                                  group="Loss terms", fixed=True, since=0.0)
-    drift_horizon: int | None = knob(None, "Frames the latents are unrolled for the shared-drift penalty (latents "
-                                     "only, nothing is synthesised past --frames; the MI loss covers them too): "
-                                     "longer keeps long videos on the domain.", default_text="--frames",
+    drift_horizon: int | None = knob(None, "Frames the latents are unrolled for the shared-drift penalty "
+                                     "(latents only).", default_text="--frames",
                                      group="Loss terms", hi=4096)
-    w_latent_motion: float = knob(0.0, "Weight of the latent motion discriminator's term: it tells the generated "
-                                  "clips' walks in the latent space from those of the training videos projected "
-                                  "into the backbone.", modes=("in-domain",), group="Loss terms", fixed=True, since=0.0)
-    latent_motion: str | None = knob(None, "Projections file of the training videos, for the latent motion "
-                                     "discriminator and --pca-source videos (mocohd writes one in its cache the "
-                                     "first time).",
+    w_latent_motion: float = knob(0.0, "Weight of the latent motion discriminator: generated walks against "
+                                  "the projected training videos' walks.", modes=("in-domain",), group="Loss terms",
+                                  fixed=True, since=0.0)
+    latent_motion: str | None = knob(None, "Projections of the training videos, for the latent motion "
+                                     "discriminator and --pca-source videos.",
                                      default_text="the training videos, projected on first use",
                                      modes=("in-domain",), group="Loss terms", metavar="FILE")
-    w_walk: float = knob(0.0, "Weight of walk matching: the energy distance between the distribution of generated "
-                         "walks in the latent space (a large batch, latents only, windows anywhere in the rollout) and "
-                         "that of the training videos projected into the backbone.", modes=("in-domain",),
+    w_walk: float = knob(0.0, "Weight of walk matching: energy distance between the generated walks and the projected "
+                         "training videos' walks in the latent space.", modes=("in-domain",),
                          group="Loss terms")
     walk_batch: int = knob(256, "Walks rolled out per step for walk matching (no frames are synthesised for them).",
                            modes=("in-domain",), group="Loss terms", hi=1_000_000)
     walk_frames: int | None = knob(None, "Frames per window that walk matching compares.",
                                    default_text="the projected videos' length, at most the rollout's",
                                    modes=("in-domain",), group="Loss terms", hi=4096)
-    w_identity: float = knob(0.0, "Weight of the identity loss: each generated frame must keep frame 0's identity "
-                             "as closely as the training videos' frames keep theirs, as an encoder trained on those "
-                             "videos sees it.", modes=("in-domain",), group="Loss terms", fixed=True, since=0.0)
+    w_identity: float = knob(0.0, "Weight of the identity loss: frames keep frame 0's identity as closely "
+                             "as the training videos do (needs an identity encoder).", modes=("in-domain",),
+                             group="Loss terms", fixed=True, since=0.0)
     identity_encoder: str | None = knob(None, "Identity encoder file for the identity loss (mocohd trains one on "
                                         "the training videos and caches it the first time).",
                                         default_text="trained on the training videos on first use",
                                         modes=("in-domain",), group="Loss terms", metavar="FILE")
-    identity_horizon: int | None = knob(None, "Frames the identity loss covers: past --frames the latents are "
-                                        f"unrolled this far and {IDENTITY_EXTRA_FRAMES} frames per video, drawn "
-                                        "from the steps past the clip, are synthesised for it too: longer keeps long "
-                                        "videos the same face.", default_text="--frames", modes=("in-domain",),
+    identity_horizon: int | None = knob(None, "Frames the identity loss covers (unrolled past --frames; "
+                                        "docs/training.md).", default_text="--frames", modes=("in-domain",),
                                         group="Loss terms", hi=4096)
-    image_horizon: int | None = knob(None, "Frames the image discriminator covers: past --frames the latents are "
-                                     f"unrolled this far and {IDENTITY_EXTRA_FRAMES} frames per video, drawn from the "
-                                     "steps past the clip, are synthesised and judged as (frame 0, frame t) pairs, by "
-                                     "the discriminator and for the motion generator: longer keeps long videos looking "
-                                     "real. With --identity-horizon, the same value: both judge the same frames.",
+    image_horizon: int | None = knob(None, "Frames the image discriminator covers (unrolled past --frames; "
+                                     "docs/training.md). With --identity-horizon, the same value.",
                                      default_text="--frames", modes=("in-domain",), group="Loss terms", hi=4096)
     # the latent phase (not in the release: docs/method.md, "Additions", "Latent phase"), before the rendered steps
-    latent_iterations: int = knob(0, "Steps of the latent phase before the rendered training: the motion generator "
-                                  "learns the projected training videos' walks, each from its own first latent, "
-                                  "without rendering a frame (0: none).", modes=("in-domain",),
+    latent_iterations: int = knob(0, "Steps of the latent phase before rendered training: learn the "
+                                  "projected videos' walks without rendering (0: none).", modes=("in-domain",),
                                   group="Latent phase", fixed=True, since=0, hi=1_000_000_000)
     latent_batch: int = knob(LATENT_PHASE.batch, "Projected windows per latent-phase step.", modes=("in-domain",),
                              group="Latent phase", hi=1_000_000)
@@ -171,9 +159,8 @@ class TrainConfig:
     latent_frames: int | None = knob(None, "Frames per projected window the latent phase learns (its walks are "
                                      "unrolled as far).", default_text="the projected videos' length",
                                      modes=("in-domain",), group="Latent phase", fixed=True, since=None, hi=4096)
-    latent_horizon: int = knob(LATENT_PHASE.horizon, "Frames the latent phase unrolls its walks to: past "
-                               "--latent-frames each walk's displacement from its first frame must be distributed "
-                               "as the projected videos' displacements, so long videos stay where the data goes.",
+    latent_horizon: int = knob(LATENT_PHASE.horizon, "Frames the latent phase unrolls its walks to, matching the "
+                               "projected videos' displacements past --latent-frames.",
                                modes=("in-domain",),
                                group="Latent phase", fixed=True, since=LATENT_PHASE.horizon, hi=4096)
     w_latent_horizon: float = knob(LATENT_PHASE.w_horizon, "Weight of that term (energy distance; 0: none).",
@@ -199,13 +186,11 @@ class TrainConfig:
     w_match: float = knob(1.0, "Weight of the frame-t/frame-0 feature matching in the motion objective.",
                           modes=CROSS, group="Objective")
     image_d_colour_shift: bool = knob(True, "Colour shifts among the contrastive image discriminator's "
-                                      "augmentations (the release's); off, its features and the frame-t/frame-0 "
-                                      "match see colour, so a change of the content's colour is penalised.",
+                                      "augmentations (the release's); off: a change of colour is penalised.",
                                       modes=CROSS, group="Objective")
     # not in the release (docs/method.md, "Additions"): "clip" is the release's view
-    video_d_view: str = knob("clip", "What the video discriminator sees: clip (the release's: frame 0 beside each "
-                             "frame in-domain, whole clips cross-domain) or motion (each frame minus frame 0, so "
-                             "the look of frame 0 cancels and a drift of colour or identity shows).",
+    video_d_view: str = knob("clip", "What the video discriminator sees: clip (the release's: frames beside "
+                             "frame 0) or motion (each frame minus frame 0).",
                              group="Objective", fixed=True, since="clip", choices=VIDEO_VIEWS)
     # optimisation
     batch_size: int = knob(16, "Clips per batch and process (the release's --batchSize is the total: see "
@@ -223,8 +208,7 @@ class TrainConfig:
                                   group="Optimisation", hi=1_000_000_000)
     epochs: float | None = knob(None, "Passes over the dataset when --iterations is absent.",
                                 default_text=str(DEFAULT_EPOCHS), group="Optimisation")
-    seed: int = knob(0, "Random seed: the same seed gives the same run on the same device and thread count "
-                        "(CPU reductions round differently across thread counts, and a GAN amplifies that).",
+    seed: int = knob(0, "Random seed: the same seed, device and thread count give the same run.",
                      group="Optimisation", fixed=True)
     # machine
     device: str = knob("auto", "Where it trains (auto: CUDA when there is one).", group="Machine", choices=DEVICES)

@@ -106,9 +106,7 @@ class PretrainConfig:
                            "from its state.")
     max_images: int = setting(100_000, "Read at most this many frames (evenly spaced).")
     init: str | None = setting(None, "Fine-tune: start the generator and its EMA from this StyleGAN2 checkpoint "
-                               "(any format `--checkpoint` takes) instead of a random init; the discriminator "
-                               "starts fresh. Its architecture is used unless --size, --style-dim, --n-mlp or "
-                               "--channels say otherwise (then they must match it).",
+                               "(its architecture; the discriminator starts fresh).",
                                default_text="a random init", metavar="PATH")
     # architecture
     size: int = setting(64, "Image side in pixels (a power of two, at least 8).")
@@ -134,8 +132,7 @@ class PretrainConfig:
                            f"diffaug, none, or auto (on for datasets under {AUTO_AUGMENT_IMAGES:,} frames).", choices=AUGMENT_MODES)
     augment_strength: float = setting(1.0, "Strength of the augmentation, 0..1.")
     style_mixing: float = setting(0.9, "Share of the steps whose images mix two codes at a random layer "
-                                  "(StyleGAN2's style mixing regularisation; 0: off, as the example backbones "
-                                  "were trained until 2026-12-03).")
+                                  "(StyleGAN2's style mixing; 0: off).")
     mirror: bool = setting(True, "Flip the reals left-right at random (dataset augmentation).",
                            flag="--mirror/--no-mirror")
     seed: int = setting(0, "Random seed: the same seed gives the same run.")
@@ -145,7 +142,7 @@ class PretrainConfig:
     sample_every: int = setting(250, "Log the losses and write a sample grid (samples/step_N.png) every N steps "
                                 "(and the frames FID, with an Inception detector at hand).")
     detector: str | None = setting(None, "Inception detector file (inception-2015-12-05.pt) for the frames FID "
-                                   "logged at each sample step (mocohd_cli/evaluation/frames_fid.py).",
+                                   "logged at each sample step.",
                                    default_text="the cached one if any, else no FID", metavar="FILE")
     checkpoint_minutes: float = setting(5.0, "Write the state (state/latest.pt) and the export this often.")
     # a budget for machines lent for a fixed time (a session, a GPU lease): the run stops cleanly
