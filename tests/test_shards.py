@@ -36,7 +36,7 @@ def test_shards_are_written_the_same_and_read_back(sharded, tmp_path):
     assert is_shard_spec(spec) and not is_shard_spec(folder) and is_shard_spec("pipe:cat a.tar")
     (tmp_path / "odd.tar").mkdir()
     assert not is_shard_spec(tmp_path / "odd.tar")  # a folder, whatever its name
-    with pytest.raises(MocohdError, match="--latent-iterations 0"):
+    with pytest.raises(MocohdError, match="pass the videos as a folder"):
         ShardClips(spec, n_frames=3, time_step=1, size=8).entries
     assert len(expand_shards(spec)) == 4
     again, count = write_shards(folder, tmp_path / "again", per_shard=2)
@@ -169,6 +169,32 @@ def test_training_from_shards_resumes_exactly(tiny_stylegan2_checkpoint, sharded
     assert resumed.steps == full.steps == 4
     a, b = read_safetensors(full.motion_path)[0], read_safetensors(resumed.motion_path)[0]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_latent_phase_and_identity_encoder_read_the_first_videos_of_shards(tiny_stylegan2_checkpoint, sharded,
+                                                                          tmp_path, monkeypatch):
+    """What needs videos listed up front streams the first videos of the shards: the same videos and clips as
+    the folder they were written from, and the projections and identity encoder train from them."""
+    from mocohd_cli.data.leading import LeadingVideos
+    from mocohd_cli.models.backbone import load_backbone
+    from mocohd_cli.training.identity import identity_encoder_for
+    from mocohd_cli.training.projections import project_training_videos
+
+    folder, spec = sharded
+    shards, local = LeadingVideos(spec, 5, 4, 2, 8, seed=1), LeadingVideos(folder, 5, 4, 2, 8, seed=1)
+    assert shards.listed == local.listed == [(f"video_{i:03d}", 17) for i in range(5)]
+    assert torch.equal(shards.load(2), local.load(2)) and shards.load(2).shape == (5, 8, 3, 8, 8)
+    assert len(LeadingVideos(spec, 100, 9, 2, 8)) == 7  # 17 frames hold 9 every 2nd: every video
+    with pytest.raises(MocohdError, match="no video of the shards holds 9 frames every 3"):
+        LeadingVideos(spec, 5, 9, 3, 8)
+    monkeypatch.setenv("MOCOHD_CACHE", str(tmp_path / "cache"))
+    backbone = load_backbone("stylegan2", tiny_stylegan2_checkpoint)
+    fast = {"first_steps": 2, "steps": 2, "candidates": 2}
+    latents = project_training_videos(backbone, spec, frames=4, time_step=2, size=backbone.resolution, count=3,
+                                      **fast)
+    assert latents.shape == (3, 9, backbone.latent_dim) and torch.isfinite(latents).all()
+    _, distance = identity_encoder_for(spec, frames=4, time_step=2, steps=2)
+    assert distance > 0
 
 
 def test_data_inspect_reads_shards_as_it_reads_the_folder(sharded):

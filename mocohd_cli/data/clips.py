@@ -102,6 +102,11 @@ def index_videos(storage, span: int, report: DatasetReport, *, cache: bool = Tru
     return entries
 
 
+def clip_start(seed: int, position: int, length: int, span: int) -> int:
+    """First frame of the clip at stream `position` of a video of `length` frames (a clip covers `span`)."""
+    return random.Random(f"{seed}/{position}").randrange(length - span + 1)
+
+
 class VideoClips(Dataset):
     """Clips [n_frames, 3, size, size] in [-1, 1].
 
@@ -154,8 +159,7 @@ class VideoClips(Dataset):
         return len(self.entries)
 
     def clip_start(self, index: int, position: int) -> int:
-        rng = random.Random(f"{self.seed}/{position}")
-        return rng.randrange(self.entries[index].length - self.span + 1)
+        return clip_start(self.seed, position, self.entries[index].length, self.span)
 
     def load(self, index: int, position: int) -> Tensor:
         entry = self.entries[index]

@@ -186,6 +186,26 @@ def shard_samples(urls: list[str], report: ShardReport | None = None) -> Iterato
             yield video
 
 
+def leading_videos(urls: list[str], *, span: int, count: int, report: ShardReport
+                   ) -> Iterator[tuple[ShardVideo, int]]:
+    """(video, length) of the first `count` videos of `urls`, in order, that hold `span` frames; the
+    others are counted in `report` (too short, unreadable). One video's bytes are held at a time."""
+    found = 0
+    for video in shard_samples(urls, report):
+        if found >= count:
+            return
+        try:
+            length = video.length()
+        except Exception as exc:
+            report.skip(video.url, video.name, _reason(exc))
+            continue
+        if length < span:
+            report.too_short.append(video.name)
+            continue
+        found += 1
+        yield video, length
+
+
 def consumer_shards(urls: list[str], *, seed: int, epoch: int, consumer: int, consumers: int
                     ) -> tuple[list[str], int | None]:
     """(shards this consumer reads, sample stride or None): shards dealt in a seeded order per epoch;
@@ -218,8 +238,7 @@ class ShardClips(IterableDataset):
         """Shards are streamed: there is no list of videos (what the latent phase's projections and the
         identity reader walk)."""
         raise MocohdError("this needs every video listed up front, and tar shards are streamed", path=self.spec,
-                          fix="train from shards with --latent-iterations 0, or pass the videos as a folder "
-                              "(`mocohd data shard` wrote them from one)")
+                          fix="pass the videos as a folder (`mocohd data shard` wrote them from one)")
 
     def _consumer(self) -> tuple[int, int, int]:
         info = get_worker_info()

@@ -125,22 +125,11 @@ class ShardVideos(VideoSource):
 
     def _videos(self, span: int) -> Iterator[tuple[int, object, int]]:
         """(i, video, length) of the first max_videos usable videos of at least `span` frames."""
-        from ..data.shards import shard_samples
+        from ..data.shards import leading_videos
 
-        i = 0
-        for video in shard_samples(self.urls, self.report):
-            if i >= self.max_videos:
-                return
-            try:
-                length = video.length()
-            except Exception as exc:
-                self.report.skip(video.url, video.name, str(exc))
-                continue
-            if length < span:
-                self.report.too_short.append(video.name)
-                continue
+        for i, (video, length) in enumerate(leading_videos(self.urls, span=span, count=self.max_videos,
+                                                           report=self.report)):
             yield i, video, length
-            i += 1
 
     def _size(self) -> int:
         if self.size is None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.clips import VideoClips
+from ..data.leading import LeadingVideos
 from ..infra.errors import MocohdError
 from ..infra.files import cache_dir
 from ..models.identity import DEFAULT_STEPS, INPUT_SIZE, IdentityEncoder, read_identity_encoder, \
@@ -34,19 +34,17 @@ def identity_encoder_for(data: str, *, frames: int, time_step: int, seed: int = 
                          progress=None) -> tuple[IdentityEncoder, float]:
     """The identity encoder of `data` and its videos' within-video distance: from the cache, else trained
     (a minute or so on a CPU) and cached."""
-    clips = VideoClips(data, n_frames=frames, time_step=time_step, size=INPUT_SIZE, seed=seed)
-    entries = clips.entries[:IDENTITY_VIDEOS]
-    if len(entries) < 4:
+    leading = LeadingVideos(data, IDENTITY_VIDEOS, frames, time_step, INPUT_SIZE, seed)
+    if len(leading) < 4:
         raise MocohdError(f"the identity loss learns what stays the same within a video from several videos; the "
-                          f"dataset has {len(entries)} long enough for a clip", path=data,
+                          f"dataset has {len(leading)} long enough for a clip", path=data,
                           fix="use --w-identity 0 for so few videos, or add videos")
-    cached = identity_cache_path(data, [(e.name, e.length) for e in entries], frames, time_step, seed, steps)
+    cached = identity_cache_path(data, leading.listed, frames, time_step, seed, steps)
     if cached.exists():
         return read_identity_encoder(cached)
-    log.info("training the identity encoder on %d training videos (cached for later runs)", len(entries))
-    videos = torch.stack([torch.cat([clips.load(i, position) for position in range(CLIPS_PER_VIDEO)])
-                          for i in range(len(entries))])
+    log.info("training the identity encoder on %d training videos (cached for later runs)", len(leading))
+    videos = leading.load(CLIPS_PER_VIDEO)
     videos = ((videos + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
     encoder, distance = train_identity_encoder(videos, steps=steps, seed=seed, progress=progress)
-    write_identity_encoder(cached, encoder, real_distance=distance, data=str(data), videos=len(entries), steps=steps)
+    write_identity_encoder(cached, encoder, real_distance=distance, data=str(data), videos=len(leading), steps=steps)
     return encoder, distance

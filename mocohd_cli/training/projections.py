@@ -11,6 +11,8 @@ import torch
 from torch import Tensor
 
 from ..data.clips import VideoClips
+from ..data.leading import LeadingVideos
+from ..data.shards import is_shard_spec
 from ..infra.files import cache_dir
 from ..models import inversion
 from ..models.inversion import project_videos
@@ -48,16 +50,20 @@ def project_training_videos(backbone, data: str, *, frames: int, time_step: int,
     clip's `frames`) of the first `count` videos of `data` long enough for them, projected into
     `backbone` (latents [N, F, D]; `projection` goes to `project_videos`). Cached per backbone sha256 and
     dataset, so that a second run on the same pair starts at once."""
-    longest = max(entry.length for entry in VideoClips(data, n_frames=frames, time_step=time_step, size=size).entries)
+    if is_shard_spec(data):  # streamed: the longest of the first `count` videos, not of every video
+        longest = max(length for _, length in LeadingVideos(data, count, frames, time_step, size).listed)
+    else:
+        longest = max(entry.length for entry in VideoClips(data, n_frames=frames, time_step=time_step,
+                                                           size=size).entries)
     n_frames = max(frames, min(PROJECTED_FRAMES, (longest - 1) // time_step + 1))
-    clips = VideoClips(data, n_frames=n_frames, time_step=time_step, size=size, seed=seed)
-    videos = [(entry.name, entry.length) for entry in clips.entries[:count]]
+    leading = LeadingVideos(data, count, n_frames, time_step, size, seed)
+    videos = leading.listed
     sha = backbone.checkpoint_sha256
     cached = (projections_cache_path(sha, float(backbone.truncation), data, videos, n_frames, time_step, size, seed,
                                      projection, count) if sha else None)
     if cached is not None and cached.exists():
         return read_projections(cached, backbone_sha256=sha, time_step=time_step, frames=frames)
-    frames_in = torch.stack([clips.load(i, 0) for i in range(len(videos))])
+    frames_in = leading.load()
     result = project_videos(backbone, frames_in.to(backbone.device), progress=progress, **projection)
     if cached is not None:
         write_projections(cached, result.latents, backbone_sha256=sha, time_step=time_step, size=size,
