@@ -97,6 +97,49 @@ def test_two_ranks_give_the_same_eval_numbers_and_stats(detector_files, tmp_path
         assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files)
 
 
+def test_two_ranks_give_the_same_ground_truth_numbers(tmp_path):
+    """The procedural domains' metrics deal the generated videos over the ranks and read them there."""
+    from mocohd_cli.data.domains import make_dataset
+
+    real = make_dataset("faces", tmp_path / "real", videos=2, frames=16, size=64, seed=3)
+    fake = make_dataset("faces", tmp_path / "fake", videos=7, frames=16, size=64, seed=5)
+    args = ["eval", "--real", str(real), "--fake", str(fake), "--metric", "motion", "--metric", "content",
+            "--num-videos", "7", "--batch-size", "2"]
+    alone = runner.invoke(app, [*args, "--json", str(tmp_path / "one.json")])
+    assert alone.exit_code == 0, alone.output
+    worker = tmp_path / "worker.py"
+    worker.write_text(COUNTING_WORKER)
+    done = torchrun([*args, "--json", str(tmp_path / "two.json")], tmp_path, script=worker)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # the 7 generated videos in batches of 2 dealt over 2 ranks; rank 0 also reads the 7 real ones
+    read = {rank: (tmp_path / f"read-{rank}.txt").read_text().split() for rank in (0, 1)}
+    assert sorted(read[0]) == ["2", "2", "7"] and sorted(read[1]) == ["1", "2"]  # batches 0, 2 and 1, 3
+    one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
+    assert one["protocol"]["ground_truth"]["fake_videos"] == two["protocol"]["ground_truth"]["fake_videos"] == 7
+    for name in ("motion", "content"):
+        assert abs(one[name] - two[name]) <= 1e-6 * max(1.0, abs(one[name])), name
+        assert one["details"][name].keys() == two["details"][name].keys()
+
+
+COUNTING_WORKER = """
+import os, sys
+from mocohd_cli.evaluation import groundtruth
+
+read = groundtruth.read_videos
+
+def counting_read(reader, videos, **kwargs):
+    if not isinstance(videos, groundtruth.Readings):  # read already
+        with open(f"read-{os.environ['RANK']}.txt", "a") as log:
+            log.write(f"{len(videos)} ")
+    return read(reader, videos, **kwargs)
+
+groundtruth.read_videos = counting_read
+from mocohd_cli.cli import main
+sys.argv = ["mocohd", *sys.argv[1:]]
+main()
+"""
+
+
 FAILING_WORKER = """
 import os, sys
 from mocohd_cli.models import generation

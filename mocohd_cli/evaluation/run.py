@@ -81,7 +81,9 @@ def run_evaluation(settings: EvalSettings, *, fake=None, context: DistContext | 
     Under torchrun (`context`, infra/distributed.py) the feature metrics and ACD deal their batches
     of generated videos and real clips over the ranks, and rank 0 gathers the features: its result
     is the one process's to 1e-6 or better (the same features, added up in the same order). The
-    ground-truth metrics and prediction run on rank 0 alone. Only rank 0's result holds values."""
+    ground-truth metrics deal the generated videos likewise (each rank generates and reads its batches;
+    the real videos are rendered and read on rank 0); prediction runs on rank 0 alone. Only rank 0's
+    result holds values."""
     from ..infra.device import resolve_device
 
     if fake is None:
@@ -127,8 +129,8 @@ def run_evaluation(settings: EvalSettings, *, fake=None, context: DistContext | 
         if main:
             _score(metric, real_stats, fake_stats, result, settings)
     ground_truth = [m.name for m in metrics if m.name in GROUND_TRUTH]
-    if ground_truth and main:
-        _ground_truth(ground_truth, settings, fake, result)
+    if ground_truth:
+        _ground_truth(ground_truth, settings, fake, result, context)
     # the videos actually scored: a folder of 6 videos scores 6, whatever --num-videos asked for
     result.protocol["fake_videos"] = getattr(fake, "used", None) or settings.num_videos
     return result
@@ -146,11 +148,15 @@ GROUND_TRUTH_REAL_SEED = 1_000_000
 GROUND_TRUTH_HEADLINES = {"motion": "ffd", "content": "identity_drift_ratio", "frames": "fid"}
 
 
-def _ground_truth(names: list[str], settings: EvalSettings, fake, result: EvalResult) -> None:
+def _ground_truth(names: list[str], settings: EvalSettings, fake, result: EvalResult,
+                  context: DistContext | None = None) -> None:
     """The procedural domains' metrics: generated videos against freshly rendered real ones, read
-    by the domain's factor reader (mocohd_cli/evaluation/groundtruth.py)."""
+    by the domain's factor reader (mocohd_cli/evaluation/groundtruth.py). Each rank generates and
+    reads its dealt batches of generated videos (alone: every batch, read batch by batch too, so that
+    1 or N processes read the same batches); rank 0 gathers the readings and scores."""
     from ..data.domains import dataset_settings
-    from .groundtruth import content_metrics, frames_metrics, motion_metrics, read_videos, render_real
+    from ..infra.distributed import gather_batches, share_of
+    from .groundtruth import Readings, content_metrics, frames_metrics, motion_metrics, read_videos, render_real
     from .readers import load_reader
 
     domain = settings.domain
@@ -160,20 +166,34 @@ def _ground_truth(names: list[str], settings: EvalSettings, fake, result: EvalRe
         raise MocohdError(f"{_listed(names)} {'needs' if len(names) == 1 else 'need'} a procedural domain",
                           path=settings.real,
                           fix="pass --domain NAME (`mocohd data list`), or --real a dataset made by `mocohd data make`")
+    # rank 0 loads first: a reader that is not shipped is trained once and cached, then the others read it
+    first = context is None or context.is_main
+    if not first:
+        context.barrier()
     reader = load_reader(domain)
-    videos = torch.cat(list(fake.clips(settings.frames, settings.batch_size)))
+    if first and context is not None:
+        context.barrier()
+    readings = [read_videos(reader, clips) for clips in fake.clips(settings.frames, settings.batch_size,
+                                                                   share_of(context))]
+    factors = gather_batches(context, [torch.from_numpy(r.factors) for r in readings])
+    features = gather_batches(context, [torch.from_numpy(r.features) for r in readings])
+    if factors is None:  # a rank other than 0
+        return
+    if not factors:
+        raise MocohdError("no generated video to score", fix="generate at least one video (--num-videos)")
+    fake_read = Readings(torch.cat(factors).numpy(), torch.cat(features).numpy())
     real_seed = GROUND_TRUTH_REAL_SEED + settings.seed
     step = settings.time_step or getattr(fake, "time_step", 1)
     real = render_real(domain, settings.num_videos, (settings.frames - 1) * step + 1, reader.size,
                        seed=real_seed)[:, ::step]
-    fake_read, real_read = read_videos(reader, videos), read_videos(reader, real)
+    real_read = read_videos(reader, real)
     families = {"motion": motion_metrics, "content": content_metrics, "frames": frames_metrics}
     for name in names:
         details = families[name](reader, real_read, fake_read)
         result.values[name] = details[GROUND_TRUTH_HEADLINES[name]]
         result.details[name] = details
     result.protocol["ground_truth"] = {"domain": domain, "real_seed": real_seed, "real_videos": len(real),
-                                       "fake_videos": len(videos), "frames": settings.frames, "time_step": step,
+                                       "fake_videos": fake_read.n_videos, "frames": settings.frames, "time_step": step,
                                        "reader": {k: v for k, v in reader.metadata().items()
                                                   if k in ("domain", "size", "r2", "min_r2", "arch", "training")}}
 
