@@ -10,14 +10,16 @@ its own logging set-up and can silence mocohd as it silences any library.
 """
 from __future__ import annotations
 
-import logging
-import warnings
 from contextlib import contextmanager
+import logging
 from typing import Iterator
+import warnings
 
+from rich.logging import RichHandler
 import typer
 from typer.core import TyperGroup
 
+from .infra.console import console
 from .infra.errors import MocohdError, MocohdWarning
 from .infra.version import __version__
 
@@ -42,10 +44,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def cli_logging(level: int = logging.INFO) -> Iterator[None]:
     """mocohd's log records and warnings rendered by rich on stderr (the progress bars' console),
     for the duration of the block; the previous set-up is restored afterwards."""
-    from rich.logging import RichHandler
-
-    from .infra.console import console
-
     handler = RichHandler(console=console, show_time=False, show_path=False, markup=False,
                           rich_tracebacks=False)
     loggers = [logging.getLogger(name) for name in LOGGERS]

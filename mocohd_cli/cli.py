@@ -15,6 +15,7 @@ import pkgutil
 
 import typer
 
+from . import commands
 from .app import app, cli_logging
 
 log = logging.getLogger(__name__)
@@ -23,8 +24,6 @@ COMMANDS_GROUP = "mocohd.commands"
 
 
 def _register_commands() -> None:
-    from . import commands
-
     for module in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         importlib.import_module(f"{commands.__name__}.{module.name}")
 

@@ -111,12 +111,12 @@ def test_command_without_inputs_uses_the_example(command, example, cache, monkey
 
     from typer.testing import CliRunner
 
-    import mocohd_cli.training as training
+    import mocohd_cli.commands.train as train_command  # the name the command calls
     from mocohd_cli.cli import app
 
     monkeypatch.setattr(builtin, "default_dataset", lambda name: cache / f"{name}-videos")
     trained = []
-    monkeypatch.setattr(training, "train", lambda config: trained.append(config) or SimpleNamespace(
+    monkeypatch.setattr(train_command, "train", lambda config: trained.append(config) or SimpleNamespace(
         steps=config.iterations, motion_path=cache / "motion.safetensors", losses={}))
     result = CliRunner().invoke(app, [command, "--iterations", "3"])
     assert result.exit_code == 0, result.output
@@ -131,10 +131,10 @@ def test_command_without_inputs_uses_the_example(command, example, cache, monkey
 def test_train_command_with_only_one_input_names_the_other(cache, monkeypatch):
     from typer.testing import CliRunner
 
-    import mocohd_cli.training as training
+    import mocohd_cli.commands.train as train_command  # the name the command calls
     from mocohd_cli.cli import app
 
-    monkeypatch.setattr(training, "train", lambda config: pytest.fail("must not train without --data"))
+    monkeypatch.setattr(train_command, "train", lambda config: pytest.fail("must not train without --data"))
     result = CliRunner().invoke(app, ["train", "--checkpoint", str(cache / "g.safetensors")])
     assert result.exit_code == 2
     assert "--data" in result.output

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-import mocohd_cli.training as training
+import mocohd_cli.commands.train as train_command  # the name the command calls
 from mocohd_cli.cli import app
 from mocohd_cli.training.presets import PRESETS
 from mocohd_cli.workflows import builtin
@@ -26,7 +26,7 @@ def trained(monkeypatch):
         seen.append(config)
         return SimpleNamespace(steps=0, losses={}, motion_path="motion.safetensors")
 
-    monkeypatch.setattr(training, "train", train)
+    monkeypatch.setattr(train_command, "train", train)
     return seen
 
 

@@ -176,3 +176,32 @@ def test_the_version_is_the_distributions():
 
 def test_no_import_cycle_even_through_imports_inside_functions():
     assert cycle_through(import_graph(inside_functions=True)) is None, cycle_through(import_graph(inside_functions=True))
+
+
+# What may still be imported inside a function: libraries that are heavy to load (the CLI starts without them)
+# or optional (an extra), and torch where it must load after mocohd_cli/infra/threads.py set OpenMP up.
+LAZY_LIBRARIES = {"timm", "torchvision", "av", "imageio", "tensorboard", "torchmetrics", "huggingface_hub",
+                  "webdataset", "gradio", "typer"}
+LAZY_TORCH = {"mocohd_cli/infra/threads.py"}
+
+
+@pytest.mark.parametrize("path", [*FILES, *PLUGIN_FILES], ids=lambda p: str(p.relative_to(PACKAGE.parent)))
+def test_imports_inside_functions_are_only_heavy_or_optional_libraries(path):
+    """Issue 34: a mocohd module or a light library is imported at the top, where a reader sees what the module
+    depends on; only LAZY_LIBRARIES wait for the function that needs them."""
+    relative = str(path.relative_to(PACKAGE.parent))
+    for function in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(function):
+            if isinstance(node, ast.ImportFrom):
+                roots = [(node.module or "").split(".")[0] if not node.level else "."]
+                full = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                roots, full = [a.name.split(".")[0] for a in node.names], [a.name for a in node.names]
+            else:
+                continue
+            for root, name in zip(roots, full):
+                allowed = (root in LAZY_LIBRARIES or name.startswith("torch.utils.tensorboard")
+                           or (root == "torch" and relative in LAZY_TORCH))
+                assert allowed, f"{relative}:{node.lineno} imports {name or '.'} inside {function.name}()"

@@ -226,9 +226,9 @@ def test_videos_stream_batch_by_batch(tiny_stylegan2, motion_file, tmp_path, mon
     batch, frames = next(iter_videos(tiny_stylegan2, motion, default_specs(0, 10 ** 9), n_frames=3, batch_size=2))
     assert frames.shape == (2, 3, 3, 32, 32) and batch.start == 0
     # ... and through the command each batch is written before the next one is made.
-    import mocohd_cli.data.video as video
+    import mocohd_cli.workflows.sampling as sampling
 
-    calls, write = [], video.write_videos
+    calls, write = [], sampling.write_videos
 
     def write_then_stop(videos, *args, **kwargs):
         calls.append(kwargs["start"])
@@ -236,7 +236,7 @@ def test_videos_stream_batch_by_batch(tiny_stylegan2, motion_file, tmp_path, mon
             raise KeyboardInterrupt  # stands for ^C in the middle of a long run
         return write(videos, *args, **kwargs)
 
-    monkeypatch.setattr(video, "write_videos", write_then_stop)
+    monkeypatch.setattr(sampling, "write_videos", write_then_stop)
     result = run("sample", "--motion", motion_file, "-n", 10 ** 9, "--frames", 2, "--batch-size", 2,
                  "--format", "gif", "--out", tmp_path / "o")
     assert result.exit_code != 0 and calls == [0, 2, 4]

@@ -123,9 +123,9 @@ def test_two_ranks_give_the_same_ground_truth_numbers(tmp_path):
 
 COUNTING_WORKER = """
 import os, sys
-from mocohd_cli.evaluation import groundtruth
+from mocohd_cli.evaluation import groundtruth, run
 
-read = groundtruth.read_videos
+read = run.read_videos
 
 def counting_read(reader, videos, **kwargs):
     if not isinstance(videos, groundtruth.Readings):  # read already
@@ -133,7 +133,7 @@ def counting_read(reader, videos, **kwargs):
             log.write(f"{len(videos)} ")
     return read(reader, videos, **kwargs)
 
-groundtruth.read_videos = counting_read
+run.read_videos = counting_read
 from mocohd_cli.cli import main
 sys.argv = ["mocohd", *sys.argv[1:]]
 main()
@@ -142,16 +142,16 @@ main()
 
 FAILING_WORKER = """
 import os, sys
-from mocohd_cli.models import generation
+from mocohd_cli.workflows import sampling
 
-render = generation.render
+render = sampling.render
 
 def failing_render(*args, **kwargs):
     if os.environ["RANK"] == "1":
         raise RuntimeError("injected failure")
     return render(*args, **kwargs)
 
-generation.render = failing_render
+sampling.render = failing_render
 from mocohd_cli.cli import main
 sys.argv = ["mocohd", *sys.argv[1:]]
 main()

@@ -78,13 +78,13 @@ def test_option_then_environment_then_omp_then_default(monkeypatch):
 
 def test_the_option_is_applied_before_the_command_runs_and_recorded(tmp_path, monkeypatch):
     seen = {}
-    import mocohd_cli.data.domains as domains
+    import mocohd_cli.commands.data as data_command
 
     def make_dataset(*args, **kwargs):  # the command's body: what torch runs with by then
         seen["threads"] = torch.get_num_threads()
         return tmp_path
 
-    monkeypatch.setattr(domains, "make_dataset", make_dataset)
+    monkeypatch.setattr(data_command, "make_dataset", make_dataset)
     result = runner.invoke(app, ["data", "make", "faces", "--out", str(tmp_path / "d"), "--threads", "2"])
     assert result.exit_code == 0, result.output
     assert seen["threads"] == 2

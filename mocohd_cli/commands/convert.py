@@ -8,6 +8,7 @@ import typer
 
 from ..app import PANEL_MODELS, app
 from ..infra.console import console
+from ..workflows.convert import convert_backbone
 
 
 @app.command("convert", rich_help_panel=PANEL_MODELS)
@@ -24,7 +25,5 @@ def convert(
 
       mocohd convert stylegan2-ffhq-256.pt --out ffhq-256.safetensors
     """
-    from ..workflows.convert import convert_backbone
-
     written, model = convert_backbone(checkpoint, out, backbone)
     console.print(f"wrote {written} ({model.spec}, {model.resolution} px, latent_dim {model.latent_dim})")

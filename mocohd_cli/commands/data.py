@@ -5,11 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+import typer
 
 from ..app import PANEL_MODELS, app
+from ..data.clips import clip_span
+from ..data.domains import DOMAINS, make_dataset
+from ..data.index import scan
+from ..data.shards import ShardReport, expand_shards, is_shard_spec, shard_samples, write_shards
+from ..data.storage import open_storage
 from ..infra.console import console
 from ..infra.threads import threads_typer_option
 
@@ -21,8 +27,6 @@ app.add_typer(data_app, name="data", rich_help_panel=PANEL_MODELS)
 @data_app.command("list")
 def list_domains() -> None:
     """List the procedural domains `mocohd data make` can render."""
-    from ..data.domains import DOMAINS
-
     table = Table(title="mocohd procedural domains")
     table.add_column("name")
     table.add_column("description")
@@ -49,8 +53,6 @@ def make(
 
       mocohd data make faces --out data/faces --videos 256 --frames 64
     """
-    from ..data.domains import make_dataset
-
     folder = make_dataset(name, out, videos=videos, frames=frames, size=size, seed=seed, overwrite=overwrite)
     console.print(f"wrote {videos} videos x {frames} frames of {name!r} at {size} px to {folder}")
 
@@ -70,13 +72,6 @@ def inspect(
 
       mocohd data inspect data/faces --frames 16 --time-step 2
     """
-    from rich.markup import escape
-
-    from ..data.clips import clip_span
-    from ..data.index import scan
-    from ..data.shards import is_shard_spec
-    from ..data.storage import open_storage
-
     if is_shard_spec(data):
         inspect_shards(data, frames, time_step)
         return
@@ -132,11 +127,6 @@ def inspect(
 
 def inspect_shards(spec: str, frames: int | None, time_step: int) -> None:
     """`mocohd data inspect` of tar shards: one streamed pass (nothing is cached), memory one sample."""
-    from rich.markup import escape
-
-    from ..data.clips import clip_span
-    from ..data.shards import ShardReport, expand_shards, shard_samples
-
     urls = expand_shards(spec)
     report = ShardReport(spec=spec)
     lengths, kinds, unreadable = [], {"video files": 0, "frame sequences": 0}, []
@@ -181,10 +171,6 @@ def shard(
 
       mocohd data shard data/faces shards/ --name faces --per-shard 64
     """
-    from rich.markup import escape
-
-    from ..data.shards import write_shards
-
     shards, videos = write_shards(src, out, name=name, per_shard=per_shard,
                                   max_bytes=None if max_mb is None else max_mb * 1e6)
     last = len(shards) - 1

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
+import shutil
 from typing import Optional
 
 import typer
 
 from ..app import PANEL_GENERATE, app
+from ..data.labels import load_class_labels
 from ..infra.console import console
 from ..workflows.demo import DemoModels, DemoOutputs, DemoSession, require_gradio, resolve_model
 from ..workflows.demo_app import launch, output_root, quiet_gradio_environment
@@ -54,8 +55,6 @@ def _serve(root: Path, temporary: bool, *, model, host, port, share, labels) -> 
     if model is not None:
         resolve_model(model)  # a wrong --model stops here, not in the page
     if labels is not None:
-        from ..data.labels import load_class_labels
-
         load_class_labels(labels)
     session = DemoSession(DemoOutputs(root), DemoModels(), labels=str(labels) if labels else None)
     console.print(f"results go to {session.outputs.root}" + (" (removed at exit)" if temporary else ""))

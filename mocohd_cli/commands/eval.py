@@ -7,12 +7,19 @@ import json
 from pathlib import Path
 from typing import Optional
 
+from rich.table import Table
 import typer
 
 from ..app import PANEL_EVALUATE, app
-from ..evaluation.run import EvalSettings
+from ..evaluation.detectors import load_detector, parse_detector_options
+from ..evaluation.metrics import EXTRA_VALUES, METRICS, cached_real_stats, get_metric
+from ..evaluation.run import EvalSettings, run_evaluation
+from ..evaluation.sources import real_videos
+from ..evaluation.statistics import save_stats
 from ..infra.console import console
+from ..infra.distributed import init_distributed, rank_failures, shutdown
 from ..infra.errors import MocohdError
+from ..infra.files import atomic_path
 from ..infra.threads import threads_option, threads_typer_option
 from .options import DEVICES, choice_type, extra_option, given_values, options_from
 
@@ -35,12 +42,6 @@ def eval_command(ctx: typer.Context, **values) -> None:
     """Measure generated videos against real ones: `mocohd eval --real DATA --fake DIR --metric fvd16`."""
     if ctx.invoked_subcommand is not None:
         return
-    from rich.table import Table
-
-    from ..evaluation.metrics import EXTRA_VALUES, METRICS
-    from ..evaluation.run import run_evaluation
-    from ..infra.distributed import init_distributed, rank_failures, shutdown
-
     json_path = values.pop("json_path")
     values.pop("threads", None)  # applied while the command line was parsed (mocohd_cli/infra/threads.py)
     settings = _settings(values)
@@ -65,8 +66,6 @@ def eval_command(ctx: typer.Context, **values) -> None:
                       METRICS[name].description if name in METRICS else EXTRA_VALUES[name])
     console.print(table)
     if json_path is not None:
-        from ..infra.files import atomic_path
-
         with atomic_path(json_path) as tmp:
             tmp.write_text(json.dumps(result.to_json(), indent=1) + "\n", encoding="utf-8")
         console.print(f"wrote {json_path}")
@@ -92,12 +91,6 @@ def stats_command(
     threads: Optional[int] = threads_typer_option(),
 ) -> None:
     """Compute real-data statistics once; pass the file to `mocohd eval --real`."""
-    from ..evaluation.detectors import load_detector, parse_detector_options
-    from ..evaluation.metrics import cached_real_stats, get_metric
-    from ..evaluation.sources import real_videos
-    from ..evaluation.statistics import save_stats
-    from ..infra.distributed import init_distributed, rank_failures, shutdown
-
     if not out.suffix == ".npz":
         raise MocohdError("statistics files end in .npz", path=out, fix="pass --out FILE.npz")
     kinds = []

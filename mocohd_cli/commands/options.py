@@ -10,17 +10,17 @@ from __future__ import annotations
 import dataclasses
 import enum
 import inspect
+from pathlib import Path
 import types
 import typing
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
 
 from ..data.video import FORMATS
+from ..infra.hub import resolve
 from ..infra.settings import help_of
 from ..models.backbone import NOISE_MODES
-
 
 # What an option takes, by field name, for the settings fields that do not declare a metavar or choices
 # themselves: the help shows PATH or NAME rather than <str>, and the fixed choices that typer then enforces.
@@ -101,8 +101,6 @@ def given_values(values: dict) -> dict:
     """What was given on the command line, as settings values: absent options (None) left out,
     paths as strings (the settings dataclasses and TOML files hold strings), references of
     REFERENCE_FIELDS resolved to local paths."""
-    from ..infra.hub import resolve
-
     given = {k: (str(v) if isinstance(v, Path) else v.value if isinstance(v, enum.Enum) else v)
              for k, v in values.items() if v is not None}
     return {k: resolve(v) if k in REFERENCE_FIELDS else v for k, v in given.items()}

@@ -1,14 +1,15 @@
 """`mocohd push`: a training run -> a Hugging Face Hub model repository (mocohd_cli/workflows/publish.py)."""
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
+import tempfile
 from typing import Optional
 
 import typer
 
 from ..app import PANEL_MODELS, app
 from ..infra.console import console
+from ..workflows.publish import check_repo_id, stage, upload
 
 
 @app.command("push", rich_help_panel=PANEL_MODELS)
@@ -35,8 +36,6 @@ def push(
 
       mocohd push mocohd-runs/train-20260101-120000 --repo OWNER/NAME
     """
-    from ..workflows.publish import check_repo_id, stage, upload
-
     check_repo_id(repo)
     with tempfile.TemporaryDirectory(prefix="mocohd-push-") as folder:
         staged = stage(run, Path(folder), repo, backbone_ref=backbone_ref, license=license, provenance=provenance)

@@ -3,21 +3,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from ..app import PANEL_GENERATE, app
+from ..data.labels import resolve_classes
 from ..infra.console import console, progress
+from ..infra.distributed import init_distributed, rank_failures, shutdown
 from ..infra.errors import MocohdError
+from ..infra.runs import latest_run
 from ..infra.threads import threads_option
-from ..workflows.sampling import SampleSettings
+from ..workflows.builtin import example_motion, shipped_example_motions
+from ..workflows.sampling import DEFAULT_FPS, SampleSettings, open_latents, prepare_sampling, sample_videos
 from .options import config_command, given_values, labels_option, options_from
 
 
 def _default_motion(replay: bool) -> Path:
     """No --motion, --checkpoint or --backbone: the latest run's motion model, else (unless a --latents
     file is replayed: it must not silently land on another backbone) the faces example."""
-    from ..infra.runs import latest_run
-    from ..workflows.builtin import example_motion, shipped_example_motions
-
     run = latest_run()
     if run is not None:
         console.print(f"using the latest run's motion model: {run / 'motion.safetensors'}")
@@ -37,8 +37,6 @@ def _default_motion(replay: bool) -> Path:
                 panel=PANEL_GENERATE)
 def sample_command(values: dict) -> None:
     """Alone, or under torchrun with the videos dealt over the ranks (docs/scaling.md)."""
-    from ..infra.distributed import init_distributed, rank_failures, shutdown
-
     context = init_distributed(values.get("device") or "auto")
     console.quiet = console.quiet or not context.is_main  # rank 0 speaks for the job; errors still show
     try:
@@ -49,16 +47,11 @@ def sample_command(values: dict) -> None:
 
 
 def _sample(values: dict, context) -> None:
-    from ..data.labels import resolve_classes
-    from ..workflows.sampling import DEFAULT_FPS, open_latents, prepare_sampling, sample_videos
-
     labels, names = values.pop("labels"), values.pop("classes")
     settings = SampleSettings(**given_values(values), classes=names or None)
     settings.validate()  # before anything is loaded; the --latents file may fill in more
     latents = open_latents(settings)
     if settings.example is not None:
-        from ..workflows.builtin import example_motion
-
         # the example becomes the motion model (validated already: it clashes with nothing given)
         settings.motion, settings.example = str(example_motion(settings.example)), None
     elif settings.motion is None and settings.checkpoint is None and settings.backbone is None:

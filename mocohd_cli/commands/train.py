@@ -5,17 +5,27 @@ options.py); transfer names the image generator and the videos after their domai
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Optional
 
+from rich.table import Table
 import typer
 
 from ..app import PANEL_TRAIN, app
+from ..data.labels import resolve_classes
 from ..infra.console import console
 from ..infra.errors import MocohdError
+from ..infra.files import sha256_of
+from ..infra.runs import read_toml
 from ..infra.threads import threads_option
 from ..models.backbone import BACKBONE_HELP
+from ..models.latent_prior import read_projections
+from ..training import train
 from ..training.config import GROUPS, TrainConfig
+from ..training.presets import EXAMPLE_PRESETS, PRESETS, get_preset, preset_differences, preset_values
+from ..training.resume import resolve_config
+from ..workflows.builtin import default_train_values, default_transfer_values, is_example_backbone
 from .options import config_command, extra_option, given_values, labels_option, options_from
 
 # what each mode calls the image generator and the videos
@@ -30,8 +40,6 @@ _TRANSFER_NAMES = {
 
 
 def _shared_options() -> list:
-    from ..training.presets import PRESETS
-
     return [
         extra_option("config", Optional[Path], typer.Option(None, "--config", metavar="FILE",
                                                             help="TOML file of options (the "
@@ -51,10 +59,6 @@ def _mode_options(mode: str, rename: dict | None = None) -> list:
 
 def run_training(values: dict, *, mode: str) -> None:
     """What `train` and `transfer` share: resolve the settings, train, report."""
-    from ..data.labels import resolve_classes
-    from ..training import train
-    from ..training.resume import resolve_config
-
     if values.pop("list_presets"):
         _print_presets()
         return
@@ -87,8 +91,6 @@ def run_training(values: dict, *, mode: str) -> None:
 def _builtin_example(mode: str) -> dict:
     """Without an image generator and videos: the built-in example of the mode (mocohd_cli/workflows/
     builtin.py), with any options given on top of its short schedule."""
-    from ..workflows.builtin import default_train_values, default_transfer_values
-
     if mode == "cross-domain":
         console.print("no --image-domain/--motion-domain: running the built-in cross-domain example (the 'robots' "
                       "example backbone animated with the motion of rendered cartoon-face videos)")
@@ -101,10 +103,6 @@ def _builtin_example(mode: str) -> dict:
 def _with_example_preset(config, options: dict, config_file, mode: str):
     """A shipped example backbone with the user's videos and no --preset: the example's own schedule
     (preset example-train / example-transfer) rather than the release's defaults (built for 128 px and GPUs)."""
-    from ..training.presets import EXAMPLE_PRESETS
-    from ..training.resume import resolve_config
-    from ..workflows.builtin import is_example_backbone
-
     if config.preset or config.resume or not is_example_backbone(config.checkpoint):
         return config
     return resolve_config({**options, "preset": EXAMPLE_PRESETS[mode]}, config_file=config_file)
@@ -112,9 +110,6 @@ def _with_example_preset(config, options: dict, config_file, mode: str):
 
 def _report_preset(config, options: dict, config_file, mode: str) -> None:
     """Which preset the run uses, and which of the options given (command line, --config) differ from it."""
-    from ..infra.runs import read_toml
-    from ..training.presets import get_preset, preset_differences
-
     if not config.preset:
         return
     preset = get_preset(config.preset)
@@ -132,11 +127,6 @@ def _report_preset(config, options: dict, config_file, mode: str) -> None:
 def _fit_example_projections(config):
     """The example's shipped projections fit its schedule (time step 2, clips of up to 16 frames, the faces
     backbone): a run that changes those projects its own training videos instead (cached), and says so."""
-    import dataclasses
-
-    from ..infra.files import sha256_of
-    from ..models.latent_prior import read_projections
-
     if not (config.w_latent_motion or config.w_walk or config.pca_source == "videos") or not config.latent_motion:
         return config
     try:
@@ -150,11 +140,6 @@ def _fit_example_projections(config):
 
 
 def _print_presets() -> None:
-    from rich.table import Table
-
-    from ..training.presets import PRESETS
-    from ..training.presets import preset_values
-
     table = Table("preset", "settings", "from")
     for preset in PRESETS.values():
         settings = ", ".join(f"{k}={v}" for k, v in preset_values(preset).items() if k != "preset")

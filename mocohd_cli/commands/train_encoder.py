@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..app import PANEL_TRAIN, app
 from ..infra.console import console
 from ..infra.threads import threads_option
-from ..workflows.encoder import EncoderSettings
+from ..workflows.encoder import EncoderSettings, train_encoder
 from .options import config_command, given_values, options_from
 
 
@@ -15,8 +15,6 @@ from .options import config_command, given_values, options_from
                      "  mocohd train-encoder --checkpoint example:faces --out faces-encoder.safetensors",
                 panel=PANEL_TRAIN)
 def train_encoder_command(values: dict) -> None:
-    from ..workflows.encoder import train_encoder
-
     settings = EncoderSettings(**given_values(values))
     settings.validate()
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 import typer
 
 from ..app import PANEL_MODELS, app
@@ -22,10 +25,6 @@ def list_zoo() -> None:
     """List the zoo: what each entry is, its licence, whether its sha256 is verified, what fetching
     it converts, and whether it is in the cache. Use an entry as `--checkpoint zoo:NAME`; `example:NAME`
     is the shipped backbone as --checkpoint and its trained motion model as --motion."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
     table = Table(title="mocohd zoo (use as zoo:NAME; `mocohd zoo get NAME` fetches one)")
     for column in ("name", "kind", "what", "px", "license", "sha256", "converting", "in the cache"):
         table.add_column(column)

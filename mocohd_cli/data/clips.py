@@ -8,10 +8,10 @@ exactly the clips an uninterrupted run would have read.
 """
 from __future__ import annotations
 
-import logging
-import random
 from dataclasses import dataclass, field
+import logging
 from pathlib import Path
+import random
 from typing import Iterator
 
 import numpy as np
@@ -25,6 +25,7 @@ from .decode import VideoInfo, as_rgb, decode_image, read_frames
 from .decode import reason as _reason
 from .index import scan
 from .pixels import frames_to_clip
+from .shards import ShardClips, is_shard_spec
 from .storage import IMAGE_SUFFIXES, VIDEO_SUFFIXES, natural_key, open_storage
 
 log = logging.getLogger(__name__)
@@ -117,8 +118,6 @@ class VideoClips(Dataset):
 
     def __new__(cls, root: str | Path | None = None, **settings):
         """Tar shards (data/shards.py) stream instead: a ShardClips, which clip_loader also takes."""
-        from .shards import ShardClips, is_shard_spec
-
         if cls is VideoClips and is_shard_spec(root):
             return ShardClips(root, **settings)
         return super().__new__(cls)

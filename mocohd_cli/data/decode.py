@@ -21,10 +21,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+import io
 from pathlib import Path
 
+from PIL import Image
 import numpy as np
+from torch.utils.data import get_worker_info
 
+from ..infra.threads import max_decode_threads
 from .pixels import pillow_to_rgb
 
 # Frames with at least this many pixels are decoded with FFmpeg's threads outside DataLoader
@@ -85,10 +89,6 @@ def reason(exc: BaseException) -> str:
 
 def decode_image(storage, name: str) -> np.ndarray:
     """One image file of a dataset as uint8 [H, W, 3]; ValueError naming it if it cannot be read."""
-    import io
-
-    from PIL import Image
-
     try:
         with Image.open(io.BytesIO(storage.read(name))) as image:
             return pillow_to_rgb(image, Path(name))
@@ -126,10 +126,6 @@ def _set_threads(stream) -> int:
     save on small frames), or for large frames outside DataLoader workers the command's --threads
     (FFmpeg's choice where no command set them).
     Returns the thread count for the RGB conversion (0: FFmpeg's choice)."""
-    from torch.utils.data import get_worker_info
-
-    from ..infra.threads import max_decode_threads
-
     context = stream.codec_context
     if get_worker_info() is None and context.width * context.height >= _THREADED_PIXELS:
         threads = max_decode_threads()  # a command's --threads caps FFmpeg's too (0: FFmpeg's choice)

@@ -12,12 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from ..infra.errors import MocohdError
 from .clips import frames_to_clip
 from .decode import reason
 from .pixels import pillow_to_rgb
+
 _EXIF_ORIENTATION = 0x0112
 
 
@@ -34,8 +36,6 @@ class InputImage:
 
 def read_image(path: str | Path, size: int) -> InputImage:
     """One image file -> `InputImage` at `size` x `size` (see the module's docstring for the rules)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     path = Path(path)
     if not path.exists():
         raise MocohdError("image not found", path=path, fix="check the path")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PIL import Image
 import numpy as np
 import torch
 from torch import Tensor
@@ -56,8 +57,6 @@ def frames_to_clip(frames: np.ndarray, size: int) -> Tensor:
     top, left = (h - side) // 2, (w - side) // 2
     frames = frames[:, top:top + side, left:left + side]
     if side != size:
-        from PIL import Image
-
         frames = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(frame)).resize(
             (size, size), Image.Resampling.LANCZOS)) for frame in frames])
     # in NumPy: torch's thread pool costs more than this arithmetic on a small clip

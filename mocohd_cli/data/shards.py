@@ -17,24 +17,25 @@ imports webdataset lazily.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 import io
 import logging
+from pathlib import Path
 import random
 import re
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..infra.errors import MocohdError
 from ..infra.settings import torch_seed
 from .decode import decode_image, probe_video, read_frames
-from .pixels import frames_to_clip
 from .decode import reason as _reason
-from .storage import IMAGE_SUFFIXES, VIDEO_SUFFIXES, natural_key
+from .index import scan
+from .pixels import frames_to_clip
+from .storage import IMAGE_SUFFIXES, VIDEO_SUFFIXES, natural_key, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -305,8 +306,6 @@ class ShardClips(IterableDataset):
 
 def shard_loader(dataset: ShardClips, *, workers: int = 0, pin_memory: bool = False) -> Iterator[torch.Tensor]:
     """Endless iterator of batches [B, T, 3, S, S] of a ShardClips made with batch_size B."""
-    from torch.utils.data import DataLoader
-
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=pin_memory,
                         persistent_workers=workers > 0, prefetch_factor=2 if workers > 0 else None)
     return iter(loader)
@@ -353,9 +352,6 @@ def _source_samples(src) -> Iterator[tuple[str, dict[str, bytes]]]:
         for video in shard_samples(expand_shards(src)):
             yield video.key, {n[len(video.key) + 1:]: d for n, d in video.members.members.items()}
         return
-    from .index import scan
-    from .storage import open_storage
-
     storage = open_storage(Path(src), given_as="`mocohd data shard SRC`")
     for record in scan(storage).usable:
         if record.kind == "video":

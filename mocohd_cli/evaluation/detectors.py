@@ -15,13 +15,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+import warnings
 
 import torch
 from torch import Tensor
+import torch.nn.functional as F
 
+from ..infra.download import download
 from ..infra.errors import MocohdError
-from ..infra.files import cache_dir, sha256_of
+from ..infra.files import cache_dir, read_safetensors, sha256_of, torch_load_safely
 from ..infra.hub import resolve as resolve_reference
+from ..models.identity import read_identity_encoder
 
 
 @dataclass(frozen=True)
@@ -57,8 +61,6 @@ DETECTORS = {spec.name: spec for spec in (
 def load_torchscript(path: Path, device: torch.device) -> torch.jit.ScriptModule:
     """torch.jit.load (TorchScript archives hold code and tensors, no pickled objects). The detectors
     are published as TorchScript, so torch's advice to move away from it does not apply here."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, message=".*jit.*")
         return torch.jit.load(str(path), map_location=device).eval()
@@ -86,8 +88,6 @@ def parse_detector_options(options: list[str] | None) -> dict[str, Path]:
 
 def resolve_detector(name: str, overrides: dict[str, Path] | None = None) -> tuple[Path, str]:
     """The detector's file and its sha256 (see the module docstring for the order)."""
-    from ..infra.download import download
-
     spec = DETECTORS[name]
     if overrides and name in overrides:
         return overrides[name], sha256_of(overrides[name])
@@ -146,8 +146,6 @@ class Embedder:
     def __init__(self, spec: str, weights: str | None, device: torch.device):
         self.device, self.description = device, spec
         if spec.startswith(IDENTITY_PREFIX):
-            from ..models.identity import read_identity_encoder
-
             path = _identity_file(spec[len(IDENTITY_PREFIX):])
             self.module = read_identity_encoder(path)[0].to(device)
             self.sha256, self.input_size, self.description = sha256_of(path), None, f"{spec} ({path.name})"
@@ -189,8 +187,6 @@ class Embedder:
             x = x.float() / 127.5 - 1.0
         if self.input_size is None:
             return self.module(x).float().cpu()
-        import torch.nn.functional as F
-
         x = F.interpolate(x.float() / 255.0, size=(self.input_size, self.input_size), mode="bilinear",
                           align_corners=False, antialias=True)
         return self.module((x - self.mean) / self.std).float().flatten(1).cpu()
@@ -217,8 +213,6 @@ def _timm_embedder(name: str, weights: str | None):
     except RuntimeError as exc:
         raise MocohdError(f"timm has no model {name!r}", fix="see timm.list_models() for names") from exc
     if weights:
-        from ..infra.files import read_safetensors, torch_load_safely
-
         state = (read_safetensors(weights, "embedder weights")[0] if str(weights).endswith(".safetensors")
                  else torch_load_safely(weights, "embedder weights"))
         if isinstance(state, dict) and "state_dict" in state:

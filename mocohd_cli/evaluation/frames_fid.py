@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..infra.files import sha256_of
+from ..models.generation import seeded_content
 from .detectors import DETECTORS, Detector, detector_dir
 from .statistics import frechet_distance, gaussian_stats
 
@@ -43,8 +45,6 @@ class FramesFID:
 
     def __init__(self, frames: Tensor, detector_path: Path, device: torch.device, *, fake_images: int = FAKE_IMAGES,
                  real_images: int = REAL_IMAGES, batch_size: int = 32):
-        from ..infra.files import sha256_of
-
         self.detector = Detector("inception", Path(detector_path), sha256_of(detector_path), device)
         self.fake_images, self.batch_size = fake_images, batch_size
         chosen = torch.linspace(0, len(frames) - 1, min(real_images, len(frames))).round().long().unique()
@@ -55,8 +55,6 @@ class FramesFID:
         return torch.cat([self.detector(images[i:i + self.batch_size]) for i in range(0, len(images), self.batch_size)])
 
     def __call__(self, generator) -> float:
-        from ..models.generation import seeded_content
-
         was_training = getattr(generator, "training", False)
         if hasattr(generator, "eval"):
             generator.eval()

@@ -6,14 +6,23 @@ from pathlib import Path
 
 import torch
 
-from ..infra.distributed import DistContext
+from ..data.domains import dataset_settings
+from ..infra.device import resolve_device
+from ..infra.distributed import DistContext, gather_batches, share_of
 from ..infra.errors import MocohdError
 from ..infra.settings import check_setting_types, require_positive, setting
+from ..infra.version import __version__
 from ..models.backbone import BACKBONE_HELP
 from ..models.inversion import DEFAULT_CANDIDATES, DEFAULT_STEPS
-from .metrics import GROUND_TRUTH, METRICS, EvalResult, FeatureKind, get_metric
+from ..models.motion import load_motion_and_backbone
+from .detectors import load_detector, load_embedder, parse_detector_options
+from .groundtruth import Readings, content_metrics, frames_metrics, motion_metrics, read_videos, render_real
+from .metrics import (GROUND_TRUTH, METRICS, EvalResult, FeatureKind, average_content_distance, cached_real_stats,
+                      extract, get_metric)
+from .prediction import evaluate_prediction
+from .readers import load_reader
 from .sources import FolderVideos, GeneratedVideos, real_videos
-from ..infra.version import __version__
+from .statistics import frechet_distance, inception_score, kernel_distance, load_stats
 
 STYLEGAN_V_VIDEOS = 2048
 
@@ -84,8 +93,6 @@ def run_evaluation(settings: EvalSettings, *, fake=None, context: DistContext | 
     ground-truth metrics deal the generated videos likewise (each rank generates and reads its batches;
     the real videos are rendered and read on rank 0); prediction runs on rank 0 alone. Only rank 0's
     result holds values."""
-    from ..infra.device import resolve_device
-
     if fake is None:
         settings.validate()
     names = list(dict.fromkeys(settings.metrics or ["fvd16"]))
@@ -100,8 +107,6 @@ def run_evaluation(settings: EvalSettings, *, fake=None, context: DistContext | 
         raise MocohdError(f"{_listed(needs_real)} {'compares' if len(needs_real) == 1 else 'compare'} with real "
                           "videos", fix="pass --real DATA (or a "
                                                                                     "statistics file)")
-    from .detectors import parse_detector_options
-
     overrides = parse_detector_options(settings.detectors)
     result = EvalResult(values={}, protocol={
         "real": settings.real, "fake": fake.description, "fake_videos": settings.num_videos,
@@ -117,8 +122,6 @@ def run_evaluation(settings: EvalSettings, *, fake=None, context: DistContext | 
         if metric.name == "prediction":
             if not main:
                 continue
-            from .prediction import evaluate_prediction
-
             evaluate_prediction(settings, fake, result)
             continue
         kind = metric.kind
@@ -154,11 +157,6 @@ def _ground_truth(names: list[str], settings: EvalSettings, fake, result: EvalRe
     by the domain's factor reader (mocohd_cli/evaluation/groundtruth.py). Each rank generates and
     reads its dealt batches of generated videos (alone: every batch, read batch by batch too, so that
     1 or N processes read the same batches); rank 0 gathers the readings and scores."""
-    from ..data.domains import dataset_settings
-    from ..infra.distributed import gather_batches, share_of
-    from .groundtruth import Readings, content_metrics, frames_metrics, motion_metrics, read_videos, render_real
-    from .readers import load_reader
-
     domain = settings.domain
     if domain is None and settings.real and Path(settings.real).is_dir():
         domain = (dataset_settings(settings.real) or {}).get("domain")
@@ -203,8 +201,6 @@ def _fake_source(settings: EvalSettings, device: torch.device):
         source = FolderVideos(settings.fake, size=settings.resolution, max_videos=settings.num_videos)
         source.resolution = source.native_resolution()
         return source
-    from ..models.motion import load_motion_and_backbone
-
     backbone, motion, info = load_motion_and_backbone(settings.motion, checkpoint=settings.checkpoint,
                                                       backbone=settings.backbone, device=device,
                                                       truncation=settings.truncation)
@@ -217,10 +213,6 @@ def _fake_source(settings: EvalSettings, device: torch.device):
 def _features(kind: FeatureKind, settings: EvalSettings, fake, resolution: int, device, overrides, result,
               *, real_needed: bool, context: DistContext | None = None):
     """(real statistics or None, fake statistics) of one feature kind."""
-    from .detectors import load_detector
-    from .metrics import cached_real_stats, extract
-    from .statistics import load_stats
-
     network = load_detector(kind.detector, device, overrides)
     sha = network.sha256
     result.protocol["detectors"][kind.detector] = {"file": str(network.path), "sha256": sha}
@@ -254,9 +246,6 @@ def _features(kind: FeatureKind, settings: EvalSettings, fake, resolution: int, 
 def _acd(settings: EvalSettings, fake, resolution: int, device, result: EvalResult,
          context: DistContext | None = None) -> None:
     """ACD of the generated videos, and of the real ones (the reference) when --real is a dataset."""
-    from .detectors import load_embedder
-    from .metrics import average_content_distance
-
     if not settings.embedder:
         raise MocohdError("acd needs a frame embedder", fix="pass --embedder FILE.pt (TorchScript), --embedder "
                                                             "identity:faces, or --embedder timm:NAME "
@@ -276,8 +265,6 @@ def _acd(settings: EvalSettings, fake, resolution: int, device, result: EvalResu
 
 
 def _score(metric, real_stats, fake_stats, result: EvalResult, settings: EvalSettings) -> None:
-    from .statistics import frechet_distance, inception_score, kernel_distance
-
     if metric.name in ("fvd16", "fvd128", "fid"):
         result.values[metric.name] = frechet_distance(fake_stats.mean, fake_stats.cov, real_stats.mean, real_stats.cov)
     elif metric.name in ("kvd", "kid"):

@@ -11,19 +11,21 @@ infra/distributed.py): the batches are the same whatever the number of ranks.
 """
 from __future__ import annotations
 
-import random
+import hashlib
 from pathlib import Path
+import random
 from typing import Iterator
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..data.video import quantize
-from ..models.generation import generate_videos, pool_frames
 from ..data.clips import DatasetReport, VideoClips, decode_image, decode_video_frames, frames_to_clip
+from ..data.shards import ShardReport, expand_shards, is_shard_spec, leading_videos
+from ..data.video import quantize
 from ..infra.distributed import Share, is_mine
 from ..infra.errors import MocohdError
+from ..models.generation import generate_videos, pool_frames
 
 
 class VideoSource:
@@ -115,8 +117,6 @@ class ShardVideos(VideoSource):
     but decodes only the videos of its batches."""
 
     def __init__(self, spec, *, size: int | None, max_videos: int, seed: int = 0, max_frames: int = 1_000_000):
-        from ..data.shards import ShardReport, expand_shards
-
         super().__init__(description=f"shards {spec}")
         self.spec, self.size, self.max_videos, self.seed, self.max_frames = str(spec), size, max_videos, seed, max_frames
         self.urls = expand_shards(spec)
@@ -125,8 +125,6 @@ class ShardVideos(VideoSource):
 
     def _videos(self, span: int) -> Iterator[tuple[int, object, int]]:
         """(i, video, length) of the first max_videos usable videos of at least `span` frames."""
-        from ..data.shards import leading_videos
-
         for i, (video, length) in enumerate(leading_videos(self.urls, span=span, count=self.max_videos,
                                                            report=self.report)):
             yield i, video, length
@@ -149,8 +147,6 @@ class ShardVideos(VideoSource):
 
     def fingerprint(self) -> str:
         """sha256 of the shard URLs and, for local shards, their sizes and modification times."""
-        import hashlib
-
         digest = hashlib.sha256()
         for url in self.urls:
             path = Path(url.removeprefix("file:"))
@@ -212,8 +208,6 @@ class ShardVideos(VideoSource):
 
 def real_videos(data, **kwargs) -> VideoSource:
     """The real-video source of `data`: tar shards, or a folder, zip or video folder."""
-    from ..data.shards import is_shard_spec
-
     return ShardVideos(data, **kwargs) if is_shard_spec(data) else DatasetVideos(data, **kwargs)
 
 

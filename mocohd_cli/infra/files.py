@@ -1,19 +1,21 @@
 """Reading and writing files safely: hashes, atomic writes, pickle-free loading."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 import hashlib
 import json
 import os
+from pathlib import Path
 import stat
 import tempfile
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator
 
+from safetensors import safe_open
+from safetensors.torch import save_file
 import torch
 
 from .errors import MocohdError
-
+from .pickle_scan import scan_torch_file
 
 CACHE_ENV = "MOCOHD_CACHE"
 
@@ -181,8 +183,6 @@ def _torch_load_reason(exc: Exception) -> str:
 def torch_load_safely(path: str | Path, what: str = "checkpoint") -> object:
     """torch.load with weights_only=True (no pickled code ever runs) after a bounded pre-scan of
     its pickle (no pickled work blows up either: infra/pickle_scan.py)."""
-    from .pickle_scan import scan_torch_file
-
     path = require_regular_file(path, what)
     scan_torch_file(path, what=what)
     try:
@@ -199,8 +199,6 @@ def torch_load_safely(path: str | Path, what: str = "checkpoint") -> object:
 
 def read_safetensors(path: str | Path, what: str = "file") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a .safetensors file, with a clear error for anything else."""
-    from safetensors import safe_open
-
     path = require_regular_file(path, what)
     try:
         tensors = {}
@@ -219,8 +217,6 @@ def read_safetensors(path: str | Path, what: str = "file") -> tuple[dict[str, to
 
 def safetensors_metadata(path: str | Path) -> dict[str, str] | None:
     """Metadata of a .safetensors file, or None if the file is not one."""
-    from safetensors import safe_open
-
     if not is_regular_file(path):
         return None
     try:
@@ -232,8 +228,6 @@ def safetensors_metadata(path: str | Path) -> dict[str, str] | None:
 
 def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, object]) -> Path:
     """Write tensors atomically; metadata values that are not strings are stored as JSON."""
-    from safetensors.torch import save_file
-
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     with atomic_path(path) as tmp:

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+from pathlib import Path
 import platform
 import re
 import shlex
 import subprocess
 import sys
-from pathlib import Path
+import tomllib
 
+import torch
+
+from . import threads
+from .runs import dumps_flat_toml
 from .version import __version__
 
 PROVENANCE_FILE = "provenance.toml"
@@ -51,10 +56,6 @@ def command_line(argv: list[str] | None = None) -> str:
 
 def collect(*, device: object = None, step: int | None = None, argv: list[str] | None = None) -> dict:
     """Everything a [[start]] table records."""
-    import torch
-
-    from . import threads
-
     cuda = torch.version.cuda
     record = {
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -77,8 +78,6 @@ def collect(*, device: object = None, step: int | None = None, argv: list[str] |
 
 def append_provenance(run_path: str | Path, **fields) -> Path:
     """Append one [[start]] table (see `collect`) to <run>/provenance.toml."""
-    from .runs import dumps_flat_toml
-
     path = Path(run_path) / PROVENANCE_FILE
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(("\n" if path.stat().st_size else "") + "[[start]]\n" + dumps_flat_toml(collect(**fields)))
@@ -87,8 +86,6 @@ def append_provenance(run_path: str | Path, **fields) -> Path:
 
 def read_provenance(run_path: str | Path) -> list[dict]:
     """The [[start]] tables of a run, oldest first ([] without a provenance file)."""
-    import tomllib
-
     path = Path(run_path) / PROVENANCE_FILE
     if not path.is_file():
         return []

@@ -14,10 +14,13 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import tomllib
 from pathlib import Path
+import tomllib
+
+from filelock import FileLock, Timeout
 
 from .errors import MocohdError
+from .files import read_small_text, remove_stale_temporaries
 
 DEFAULT_RUNS_ROOT = Path("mocohd-runs")
 MOTION_FILE = "motion.safetensors"
@@ -66,10 +69,6 @@ class RunLock:
         self._created = False
 
     def acquire(self) -> "RunLock":
-        from filelock import FileLock, Timeout
-
-        from .files import remove_stale_temporaries
-
         self._created = not self.path.exists()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -151,8 +150,6 @@ def dumps_flat_toml(values: dict) -> str:
 
 
 def read_toml(path: str | Path) -> dict:
-    from .files import read_small_text
-
     path = Path(path)
     text = read_small_text(path, "config file", fix="check the path given to --config")
     try:

@@ -13,6 +13,8 @@ import types
 import typing
 from typing import Any
 
+from .errors import MocohdError
+
 MAX_INT = 2**63 - 1  # what torch's seeds and counters hold
 
 
@@ -39,8 +41,6 @@ def setting(default: Any, help: str, *, flag: str | None = None, default_text: s
 def settings_from_dict(cls: type, values: dict, *, what: str, source=None):
     """A settings dataclass from (for example TOML) values: dashes in keys are accepted, unknown
     keys are an error that lists the known ones."""
-    from .errors import MocohdError
-
     names = {f.name for f in dataclasses.fields(cls)}
     clean = {}
     for key, value in values.items():
@@ -80,8 +80,6 @@ def check_setting_types(settings, *, source=None, given: set[str] | None = None)
     numbers within 64 bits (not bools, not 2.5), floats are finite (ints are accepted and
     converted), strings are strings. For values from TOML files and the command line alike; one
     clear error names the option (and the file)."""
-    from .errors import MocohdError
-
     hints = typing.get_type_hints(type(settings))
     for field in dataclasses.fields(settings):
         if given is not None and field.name not in given:
@@ -119,8 +117,6 @@ def check_setting_types(settings, *, source=None, given: set[str] | None = None)
 
 def require_positive(settings, names) -> None:
     """Each named count of `settings` is >= 1 (None: not set, fine), or one clear error naming its option."""
-    from .errors import MocohdError
-
     for name in names:
         value = getattr(settings, name)
         if value is not None and value < 1:

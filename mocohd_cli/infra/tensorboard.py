@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 
+from PIL import Image
 import numpy as np
 
 # add_hparams takes numbers, strings and booleans only
@@ -16,8 +17,6 @@ _HPARAM_TYPES = (bool, int, float, str)
 
 def gif_bytes(frames: np.ndarray, fps: float) -> bytes:
     """uint8 frames [T, H, W, 3] -> an animated GIF that loops."""
-    from PIL import Image
-
     images = [Image.fromarray(frame) for frame in frames]
     buffer = io.BytesIO()
     images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:],

@@ -20,9 +20,13 @@ the setting while the command line is parsed, before the command's body runs.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
+import inspect
+import os
+import sys
 from typing import Optional
+
+from .errors import MocohdError
 
 THREADS_ENV = "MOCOHD_THREADS"
 # The default never goes above this many threads: beyond it the small models mocohd trains on a CPU gain
@@ -53,8 +57,6 @@ def prepare_environment() -> None:
     """OMP_WAIT_POLICY=PASSIVE unless the user set one, when torch is not loaded yet: libgomp reads it once,
     as torch loads it. Called first thing by `import mocohd_cli` (so by the CLI, and by a program importing
     mocohd before torch; one that wants spinning threads sets OMP_WAIT_POLICY=ACTIVE itself)."""
-    import sys
-
     global _wait_policy_at_start
     if "torch" not in sys.modules:
         os.environ.setdefault(WAIT_POLICY_ENV, "PASSIVE")
@@ -99,8 +101,6 @@ def default_threads(cores: int | None = None, load: float | None = None) -> int:
 
 def parse_threads(value: object, where: str) -> int:
     """A thread count from the command line or the environment: a whole number >= 1."""
-    from .errors import MocohdError
-
     try:
         threads = int(str(value).strip())
     except ValueError:
@@ -125,7 +125,7 @@ def choose_threads(option: int | None = None) -> tuple[int, str, float | None]:
 
 def apply_threads(option: int | None = None) -> ThreadSetting:
     """Choose the threads (`choose_threads`) and set them in torch."""
-    import torch
+    import torch  # here, not at the top: prepare_environment must run before torch loads OpenMP
 
     global _applied
     threads, source, load = choose_threads(option)
@@ -148,10 +148,10 @@ def applied() -> ThreadSetting | None:
 
 def provenance_fields() -> dict:
     """The thread setting as provenance.toml records it: the applied one, else torch's current threads."""
-    if _applied is not None:
-        return {f"threads_{k}" if k != "threads" else k: v for k, v in asdict(_applied).items() if v is not None}
     import torch
 
+    if _applied is not None:
+        return {f"threads_{k}" if k != "threads" else k: v for k, v in asdict(_applied).items() if v is not None}
     return {"threads": torch.get_num_threads(), "threads_source": "torch (not set by mocohd)"}
 
 
@@ -182,8 +182,6 @@ def threads_typer_option():
 def threads_option():
     """`threads_typer_option` as a parameter for commands built from a parameter list
     (mocohd_cli/commands/options.py config_command, which drops the value before the command runs)."""
-    import inspect
-
     return inspect.Parameter("threads", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[int],
                              default=threads_typer_option())
 

@@ -19,11 +19,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+import torch.nn.functional as F
 
 from ..infra.errors import MocohdError
-from ..infra.files import read_safetensors, safetensors_metadata, sha256_of, write_safetensors
+from ..infra.files import (read_safetensors, require_regular_file, safetensors_metadata, sha256_of, torch_load_safely,
+                           write_safetensors)
 from ..infra.schema import Field, decode_metadata, read_fields
 
 FORMAT_TAG = "mocohd-encoder"
@@ -49,8 +50,6 @@ def _classifier_prefixes(net: nn.Module) -> tuple[str, ...]:
 def load_pretrained(net: nn.Module, path: str | Path, arch: str) -> None:
     """Weights a user points at (.safetensors or a torch state dict, loaded without running code):
     every parameter but the classifier head must be there and fit."""
-    from ..infra.files import torch_load_safely
-
     state = (read_safetensors(path, "encoder weights")[0] if str(path).endswith(".safetensors")
              else torch_load_safely(path, "encoder weights"))
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
@@ -137,8 +136,6 @@ METADATA_FIELDS = (
 
 
 def read_encoder_info(path: str | Path) -> dict:
-    from ..infra.files import require_regular_file
-
     path = require_regular_file(path, "encoder", fix="check the path given to --encoder")
     meta = safetensors_metadata(path)
     if meta is None or meta.get("format") != FORMAT_TAG:

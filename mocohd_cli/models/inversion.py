@@ -14,16 +14,17 @@ features when there is an encoder). The latent is optimised in units of the late
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+import math
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+import torch.nn.functional as F
 
 from ..infra.errors import MocohdError
 from .backbone import ImageGenerator
+from .generation import stream_generator
 
 # Latent samples behind the mean latent and the spread (seeded: the same statistics every run).
 STATS_SAMPLES = 4096
@@ -127,8 +128,6 @@ def search_start(backbone: ImageGenerator, targets: Tensor, *, stats: LatentStat
     class. Candidates are rendered with the stored noise when `noise` is "random" (the search only
     picks a region). The candidates are drawn `batch_size` at a time and only the best so far is
     kept: memory does not grow with their number."""
-    from .generation import stream_generator
-
     check_candidates(candidates)
     noise = "const" if noise == "random" else noise
     device = backbone.device

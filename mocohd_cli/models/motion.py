@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+import warnings
 
 import torch
 from torch import Tensor, nn
 
-from ..infra.errors import MocohdError
-from ..infra.files import read_safetensors, write_safetensors
+from ..infra.errors import MocohdError, MocohdWarning
+from ..infra.files import read_safetensors, require_regular_file, safetensors_metadata, write_safetensors
 from ..infra.hub import as_kind
 from ..infra.schema import Field, decode_metadata, read_fields
+from .backbone import load_backbone, require_registered
 
 FORMAT_TAG = "mocohd-motion"
 FORMAT_VERSION = 1
@@ -262,10 +264,6 @@ def check_backbone_match(info: dict, backbone, path: Path) -> None:
     if trained_on and given and trained_on != given:
         # Same architecture, other weights (or the same weights in another file format): it runs,
         # but the motion was learned for another generator, so say so rather than stay silent.
-        import warnings
-
-        from ..infra.errors import MocohdWarning
-
         warnings.warn(f"{path} was trained with backbone checkpoint {info.get('backbone_checkpoint') or '?'} "
                       f"(sha256 {trained_on[:12]}...), not this one (sha256 {given[:12]}...)", MocohdWarning,
                       stacklevel=3)
@@ -293,8 +291,6 @@ def load_motion(path: str | Path, backbone=None, *, device: str | torch.device =
 
 def read_motion_info(path: str | Path) -> dict:
     """The metadata of a motion model, decoded, without loading its tensors."""
-    from ..infra.files import require_regular_file, safetensors_metadata
-
     path = require_regular_file(as_kind(path, "motion"), "motion model", fix="check the path given to --motion")
     meta = safetensors_metadata(path)
     if meta is None:
@@ -306,8 +302,6 @@ def load_motion_and_backbone(path: str | Path, *, checkpoint: str | Path | None 
                              device: str | torch.device = "cpu", truncation: float = 1.0):
     """A motion model with the backbone it animates: (backbone, motion in eval mode, metadata).
     The checkpoint and backbone default to the ones the motion model records."""
-    from .backbone import load_backbone, require_registered
-
     path = as_kind(path, "motion")  # example:NAME: the shipped motion model, not its backbone
     info = read_motion_info(path)
     if checkpoint is None:

@@ -9,20 +9,21 @@ comment says otherwise.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.video import check_fps
+from ..evaluation.metrics import get_metric
 from ..infra.device import PRECISIONS
 from ..infra.errors import MocohdError
 from ..infra.runs import DEFAULT_RUNS_ROOT
 from ..infra.settings import check_setting_types, require_positive, setting, settings_from_dict
 from ..models.backbone import BACKBONE_HELP, ImageGenerator, check_truncation
+from ..models.motion import DEFAULT_H_DIM, DEFAULT_N_PCA, DEFAULT_W_RESIDUAL, default_n_pca
 from .latent_phase import LATENT_PHASE
 from .projections import PROJECTED_VIDEOS
-from ..models.motion import DEFAULT_H_DIM, DEFAULT_N_PCA, DEFAULT_W_RESIDUAL, default_n_pca
 
 MODES = ("in-domain", "cross-domain")
 SAMPLE_FORMATS = ("mp4", "gif", "png")
@@ -354,8 +355,6 @@ class TrainConfig:
         need(self.sample_format in SAMPLE_FORMATS, f"unknown sample format {self.sample_format!r}",
              f"use one of {', '.join(SAMPLE_FORMATS)}")
         if self.eval_every:
-            from ..evaluation.metrics import get_metric
-
             get_metric(self.eval_metric)  # a clear error before training starts
 
 

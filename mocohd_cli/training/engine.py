@@ -26,21 +26,25 @@ MotionTask.phases (training/motion_task.py), with its settings in the config gro
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 import logging
 import math
+from pathlib import Path
 import signal
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from rich.progress import TextColumn
 import torch
 
+from ..infra.console import progress
 from ..infra.distributed import DistContext
 from ..infra.errors import MocohdError
 from ..infra.files import atomic_path, torch_load_safely
+from ..infra.provenance import append_provenance
 from ..infra.runs import RunDir, RunLock, dumps_flat_toml
+from ..infra.tensorboard import log_hparams
 from .resume import claim_run_folder, load_state_parts, set_torch_rng
 
 log = logging.getLogger(__name__)
@@ -140,8 +144,6 @@ class Engine:
         """Rank 0: the run folder's config, log and TensorBoard writer."""
         if self.run is None or not self.is_main:
             return
-        from ..infra.provenance import append_provenance
-
         self.run.path.mkdir(parents=True, exist_ok=True)
         self.write_config()
         device = getattr(self.ctx, "device", None)
@@ -221,10 +223,6 @@ class Engine:
                 lock.release()
 
     def _fit(self):
-        from rich.progress import TextColumn
-
-        from ..infra.console import progress
-
         task, cadence = self.task, self.cadence
         self._open()
         self._interrupted = False
@@ -298,8 +296,6 @@ class Engine:
         export = task.export()
         task.write_samples(self, final=True)
         if self.writer is not None:
-            from ..infra.tensorboard import log_hparams
-
             log_hparams(self.writer, self.config_values, losses)
             self.writer.close()
         if stopped_early:

@@ -13,36 +13,45 @@ objective's after-D hook.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass, field
 import functools
 import logging
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..data.clips import DatasetReport, VideoClips, clip_loader
+from ..data.video import save_video, to_uint8, video_grid
+from ..evaluation.metrics import get_metric
+from ..evaluation.run import EvalSettings, run_evaluation
+from ..evaluation.sources import GeneratedVideos
+from ..infra.console import progress
 from ..infra.device import autocast
 from ..infra.distributed import DistContext, init_distributed, shutdown
 from ..infra.errors import MocohdError
 from ..infra.hub import recorded_reference
-from ..infra.schema import Field, read_fields
-from ..infra.tensorboard import log_video
 from ..infra.runs import RunDir
+from ..infra.schema import Field, read_fields
 from ..infra.settings import torch_seed
+from ..infra.tensorboard import log_video
+from ..infra.version import __version__
 from ..models.backbone import ImageGenerator, load_backbone
-from ..models.generation import pool_frames
+from ..models.generation import generate_videos, pool_frames
 from ..models.identity import EXTRA_FRAMES
+from ..models.latent_prior import read_projections
 from ..models.motion import MotionGenerator, Rollout
+from ..models.pca import displacement_pca, motion_pca
 from .config import DEFAULT_EPOCHS, TrainConfig, check_drift_batch, fit_to_backbone, fit_to_world, parse_term_weights
 from .engine import Cadence, Engine
 from .latent_phase import LatentPhase, LatentPhaseSettings
 from .objectives import Losses, ObjectiveFactory, objective_for
+from .projections import project_training_videos
 from .resume import check_compatible, load_state_parts, refuse_out_inside_data, run_folder
-from .terms import Step, TermContext, build_terms
-from ..infra.version import __version__
+from .terms import Step, TermContext, build_terms, registered_terms
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +170,6 @@ class Trainer:
         return next((term for term in self.terms if term.name == name), None)
 
     def _term_context(self) -> TermContext:
-        from .terms import registered_terms
-
         names = [str(value).partition("=")[0] for value in self.config.terms or []]
         weights = dict(parse_term_weights(self.config.terms or [], known=registered_terms(names)))
         return TermContext(self.config, self.backbone, self.device, self.ctx, lambda: self._projected_videos,
@@ -216,9 +223,6 @@ class Trainer:
     def _projected_videos(self) -> Tensor:
         """The training videos projected into the backbone [N, F, D] (`--latent-motion`'s file, or projected
         by rank 0 on first use and cached), read once for the latent motion discriminator and the basis."""
-        from ..models.latent_prior import read_projections
-        from .projections import project_training_videos
-
         config = self.config
         if config.latent_motion:
             latents = read_projections(config.latent_motion, backbone_sha256=self.backbone.checkpoint_sha256,
@@ -246,8 +250,6 @@ class Trainer:
         elif config.pca_source == "videos":
             pca = self._video_basis()
         else:
-            from ..models.pca import motion_pca
-
             if self.ctx.is_main:
                 with self._progress_bar("motion-space PCA", config.pca_samples) as report:
                     pca = motion_pca(self.backbone, n_pca=config.n_pca, n_samples=config.pca_samples,
@@ -282,8 +284,6 @@ class Trainer:
     def _video_basis(self) -> tuple[Tensor, Tensor]:
         """`--pca-source videos`: the first n_pca directions of the projected training videos' walks, each
         scaled by their spread along it (every rank computes the same from the same projections)."""
-        from ..models.pca import displacement_pca
-
         n_pca = self.config.n_pca
         components, stdev = displacement_pca(self._projected_videos)
         if stdev[n_pca - 1] <= 1e-6 * stdev[0]:
@@ -296,8 +296,6 @@ class Trainer:
     @contextlib.contextmanager
     def _progress_bar(self, label: str, total: int):
         """A progress bar for a setup step (hidden without --progress); yields its report(done, total)."""
-        from ..infra.console import progress
-
         with progress() as bar:
             bar.disable = bar.disable or not self.show_progress
             task = bar.add_task(label, total=total)
@@ -313,8 +311,6 @@ class Trainer:
         return self._ddp(module) if self.ctx.enabled else module
 
     def _ddp(self, module: nn.Module) -> nn.Module:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
         return DDP(module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
     # -- state -----------------------------------------------------------------------------------
@@ -497,9 +493,6 @@ class Trainer:
     def write_samples(self, engine: Engine | None = None, final: bool = False) -> Path | None:
         if self.config.num_samples == 0:
             return None
-        from ..models.generation import generate_videos
-        from ..data.video import save_video, to_uint8, video_grid
-
         videos = generate_videos(self.backbone, self.motion, num_videos=self.config.num_samples,
                                  n_frames=self.config.frames, seed=self.config.seed,
                                  classes=self.config.classes)
@@ -519,10 +512,6 @@ class Trainer:
         """Rank 0 scores the current motion model with --eval-metric on --eval-videos generated
         videos against --data, logs it, and exports best.safetensors when it is the best so far."""
         if self.ctx.is_main:
-            from ..evaluation.metrics import get_metric
-            from ..evaluation.run import EvalSettings, run_evaluation
-            from ..evaluation.sources import GeneratedVideos
-
             config = self.config
             settings = EvalSettings(metrics=[config.eval_metric], real=config.data, num_videos=config.eval_videos,
                                     frames=config.frames, seed=config.seed, device=str(self.device),

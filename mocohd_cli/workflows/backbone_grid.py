@@ -5,7 +5,7 @@ the docs' backbone_samples_*.png, the sample grids of a pre-training run).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -70,8 +70,6 @@ def write_image_grid(images: Tensor, out: str | Path, *, nrow: int | None = None
 
 def backbone_grid(checkpoint: str | Path, settings: GridSettings | None = None, **overrides) -> Path:
     """A PNG grid of samples of the backbone in `checkpoint`; `overrides` are GridSettings fields."""
-    from dataclasses import replace
-
     settings = replace(settings or GridSettings(), **overrides)
     settings.validate()
     backbone = load_backbone(settings.backbone, checkpoint, device=resolve_device(settings.device),

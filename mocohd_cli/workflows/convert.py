@@ -4,15 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..infra.errors import MocohdError
-from ..models.backbone import ImageGenerator
+from ..models.backbone import ImageGenerator, load_backbone
 
 
 def convert_backbone(checkpoint: str | Path, out: str | Path,
                      backbone: str | None = None) -> tuple[Path, ImageGenerator]:
     """Load `checkpoint` (backbone inferred unless named) and write it as `out` (.safetensors):
     weights and architecture, with the source file's name and sha256 recorded."""
-    from ..models.backbone import load_backbone
-
     checkpoint, out = Path(checkpoint), Path(out)
     if out.suffix != ".safetensors":
         raise MocohdError("the output file must end in .safetensors", path=out, fix="pass --out NAME.safetensors")

@@ -12,14 +12,16 @@ Nothing here touches the network: no analytics, system fonts, share off unless a
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 import logging
 import os
-from contextlib import contextmanager
 from pathlib import Path
+import tempfile
 from typing import Iterator
 
-from ..infra.errors import MocohdError
 from . import demo as handlers
+from ..infra.errors import MocohdError
+from ..models.inversion import DEFAULT_STEPS
 from .demo import DEFAULTS, LIMITS, MODES, DemoSession
 
 log = logging.getLogger(__name__)
@@ -101,8 +103,6 @@ def build_demo(session: DemoSession, default_model: str | None = None):
                                             progress=_progress(progress))
         return str(result.video), str(result.compare), [str(result.video), str(result.latents)], result.message
 
-    from ..models.inversion import DEFAULT_STEPS
-
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600)) as page:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         with gr.Tab("Generate"):
@@ -178,8 +178,6 @@ def _theme():
 
 def output_root(out: str | Path | None) -> tuple[Path, bool]:
     """The folder for the outputs and whether it is a temporary one (removed at exit)."""
-    import tempfile
-
     if out is not None:
         return Path(out), False
     return Path(tempfile.mkdtemp(prefix="mocohd-demo-")), True

@@ -12,14 +12,15 @@ Adam, seeded per step: the same settings give the same encoder on the CPU.
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 import math
 import time
-from dataclasses import asdict, dataclass, field
 
 import torch
 
 from ..infra.device import resolve_device
 from ..infra.errors import MocohdError
+from ..infra.files import sha256_of
 from ..infra.settings import require_positive, setting
 from ..models.backbone import BACKBONE_HELP, NOISE_MODES, load_backbone
 from ..models.encoder import DEFAULT_ARCH, LatentEncoder, backbone_record, load_pretrained
@@ -138,8 +139,6 @@ class EncoderTask:
         settings = self.settings
         training = {k: v for k, v in asdict(settings).items() if k not in ("out", "device", "checkpoint", "backbone")}
         if settings.encoder_weights:
-            from ..infra.files import sha256_of
-
             training["encoder_weights_sha256"] = sha256_of(settings.encoder_weights)
         self.encoder.eval().save(path or settings.out, **backbone_record(self.backbone), training=training,
                                  final_losses=self.history[-1] if self.history else {},

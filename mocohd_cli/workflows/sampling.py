@@ -7,20 +7,26 @@ motions, decomposition grids, content moving from one seed's to another's), or a
 written by `--save-latents` (`LatentsFile`), replayed exactly."""
 from __future__ import annotations
 
-import math
+import dataclasses
 from dataclasses import dataclass, field
+import itertools
+import math
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
 
-from ..data.video import FORMATS, check_fps
+from ..data.video import FORMATS, GridCanvas, check_fps, check_out_dir, output_file, save_video, write_videos
+from ..infra.device import resolve_device
+from ..infra.distributed import dealt_order, gather_batches, gather_plain, is_mine, share_of
 from ..infra.errors import MocohdError
+from ..infra.files import atomic_path, check_writable_file
 from ..infra.settings import require_positive, setting, show_value
-from ..models.backbone import BACKBONE_HELP, NOISE_MODES, ImageGenerator, check_truncation
-from ..models.generation import LatentBatch, VideoSpec, default_specs
-from ..models.motion import MotionGenerator
+from ..models.backbone import BACKBONE_HELP, NOISE_MODES, ImageGenerator, check_truncation, load_backbone
+from ..models.generation import LatentBatch, VideoSpec, default_specs, draw_latents, render
+from ..models.motion import DEFAULT_H_DIM, MotionGenerator, default_n_pca, load_motion_and_backbone
+from ..models.pca import motion_pca
 
 # PCA samples of the untrained motion model `mocohd sample` uses without --motion (a preview,
 # so fewer than training's; cached like training's).
@@ -291,8 +297,6 @@ class LatentsWriter:
     that the file can be written then."""
 
     def __init__(self, path: str | Path, options: dict, *, num_videos: int, n_frames: int, latent_dim: int):
-        from ..infra.files import check_writable_file
-
         self.path, self.batches = Path(path), []
         self.options = {key: value for key, value in options.items() if value is not None}
         size = latents_bytes(num_videos, n_frames, latent_dim)
@@ -307,8 +311,6 @@ class LatentsWriter:
         self.batches.append(batch)
 
     def write(self) -> Path:
-        from ..infra.files import atomic_path
-
         def cat(key):
             return torch.cat([getattr(b, key) for b in self.batches]).numpy()
 
@@ -344,10 +346,6 @@ def prepare_sampling(settings: SampleSettings, *, progress=None) -> tuple[ImageG
     """The backbone (with the settings' truncation), the motion model and the motion model's
     metadata ({} for an untrained one, used when there is no --motion; None and {} when a
     --latents file is replayed without --motion: it needs no motion model)."""
-    from ..infra.device import resolve_device
-    from ..models.backbone import load_backbone
-    from ..models.motion import load_motion_and_backbone
-
     settings.validate()
     device = resolve_device(settings.device)
     if settings.motion is not None:
@@ -365,9 +363,6 @@ def untrained_motion(backbone: ImageGenerator, device, *, h_dim: int | None = No
                      pca_samples: int = PREVIEW_PCA_SAMPLES, progress=None) -> MotionGenerator:
     """A freshly initialised motion model with the backbone's real PCA statistics and the given sizes
     (default: the release's); its weights come from seed 0, so the same seed still gives the same bytes."""
-    from ..models.motion import DEFAULT_H_DIM, default_n_pca
-    from ..models.pca import motion_pca
-
     n_pca = n_pca or default_n_pca(backbone)
     components, stdev = motion_pca(backbone, n_pca=n_pca, n_samples=pca_samples, progress=progress)
     torch.manual_seed(0)
@@ -387,8 +382,6 @@ class SampleResult:
 
 
 def _dealt(batches: Iterator[LatentBatch], share) -> Iterator[LatentBatch]:
-    from ..infra.distributed import is_mine
-
     return (batch for k, batch in enumerate(batches) if is_mine(k, share))
 
 
@@ -397,12 +390,6 @@ def _dealt_latents(backbone: ImageGenerator, motion: MotionGenerator, specs: Ite
     """The latent batches of `specs` that are this rank's (batch k: rank k % world_size's), each
     drawn from the same `batch_size` videos as one process draws it (the batched LSTM rounds the
     same), the others skipped undrawn."""
-    import dataclasses
-    import itertools
-
-    from ..infra.distributed import is_mine
-    from ..models.generation import draw_latents
-
     for k in itertools.count():
         group = list(itertools.islice(specs, batch_size))
         if not group:
@@ -415,8 +402,6 @@ def _dealt_latents(backbone: ImageGenerator, motion: MotionGenerator, specs: Ite
 
 def _gathered_latents(context, batches: list[LatentBatch], *, labels: bool) -> list[LatentBatch] | None:
     """Every rank's latent batches, in the global order, on rank 0 (None on the others)."""
-    from ..infra.distributed import dealt_order, gather_batches, gather_plain
-
     fields = ("content", "motion_noise", "trajectories", "synthesis_seeds") + (("labels",) if labels else ())
     columns = [gather_batches(context, [getattr(b, name) for b in batches]) for name in fields]
     starts = gather_plain(context, [b.start for b in batches])
@@ -436,10 +421,6 @@ def sample_videos(settings: SampleSettings, backbone: ImageGenerator, motion: Mo
     is rank k % world_size's); each rank writes the files of its own videos, rank 0 the grid and
     the latents file (gathered), so every file is written once, byte for byte what one process
     writes. Rank 0's result counts every rank's files."""
-    from ..data.video import GridCanvas, check_out_dir, output_file, save_video, write_videos
-    from ..infra.distributed import dealt_order, gather_batches, gather_plain, share_of
-    from ..models.generation import render
-
     fps = check_fps(fps, settings.format)
     grid = settings.grid or settings.decomposition is not None
     if latents is not None:

@@ -14,20 +14,22 @@ converted file and zoo.json (the files' hashes and how they were checked).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 import datetime as _dt
 import json
 import os
+from pathlib import Path
 import shutil
 import tempfile
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..infra.download import download
 from ..infra.errors import MocohdError
 from ..infra.files import atomic_path, cache_dir, sha256_of
 from ..infra.hub import register_scheme, resolve
+from ..models.backbone import load_backbone
 from .builtin import default_backbone, example_backbones, example_motion
 from .convert import convert_backbone
+from .released import PCA_FILES, import_released_motion
 
 RECORD = "zoo.json"
 UNVERIFIED_FIX = "pass --sha256 FILE=HEX (a hash you trust) or --trust-unverified (record whatever arrives)"
@@ -261,9 +263,6 @@ def _convert(entry: ZooEntry, files: dict[str, Path], out: Path, staging: Path) 
         _link(files["pytorch_model.bin"], folder / "pytorch_model.bin")
         convert_backbone(folder, out, "biggan")
     elif entry.convert == "import-motion":
-        from ..models.backbone import load_backbone
-        from .released import PCA_FILES, import_released_motion
-
         pca = staging / "pca"
         pca.mkdir(exist_ok=True)
         for name in PCA_FILES:

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 import re
 import zipfile
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from mocohd_cli.plugin_api import (brief_keys, MocohdError, read_safetensors, safetensors_metadata, scan_torch_file,
-    torch_load_safely, UnboundedPickleError, write_safetensors)
+from mocohd_cli.plugin_api import (MocohdError, UnboundedPickleError, brief_keys, read_safetensors,
+                                   safetensors_metadata, scan_torch_file, torch_load_safely, write_safetensors)
+from mocohd_plugins.stylegan2.nvidia import looks_like_nvidia_pickle, read_nvidia_stylegan2
 
 BACKBONE = "stylegan2"
 FORMAT_VERSION = 1
@@ -168,8 +169,6 @@ def load_generator(cls, path: Path, **options):
     if safetensors_metadata(path) is not None:
         state, latent_avg, config = _read_safetensors(path)
     elif path.suffix.lower() == ".pkl":  # NVIDIA StyleGAN2-ADA / StyleGAN3 pickle, read without running code
-        from mocohd_plugins.stylegan2.nvidia import read_nvidia_stylegan2
-
         converted = read_nvidia_stylegan2(path)
         state, latent_avg, config = converted.state_dict, converted.latent_avg, converted.config
     else:
@@ -226,8 +225,6 @@ def recognizes(path: Path) -> bool:
     if meta is not None:
         return meta.get("mocohd_backbone") == BACKBONE
     if path.suffix.lower() == ".pkl":
-        from mocohd_plugins.stylegan2.nvidia import looks_like_nvidia_pickle
-
         return looks_like_nvidia_pickle(path)
     needles = [key.encode() for key in SIGNATURE_KEYS]
     if zipfile.is_zipfile(path):

@@ -12,6 +12,10 @@ from typing import Optional
 
 import typer
 
+from mocohd_cli.plugin_api import (PANEL_TRAIN, config_command, console, extra_option, given_values, options_from,
+                                   threads_option)
+
+from .pretrain import PretrainConfig, pretrain, resolve_pretrain_config
 
 # What a usable backbone costs (docs/pretrain_cost.md says which numbers are measured and which estimated).
 COST_HELP = ("What a usable backbone costs, 64 px at batch 16 (docs/pretrain_cost.md): the domain's shapes after "
@@ -25,11 +29,6 @@ COST_HELP = ("What a usable backbone costs, 64 px at batch 16 (docs/pretrain_cos
 
 def register(app: typer.Typer) -> None:
     """Add `pretrain` to the mocohd command line."""
-    from mocohd_cli.plugin_api import (PANEL_TRAIN, config_command, extra_option, given_values, options_from,
-                                       threads_option)
-
-    from .pretrain import PretrainConfig
-
     parameters = options_from(PretrainConfig) + [
         extra_option("config", Optional[Path], typer.Option(None, "--config", metavar="FILE",
                                                             help="TOML file of options (the "
@@ -41,10 +40,6 @@ def register(app: typer.Typer) -> None:
                     help="Pre-train a StyleGAN2 image generator on the frames of a dataset (non-saturating loss, "
                          "lazy R1, EMA, DiffAugment).\n\n" + COST_HELP, panel=PANEL_TRAIN)
     def pretrain_command(values: dict) -> None:
-        from mocohd_cli.plugin_api import console
-
-        from .pretrain import pretrain, resolve_pretrain_config
-
         config_file = values.pop("config")
         options = given_values(values)
         export = pretrain(resolve_pretrain_config(options, config_file=config_file))

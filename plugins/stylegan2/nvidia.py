@@ -27,17 +27,18 @@ range; the backbone runs fp32 and does not clip) -- listed in `ConvertedGenerato
 """
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass
+import math
 from pathlib import Path
+import re
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from mocohd_cli.plugin_api import (brief_keys, looks_like_persistence_pickle, MocohdError, PersistentRecord,
-    restricted_load, RestrictedUnpickler, UnsafePickleError)
+from mocohd_cli.plugin_api import (MocohdError, PersistentRecord, RestrictedUnpickler, UnsafePickleError, brief_keys,
+                                   looks_like_persistence_pickle, restricted_load)
+from mocohd_plugins.stylegan2.layers import fir_kernel
 
 NOT_NVIDIA_FIX = "pass a network-snapshot-*.pkl written by NVIDIA's stylegan2-ada-pytorch or stylegan3 code"
 # RestrictedUnpickler and UnsafePickleError are re-exported: the readers of this module's pickles see them here.
@@ -209,8 +210,6 @@ def convert_stylegan2(generator: PersistentRecord, path: Path | None = None) -> 
                     raise refuse(f"{where}: the skip up-sampling filter differs from the convolutions' filter")
         except KeyError as exc:
             raise refuse(f"{where} has no {exc.args[0]!r}") from exc
-
-    from mocohd_plugins.stylegan2.layers import fir_kernel  # the kernels exactly as the backbone builds them
 
     blur = fir_kernel(taps, gain=4.0)
     for i in range(len(expected) - 1):

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from dataclasses import dataclass
 import json
 import logging
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -36,10 +36,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mocohd_cli.plugin_api import (autocast, Cadence, d_logistic_loss, DEFAULT_RUNS_ROOT, diff_augment, Engine,
-    Field, frame_batch, frames_fid_monitor, g_nonsaturating_loss, given_and_file, load_frames, load_state_parts,
-    MocohdError, new_run_path, PRECISIONS, r1_penalty, read_fields, require_positive, resolve_device, resumed_values,
-    run_folder, RunDir, sample_images, setting, settings_from_dict, sha256_of, write_image_grid)
+from mocohd_cli.plugin_api import (DEFAULT_RUNS_ROOT, PRECISIONS, Cadence, Engine, Field, MocohdError, RunDir, autocast,
+                                   d_logistic_loss, diff_augment, frame_batch, frames_fid_monitor, g_nonsaturating_loss,
+                                   given_and_file, load_frames, load_state_parts, new_run_path, r1_penalty, read_fields,
+                                   require_positive, resolve_device, resumed_values, run_folder, sample_images, setting,
+                                   settings_from_dict, sha256_of, write_image_grid)
+from mocohd_plugins.stylegan2 import Discriminator, StyleGAN2Generator
 
 _log = logging.getLogger(__name__)
 
@@ -218,8 +220,6 @@ def resolve_pretrain_config(options: dict, *, config_file: str | Path | None = N
 
 def load_init_generator(path: str | Path):
     """The generator `--init` starts from (a clear error for a file that is no StyleGAN2 checkpoint)."""
-    from mocohd_plugins.stylegan2 import StyleGAN2Generator
-
     return StyleGAN2Generator.from_checkpoint(path, channels_last=False)
 
 
@@ -253,8 +253,6 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, beta: float) -> Non
 
 
 def build_models(config: PretrainConfig, device: torch.device):
-    from mocohd_plugins.stylegan2 import Discriminator, StyleGAN2Generator
-
     torch.manual_seed(config.seed)
     generator = StyleGAN2Generator(config.size, style_dim=config.style_dim, n_mlp=config.n_mlp,
                                    channels=config.channels).to(device)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ...models.identity import identity_loss
+from ...models.identity import DEFAULT_STEPS, IdentityEncoder, identity_loss, read_identity_encoder
+from ..identity import identity_encoder_for
 from .base import Losses, Step, Term, TermContext
 
 
@@ -21,9 +22,6 @@ class Identity(Term):
         config = context.config
         if not config.w_identity:
             return None
-        from ...models.identity import DEFAULT_STEPS, IdentityEncoder, read_identity_encoder
-        from ..identity import identity_encoder_for
-
         if config.resume:  # the run's encoder comes with its state
             encoder, distance = IdentityEncoder().eval().requires_grad_(False), 0.0
         elif config.identity_encoder:

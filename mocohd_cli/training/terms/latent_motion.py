@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ...models.latent_prior import LatentMotionDiscriminator, clip_bank
 from ...models.losses import ra_lsgan_d_loss, ra_lsgan_g_loss
 from ...models.motion import MotionGenerator
 from .base import Losses, Step, Term, TermContext
@@ -13,8 +14,6 @@ from .base import Losses, Step, Term, TermContext
 def clips_in_basis(latents: Tensor, frames: int, motion: MotionGenerator) -> Tensor:
     """Every clip of `frames` latents of the projected videos [N, F, D] as displacements from its first frame in
     the motion model's PCA units [M, frames-1, n], on the model's device."""
-    from ...models.latent_prior import clip_bank
-
     return clip_bank(latents, frames, motion.pca_components.cpu(), motion.pca_stdev.cpu()).to(
         motion.pca_components.device)
 
@@ -30,8 +29,6 @@ class LatentMotion(Term):
     name = "latent_motion"
 
     def __init__(self, context: TermContext):
-        from ...models.latent_prior import LatentMotionDiscriminator
-
         config = context.config
         self.weight, self.frames, self.context = config.w_latent_motion, config.frames, context
         self.discriminator = LatentMotionDiscriminator(config.frames - 1, config.n_pca).to(context.device)

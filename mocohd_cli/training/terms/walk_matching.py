@@ -7,6 +7,7 @@ from torch import Tensor
 
 from ...infra.errors import MocohdError
 from ...models.motion import MotionGenerator
+from ...models.walk_matching import energy_distance, walk_windows
 from .base import Losses, Step, Term, TermContext
 from .latent_motion import clips_in_basis, draw_clips
 
@@ -40,8 +41,6 @@ class WalkMatching(Term):
 
     def prepare_g(self, step: Step) -> None:
         """Windows of the extra walks [B, H-1, n], each from a random frame, against as many projected clips."""
-        from ...models.walk_matching import energy_distance, walk_windows
-
         displacements, length = step.walks.displacements, self.bank.shape[1] + 1
         batch = displacements.shape[0]
         starts = torch.randint(0, displacements.shape[1] + 2 - length, (batch,), generator=step.rng,
