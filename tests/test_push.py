@@ -14,7 +14,7 @@ from mocohd_cli.cli import app
 from mocohd_cli.infra.files import read_safetensors
 from mocohd_cli.infra.hub import resolve
 from mocohd_cli.infra.provenance import append_provenance
-from mocohd_cli.infra.runs import dumps_flat_toml
+from mocohd_cli.infra.runs import dumps_toml
 from mocohd_cli.models.motion import read_motion_info
 
 
@@ -28,7 +28,7 @@ def run_folder(tmp_path):
     MotionGenerator(32, h_dim=8, n_pca=8).save(run / "motion.safetensors", backbone="stylegan2",
                                                backbone_name="stylegan2", backbone_checkpoint=backbone,
                                                backbone_sha256="ab" * 32, version="0.1.0")
-    (run / "config.toml").write_text(dumps_flat_toml({"mode": "in-domain", "data": "/data/faces-videos",
+    (run / "config.toml").write_text(dumps_toml({"mode": "in-domain", "data": "/data/faces-videos",
                                                       "iterations": 80, "frames": 8, "lr": 5e-4, "batch_size": 4}))
     (run / "log.txt").write_text("2026-01-01 00:00:00 eval at step 40: fvd16=321.5 (best so far: best.safetensors)\n"
                                  "2026-01-01 00:01:00 eval at step 80: fvd16=123.25\n")
@@ -146,7 +146,7 @@ def test_no_local_path_is_uploaded(tmp_path, hub_api, monkeypatch):
     MotionGenerator(32, h_dim=8, n_pca=8).save(run / "motion.safetensors", backbone=f"{home}/mygen.py:Gen",
                                                backbone_name="mygen", backbone_checkpoint=str(home / "g.pt"),
                                                backbone_sha256="cd" * 32)
-    (run / "config.toml").write_text(dumps_flat_toml({
+    (run / "config.toml").write_text(dumps_toml({
         "mode": "in-domain", "data": f"{home}/secret-project/videos/", "checkpoint": str(home / "g.pt"),
         "out": str(run), "backbone": f"{home}/mygen.py:Gen", "eval_detectors": [f"i3d={home}/det/i3d.pt"],
         "preset": "hf://org/x/y.pt", "iterations": 80}))

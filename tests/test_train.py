@@ -20,8 +20,9 @@ from mocohd_cli.infra.errors import MocohdError
 from mocohd_cli.infra.files import read_safetensors, sha256_of
 from mocohd_cli.models.backbone import load_backbone
 from mocohd_cli.models.motion import load_motion, read_motion_info
-from mocohd_cli.infra.runs import dumps_flat_toml, latest_run
+from mocohd_cli.infra.runs import dumps_toml, latest_run
 from mocohd_cli.training import TrainConfig, train
+from mocohd_cli.training.config import GROUPS, group_key, ungrouped
 from mocohd_cli.training.objectives import InDomainObjective
 from mocohd_cli.training.trainer import Trainer
 
@@ -258,8 +259,13 @@ def test_train_command_end_to_end(tiny_stylegan2_checkpoint, videos, tmp_path, m
     assert result.exit_code == 0, result.output
     run = latest_run(tmp_path / "mocohd-runs")
     assert run is not None and run.name.startswith("train-")
-    saved = tomllib.loads((run / "config.toml").read_text())
+    text = (run / "config.toml").read_text()
+    saved = ungrouped(tomllib.loads(text))
     assert saved["iterations"] == 4 and saved["seed"] == 5 and saved["frames"] == 4  # options beat the file
+    # a table per group, in the help's order: what a reader of the file sees is what --help shows
+    tables = [line for line in text.splitlines() if line.startswith("[")]
+    assert tables == [f"[{group_key(group)}]" for group in GROUPS if f"[{group_key(group)}]" in tables]
+    assert {"[data]", "[optimisation]", "[output]"} <= set(tables) and "frames = 4" in text.split("[data]")[1]
     assert (run / "samples" / "step_2.gif").is_file() and (run / "samples" / "step_4.gif").is_file()
     assert (run / "motion_step_2.safetensors").is_file()
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
@@ -441,7 +447,7 @@ def test_bf16_autocast_trains(tiny_stylegan2_checkpoint, videos, tmp_path):
 def test_run_folder_helpers(tmp_path):
     values = {"data": 'C:\\videos\\"quoted" é', "lr": 1e-4, "frames": 16, "resume": False, "epochs": None,
               "fps": 8.0}
-    assert tomllib.loads(dumps_flat_toml(values)) == {k: v for k, v in values.items() if v is not None}
+    assert tomllib.loads(dumps_toml(values)) == {k: v for k, v in values.items() if v is not None}
     assert latest_run(tmp_path / "nothing") is None
     for index, name in enumerate(["train-a", "train-b", "unfinished"]):
         (tmp_path / name).mkdir()

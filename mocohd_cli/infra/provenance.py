@@ -21,7 +21,7 @@ import tomllib
 import torch
 
 from . import threads
-from .runs import dumps_flat_toml
+from .runs import dumps_toml
 from .version import __version__
 
 PROVENANCE_FILE = "provenance.toml"
@@ -80,7 +80,7 @@ def append_provenance(run_path: str | Path, **fields) -> Path:
     """Append one [[start]] table (see `collect`) to <run>/provenance.toml."""
     path = Path(run_path) / PROVENANCE_FILE
     with open(path, "a", encoding="utf-8") as handle:
-        handle.write(("\n" if path.stat().st_size else "") + "[[start]]\n" + dumps_flat_toml(collect(**fields)))
+        handle.write(("\n" if path.stat().st_size else "") + "[[start]]\n" + dumps_toml(collect(**fields)))
     return path
 
 

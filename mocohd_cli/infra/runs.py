@@ -1,6 +1,6 @@
 """Run folders: where a training run keeps its config, logs, state, samples and models.
 
-    <run>/config.toml                  resolved configuration (flat TOML)
+    <run>/config.toml                  resolved configuration (TOML, a table per settings group)
     <run>/log.txt                      one line per logged step and event
     <run>/state/latest.pt              training state for --resume (tensors, dicts, numbers only)
     <run>/samples/step_N.mp4           sample videos
@@ -127,7 +127,7 @@ def latest_run(root: str | Path = DEFAULT_RUNS_ROOT) -> Path | None:
     return max(finished, key=lambda run: (run / MOTION_FILE).stat().st_mtime)
 
 
-# -- flat TOML -----------------------------------------------------------------------------------
+# -- TOML -----------------------------------------------------------------------------------
 def _toml_value(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -144,9 +144,18 @@ def _toml_value(value) -> str:
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 
-def dumps_flat_toml(values: dict) -> str:
-    """A flat TOML document (no tables); keys with a None value are left out."""
-    return "".join(f"{key} = {_toml_value(value)}\n" for key, value in values.items() if value is not None)
+def dumps_toml(values: dict) -> str:
+    """A TOML document: plain keys first, then one table per dict value (`[name]`, one level); keys with a
+    None value are left out, and so are tables left empty."""
+    def lines(items: dict) -> str:
+        return "".join(f"{key} = {_toml_value(value)}\n" for key, value in items.items() if value is not None)
+
+    text = lines({key: value for key, value in values.items() if not isinstance(value, dict)})
+    for name, table in values.items():
+        body = lines(table) if isinstance(table, dict) else ""
+        if body:
+            text += ("\n" if text else "") + f"[{name}]\n{body}"
+    return text
 
 
 def read_toml(path: str | Path) -> dict:

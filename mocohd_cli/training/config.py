@@ -392,6 +392,11 @@ def ungrouped(values: dict, *, source=None) -> dict:
     return flat
 
 
+# Where each setting sits in a run's config.toml: the table of its group, the tables in GROUPS' order.
+CONFIG_TABLES = {f.name: group_key(group) for group in GROUPS for f in dataclasses.fields(TrainConfig)
+                 if f.metadata.get("group") == group}
+
+
 def _declared(key: str) -> dict:
     return {f.name: f.metadata[key] for f in dataclasses.fields(TrainConfig) if key in f.metadata}
 

@@ -13,15 +13,15 @@ A loop is a `Task`: its modules, one `train_step`, its state and its exports. Th
     samples and export     every `sample_every` steps (`task.export_step` + `task.write_samples`), and
                            the final export before the final samples: nothing optional may cost a run its model
 
-Who uses it: the motion generator (training/motion_task.py; in-domain, cross-domain and the latent
+Who uses it: the motion generator (training/trainer.py's Trainer; in-domain, cross-domain and the latent
 phase, which are phases of one task), StyleGAN2 pre-training (plugins/stylegan2/pretrain.py) and the
 inversion encoder (workflows/encoder.py: no run folder, its output is one file). A task with phases
 reports the current one through `task.phase`, shown in the progress bar and the log.
 
 A new loop implements the `Task` methods below and calls `Engine(task, cadence, ...).fit()`. A new
-phase of the motion task (a step that trains the same motion model another way) goes into
-MotionTask.phases (training/motion_task.py), with its settings in the config group it belongs to
-(training/config.py).
+phase of the motion task (a step that trains the same motion model another way) is one more value of
+Trainer.phase, dispatched by Trainer.train_step (training/trainer.py), with its settings in the config
+group it belongs to (training/config.py).
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ from ..infra.distributed import DistContext
 from ..infra.errors import MocohdError
 from ..infra.files import atomic_path, torch_load_safely
 from ..infra.provenance import append_provenance
-from ..infra.runs import RunDir, RunLock, dumps_flat_toml
+from ..infra.runs import RunDir, RunLock, dumps_toml
 from ..infra.tensorboard import log_hparams
 from .resume import claim_run_folder, load_state_parts, set_torch_rng
 
@@ -89,10 +89,12 @@ class Engine:
     the task's export is written; no resume)."""
 
     def __init__(self, task, cadence: Cadence, *, run: RunDir | None = None, runs_root: str | Path | None = None,
-                 resume: bool = False, config_values: dict | None = None, context: DistContext | None = None,
-                 tensorboard: bool = False, progress: bool = True, say: Callable[[str], None] | None = None):
+                 resume: bool = False, config_values: dict | None = None, config_tables: dict[str, str] | None = None,
+                 context: DistContext | None = None, tensorboard: bool = False, progress: bool = True,
+                 say: Callable[[str], None] | None = None):
         self.task, self.cadence, self.run = task, cadence, run
         self.runs_root, self.resume, self.config_values = runs_root, resume, config_values or {}
+        self.config_tables = config_tables or {}  # setting -> its table in config.toml (none: at the top)
         self.ctx = context
         self.is_main = context is None or context.is_main
         self.tensorboard, self.show_progress = tensorboard, progress
@@ -133,8 +135,14 @@ class Engine:
 
     # -- outputs -------------------------------------------------------------------------------
     def write_config(self) -> None:
+        tables: dict[str, dict] = {table: {} for table in self.config_tables.values()}  # in config_tables' order
+        record: dict = {}
+        for key, value in {**self.config_values, "out": str(self.run.path)}.items():
+            table = self.config_tables.get(key)
+            (tables[table] if table else record)[key] = value
+        record.update(tables)
         with atomic_path(self.run.config) as tmp:
-            tmp.write_text(dumps_flat_toml({**self.config_values, "out": str(self.run.path)}), encoding="utf-8")
+            tmp.write_text(dumps_toml(record), encoding="utf-8")
 
     def append_log(self, line: str) -> None:
         if self.run is not None and self.is_main:

@@ -121,7 +121,9 @@ def resumed_values(given: dict, from_file: dict, default_root: str | Path) -> di
     out = given.get("out") or from_file.get("out")
     run = Path(out) if out else find_resumable_run(given.get("runs_root") or from_file.get("runs_root")
                                                     or default_root)
-    return read_toml(RunDir(run).config) if run is not None and RunDir(run).config.exists() else {}
+    if run is None or not RunDir(run).config.exists():
+        return {}
+    return ungrouped(read_toml(RunDir(run).config), source=RunDir(run).config)
 
 
 def resolve_config(options: dict, *, config_file: Path | None = None, defaults: dict | None = None) -> TrainConfig:

@@ -45,7 +45,8 @@ from ..models.identity import EXTRA_FRAMES
 from ..models.latent_prior import read_projections
 from ..models.motion import MotionGenerator, Rollout
 from ..models.pca import displacement_pca, motion_pca
-from .config import DEFAULT_EPOCHS, TrainConfig, check_drift_batch, fit_to_backbone, fit_to_world, parse_term_weights
+from .config import (CONFIG_TABLES, DEFAULT_EPOCHS, TrainConfig, check_drift_batch, fit_to_backbone, fit_to_world,
+                     parse_term_weights)
 from .engine import Cadence, Engine
 from .latent_phase import LatentPhase, LatentPhaseSettings
 from .objectives import Losses, ObjectiveFactory, objective_for
@@ -131,7 +132,8 @@ class Trainer:
                                            checkpoint_minutes=config.checkpoint_minutes,
                                            eval_every=config.eval_every, minutes=config.minutes),
                              run=self.run, runs_root=config.runs_root, resume=config.resume,
-                             config_values={**config.to_dict(), "iterations": self.iterations}, context=context,
+                             config_values={**config.to_dict(), "iterations": self.iterations},
+                             config_tables=CONFIG_TABLES, context=context,
                              tensorboard=True, progress=progress)
         if config.resume:  # _run_path made sure the state exists
             self.engine.load_state()

@@ -22,7 +22,7 @@ from ..infra.files import read_safetensors, write_safetensors
 from ..infra.hub import (HF_SCHEME, check_reference, hub_endpoint, hub_http_error, is_reference, parse_hf,
     portable_reference, split_reference)
 from ..infra.provenance import PROVENANCE_FILE, read_provenance
-from ..infra.runs import RunDir, dumps_flat_toml, read_toml
+from ..infra.runs import RunDir, dumps_toml, read_toml
 from ..infra.schema import decode_metadata
 from ..infra.tensorboard import gif_bytes
 from ..infra.version import __version__
@@ -183,10 +183,10 @@ def stage(run_path: str | Path, staging: Path, repo_id: str, *, backbone_ref: st
         meta["backbone_checkpoint"] = ref
     config = portable_value(read_toml(run.config))
     try:
-        config_text = dumps_flat_toml(config)
+        config_text = dumps_toml(config)
     except (TypeError, ValueError) as exc:
         raise MocohdError(f"config.toml holds a value push cannot rewrite ({exc})", path=run.config,
-                          fix="push a run folder written by mocohd (a flat config.toml)") from exc
+                          fix="push a run folder written by mocohd") from exc
     (staging / "config.toml").write_text(config_text, encoding="utf-8")
     files = {"motion.safetensors": write_safetensors(staging / "motion.safetensors", tensors, meta),
              "config.toml": staging / "config.toml"}
