@@ -21,6 +21,7 @@ its training; one at the projected points is limited by the data and the backbon
 
     python benchmarks/motion_control.py                                  # shipped faces model, 64 videos
     python benchmarks/motion_control.py --videos 256 --motion RUN/motion.safetensors --plot docs/motion_control.png
+    python benchmarks/motion_control.py --project-data heldout --motion RUN/motion.safetensors   # unseen faces
 
 Prints a Markdown table; --plot writes the plane as a PNG.
 """
@@ -60,6 +61,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default="example:faces", help="the backbone")
     parser.add_argument("--projections", default=None, help="projected training videos (default: the shipped ones)")
+    parser.add_argument("--project-data", default=None, metavar="DATA",
+                        help="project these videos into the backbone instead (cached), e.g. held-out videos "
+                             "the models never saw: `mocohd data make faces --out heldout --frames 32 --seed 11`")
     parser.add_argument("--motion", nargs="*", default=None, help="trained motion models (default: the shipped one)")
     parser.add_argument("--videos", type=int, default=64)
     parser.add_argument("--scales", type=float, nargs="+", default=[0.5, 1.0, 2.0], help="random-walk step scales")
@@ -82,9 +86,15 @@ def main() -> None:
     real = render_real("faces", args.videos, (FRAMES - 1) * TIME_STEP + 1, reader.size,
                        seed=GROUND_TRUTH_REAL_SEED + args.seed)[:, ::TIME_STEP]
     real_read = read_videos(reader, real)
-    projected = read_projections(args.projections or ASSETS / projections_file("faces"),
-                                 backbone_sha256=backbone.checkpoint_sha256, time_step=TIME_STEP, frames=FRAMES,
-                                 latent_dim=backbone.latent_dim)[:, :FRAMES]
+    if args.project_data:
+        from mocohd_cli.training.projections import project_training_videos
+
+        projected = project_training_videos(backbone, args.project_data, frames=FRAMES, time_step=TIME_STEP,
+                                            size=backbone.resolution, count=args.videos)[:, :FRAMES]
+    else:
+        projected = read_projections(args.projections or ASSETS / projections_file("faces"),
+                                     backbone_sha256=backbone.checkpoint_sha256, time_step=TIME_STEP, frames=FRAMES,
+                                     latent_dim=backbone.latent_dim)[:, :FRAMES]
     motions = args.motion if args.motion is not None else [str(example_motion("faces"))]
     n = args.videos
     index = torch.arange(n) % projected.shape[0]          # the projections are reused when n is larger
