@@ -139,3 +139,15 @@ def test_a_config_file_may_group_its_settings_in_tables(tmp_path):
         except MocohdError:
             continue
         raise AssertionError(wrong)
+
+
+def test_the_long_commands_group_their_options_in_panels():
+    """Issue 39: sample, eval and pretrain hold 29-34 options each; their settings declare panels."""
+    for command, panels in {"sample": ["Model", "Videos", "Controls", "Output", "Machine"],
+                            "eval": ["Protocol", "Videos", "Machine", "Detectors and models"],
+                            "pretrain": ["Data and run", "Architecture", "Schedule", "Machine and outputs"]}.items():
+        text = help_of(command)
+        positions = [text.index(f"─ {panel} ") for panel in panels]
+        assert positions == sorted(positions), command
+        default = text[text.index("─ Options "):text.index(f"─ {panels[0]} ")]
+        assert "--num-videos" not in default and "--steps" not in default, command

@@ -32,42 +32,48 @@ class EvalSettings:
     """Every knob of `mocohd eval`."""
 
     metrics: list[str] | None = setting(None, f"Metric to compute; repeat for several ({', '.join(METRICS)}).",
-                                        flag="--metric", default_text="fvd16")
+                                        flag="--metric", default_text="fvd16", group="Protocol")
     real: str | None = setting(None, "Real videos: anything `mocohd train --data` reads, or a statistics file "
-                               "from `mocohd eval stats`.")
+                               "from `mocohd eval stats`.", group="Videos")
     fake: str | None = setting(None, "Generated videos: a folder written by `mocohd sample` (one file or frame "
-                               "folder per video).", default_text="generated from --motion")
-    motion: str | None = setting(None, "Motion model to generate the videos from (instead of --fake).")
+                               "folder per video).", default_text="generated from --motion", group="Videos")
+    motion: str | None = setting(None, "Motion model to generate the videos from (instead of --fake).", group="Videos")
     checkpoint: str | None = setting(None, "Image-generator checkpoint for --motion.",
-                                     default_text="the one the motion model records")
-    backbone: str | None = setting(None, BACKBONE_HELP, default_text="inferred")
-    truncation: float = setting(1.0, "Truncation of the generated videos' content codes.")
+                                     default_text="the one the motion model records", group="Videos")
+    backbone: str | None = setting(None, BACKBONE_HELP, default_text="inferred", group="Videos")
+    truncation: float = setting(1.0, "Truncation of the generated videos' content codes.", group="Videos")
     domain: str | None = setting(None, "Procedural domain of the ground-truth metrics (see `mocohd data list`).",
-                                 default_text="the --real dataset's, from its dataset.json")
+                                 default_text="the --real dataset's, from its dataset.json", group="Protocol")
     num_videos: int = setting(STYLEGAN_V_VIDEOS, "Videos on each side (real: the first this many that are long "
-                              "enough).")
+                              "enough).", group="Protocol")
     frames: int = setting(16, "Frames per video for the metrics whose clip length is not in their name (fid, "
-                          "kid, acd, ground truth).")
+                          "kid, acd, ground truth).", group="Protocol")
     time_step: int | None = setting(None, "Ground-truth metrics: real frames per generated step, so that speeds "
                                     "compare like with like.",
-                                    default_text="the motion model's training --time-step, 1 for --fake")
+                                    default_text="the motion model's training --time-step, 1 for --fake",
+                                    group="Protocol")
     resolution: int | None = setting(None, "Side the videos are evaluated at (real frames are centre-cropped "
-                                     "and resized to it).", default_text="the generated videos'")
-    seed: int = setting(0, "Seed of the real clips' offsets and of generated videos.")
-    batch_size: int = setting(16, "Clips (or frames / 16) per detector call.")
-    device: str = setting("auto", "Where it runs (auto: CUDA when there is one).")
+                                     "and resized to it).", default_text="the generated videos'", group="Protocol")
+    seed: int = setting(0, "Seed of the real clips' offsets and of generated videos.", group="Protocol")
+    batch_size: int = setting(16, "Clips (or frames / 16) per detector call.", group="Machine")
+    device: str = setting("auto", "Where it runs (auto: CUDA when there is one).", group="Machine")
     detectors: list[str] | None = setting(None, "Detector file: NAME=PATH with NAME i3d, inception or c3d "
-                                          "(repeat).", flag="--detector", default_text="the cache, else a download")
+                                          "(repeat).", flag="--detector", default_text="the cache, else a download",
+                                          group="Detectors and models")
     embedder: str | None = setting(None, "ACD's frame embedder (trained weights): a TorchScript file, "
                                    "identity:faces, identity:FILE or timm:NAME with --embedder-weights "
-                                   "(docs/evaluation.md).")
+                                   "(docs/evaluation.md).", group="Detectors and models")
     embedder_weights: str | None = setting(None, "Weights for --embedder timm:NAME (.safetensors or a state dict; "
-                                           "required: a timm model without them is a random network).")
-    cache: bool = setting(True, "Reuse real-data statistics cached for the same dataset, protocol and detector.")
+                                           "required: a timm model without them is a random network).",
+                                           group="Detectors and models")
+    cache: bool = setting(True, "Reuse real-data statistics cached for the same dataset, protocol and detector.",
+                          group="Detectors and models")
     encoder: str | None = setting(None, "prediction: an encoder from `mocohd train-encoder` for the backbone (the "
                                   "inversion's starting guess and features).",
-                                  default_text=f"none: the best of {DEFAULT_CANDIDATES} latents, pixel loss")
-    inversion_steps: int = setting(DEFAULT_STEPS, "prediction: optimisation steps of each first frame's inversion.")
+                                  default_text=f"none: the best of {DEFAULT_CANDIDATES} latents, pixel loss",
+                                  group="Detectors and models")
+    inversion_steps: int = setting(DEFAULT_STEPS, "prediction: optimisation steps of each first frame's inversion.",
+                                   group="Detectors and models")
 
     def validate(self) -> None:
         check_setting_types(self)

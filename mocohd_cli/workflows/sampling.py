@@ -51,47 +51,52 @@ class SampleSettings:
     """Every knob of `mocohd sample`."""
 
     backbone: str | None = setting(None, BACKBONE_HELP, default_text="inferred from the checkpoint or motion model",
-                                   metavar="NAME")
+                                   metavar="NAME", group="Model")
     checkpoint: str | None = setting(None, "Image-generator checkpoint.",
-                                     default_text="the one the motion model records", metavar="PATH")
+                                     default_text="the one the motion model records", metavar="PATH", group="Model")
     motion: str | None = setting(None, "Motion model (.safetensors, example:NAME or hf://). Not given: an untrained "
                                  "one with --checkpoint or --backbone; else the latest run under ./mocohd-runs, "
-                                 "else the faces example.", metavar="PATH")
+                                 "else the faces example.", metavar="PATH", group="Model")
     example: str | None = setting(None, "Sample a trained example shipped with mocohd, nothing to train: faces "
                                   "(talking cartoon faces), robots (robot heads moving like the faces: cross-domain) "
-                                  "or sky (a time-lapse sky).", metavar="NAME")
+                                  "or sky (a time-lapse sky).", metavar="NAME", group="Model")
     num_videos: int | None = setting(None, "How many videos (any number: they are written batch by batch).",
-                                     flag=("--num-videos", "-n"), default_text=_default_text("num_videos"))
+                                     flag=("--num-videos", "-n"), default_text=_default_text("num_videos"),
+                                     group="Videos")
     frames: int | None = setting(None, "Frames per video (the LSTM unrolls past its training length).",
-                                 default_text=_default_text("frames"))
+                                 default_text=_default_text("frames"), group="Videos")
     fps: float | None = setting(None, "Frames per second.",
-                                default_text=f"the --latents file's, else the motion model's, else {DEFAULT_FPS:g}")
+                                default_text=f"the --latents file's, else the motion model's, else {DEFAULT_FPS:g}",
+                                group="Videos")
     seed: int | None = setting(None, "Random seed: the same seed gives the same videos (not with --latents).",
-                               default_text=_default_text("seed"))
+                               default_text=_default_text("seed"), group="Videos")
     truncation: float | None = setting(None, "Truncation of the content codes.",
-                                       default_text=_default_text("truncation"))
+                                       default_text=_default_text("truncation"), group="Model")
     noise: str | None = setting(None, "Per-layer noise (random: one draw per video).",
-                                default_text=_default_text("noise"), choices=NOISE_MODES)
+                                default_text=_default_text("noise"), choices=NOISE_MODES, group="Videos")
     interpolate: bool | None = setting(None, "Insert midpoints between consecutive latents (2T-1 frames).",
-                                       default_text=_default_text("interpolate"))
-    grid: bool = setting(False, "Write one grid video instead of one file per video.")
-    same_content: bool = setting(False, "One content code, N motions.")
-    same_motion: bool = setting(False, "One motion (the same motion noise), N contents.")
+                                       default_text=_default_text("interpolate"), group="Videos")
+    grid: bool = setting(False, "Write one grid video instead of one file per video.", group="Controls")
+    same_content: bool = setting(False, "One content code, N motions.", group="Controls")
+    same_motion: bool = setting(False, "One motion (the same motion noise), N contents.", group="Controls")
     decomposition: tuple[int, int] | None = setting(
-        None, "R C: one grid video of R x C videos; each row shares a content, each column a motion.")
+        None, "R C: one grid video of R x C videos; each row shares a content, each column a motion.", group="Controls")
     lerp: tuple[int, int] | None = setting(
         None, "A B: the content code moves from seed A's (its first video's) to seed B's over each video, "
-        "while the motion (from --seed) runs.")
+        "while the motion (from --seed) runs.", group="Controls")
     save_latents: str | None = setting(None, "Also write the videos' content codes, motion noise and latent "
-                                       "trajectories (and classes) to this .npz file.", metavar="FILE")
-    latents: str | None = setting(None, "Replay the videos of a --save-latents .npz file exactly.", metavar="FILE")
-    format: str = setting("mp4", "Output format.", choices=FORMATS)
+                                       "trajectories (and classes) to this .npz file.", metavar="FILE",
+                                       group="Controls")
+    latents: str | None = setting(None, "Replay the videos of a --save-latents .npz file exactly.", metavar="FILE",
+                                  group="Controls")
+    format: str = setting("mp4", "Output format.", choices=FORMATS, group="Output")
     classes: list[int] | None = setting(None, "Conditional backbones: class per content (index, or name with "
                                         "--labels); repeat, the contents cycle over them.", flag="--class",
-                                        cli_type=list[str], default_text="random")
-    out: str = setting("samples", "Output folder.", metavar="DIR")
-    device: str = setting("auto", "Where to compute.", choices=("auto", "cpu", "cuda"))
-    batch_size: int = setting(8, "Videos per forward pass (fewer when a batch's frames would not fit in memory).")
+                                        cli_type=list[str], default_text="random", group="Model")
+    out: str = setting("samples", "Output folder.", metavar="DIR", group="Output")
+    device: str = setting("auto", "Where to compute.", choices=("auto", "cpu", "cuda"), group="Machine")
+    batch_size: int = setting(8, "Videos per forward pass (fewer when a batch's frames would not fit in memory).",
+                              group="Machine")
     given: set[str] = field(default_factory=set, metadata={"cli": False})
 
     def __post_init__(self) -> None:

@@ -101,56 +101,66 @@ class PretrainConfig:
 
     # where from and where to
     data: str | None = setting(None, "Frames to learn from: a folder (or .zip) of images, frame folders or video "
-                               "files.")
-    out: str | None = setting(None, "Run folder.", default_text=f"{DEFAULT_PRETRAIN_ROOT}/{RUN_PREFIX}-<time>")
-    runs_root: str = setting(str(DEFAULT_PRETRAIN_ROOT), "Where new run folders go.", metavar="DIR")
+                               "files.", group="Data and run")
+    out: str | None = setting(None, "Run folder.", default_text=f"{DEFAULT_PRETRAIN_ROOT}/{RUN_PREFIX}-<time>",
+                              group="Data and run")
+    runs_root: str = setting(str(DEFAULT_PRETRAIN_ROOT), "Where new run folders go.", metavar="DIR",
+                             group="Data and run")
     resume: bool = setting(False, "Continue the run in --out (or the latest run with a state under --runs-root) "
-                           "from its state.")
-    max_images: int = setting(100_000, "Read at most this many frames (evenly spaced).")
+                           "from its state.", group="Data and run")
+    max_images: int = setting(100_000, "Read at most this many frames (evenly spaced).", group="Data and run")
     init: str | None = setting(None, "Fine-tune: start the generator and its EMA from this StyleGAN2 checkpoint "
                                "(its architecture; the discriminator starts fresh).",
-                               default_text="a random init", metavar="PATH")
+                               default_text="a random init", metavar="PATH", group="Data and run")
     # architecture
-    size: int = setting(64, "Image side in pixels (a power of two, at least 8).")
-    style_dim: int = setting(256, "Dimension of z and W (the motion space).")
-    n_mlp: int = setting(4, "Layers of the mapping network.")
+    size: int = setting(64, "Image side in pixels (a power of two, at least 8).", group="Architecture")
+    style_dim: int = setting(256, "Dimension of z and W (the motion space).", group="Architecture")
+    n_mlp: int = setting(4, "Layers of the mapping network.", group="Architecture")
     channels: dict = setting({}, "Generator widths per resolution, e.g. 4:128,8:96,16:64,32:48,64:32.",
-                             cli_type=str, default_text="128 at 4 px narrowing to 32 at --size", metavar="RES:WIDTH,...")
+                             cli_type=str, default_text="128 at 4 px narrowing to 32 at --size",
+                             metavar="RES:WIDTH,...", group="Architecture")
     d_channels: dict = setting({}, "Discriminator widths per resolution.", cli_type=str,
-                               default_text="the generator's", metavar="RES:WIDTH,...")
+                               default_text="the generator's", metavar="RES:WIDTH,...", group="Architecture")
     # schedule
-    batch_size: int = setting(16, "Images per step.")
-    steps: int = setting(5000, "Total training steps (a resumed run continues up to this).")
-    lr: float = setting(0.002, "Adam learning rate (betas 0, 0.99; the discriminator's corrected for lazy R1).")
+    batch_size: int = setting(16, "Images per step.", group="Schedule")
+    steps: int = setting(5000, "Total training steps (a resumed run continues up to this).", group="Schedule")
+    lr: float = setting(0.002, "Adam learning rate (betas 0, 0.99; the discriminator's corrected for lazy R1).",
+                        group="Schedule")
     # 1.0 trained the example backbones stably; the StyleGAN2-ADA heuristic (0.0002 * size^2 / batch
     # = 0.1 at 64 px, batch 8) let them collapse.
-    r1_gamma: float = setting(1.0, "R1 weight; negative: StyleGAN2-ADA's 0.0002 * size^2 / batch size.")
-    d_reg_every: int = setting(16, "Apply the R1 penalty every N steps (lazy regularisation).")
+    r1_gamma: float = setting(1.0, "R1 weight; negative: StyleGAN2-ADA's 0.0002 * size^2 / batch size.",
+                              group="Schedule")
+    d_reg_every: int = setting(16, "Apply the R1 penalty every N steps (lazy regularisation).", group="Schedule")
     ema_kimg: float | None = setting(None, "Half-life of the generator's EMA, in thousands of images.",
-                                     default_text="batch size * 10 / 32")
+                                     default_text="batch size * 10 / 32", group="Schedule")
     ema_rampup: float = setting(0.05, "EMA ramp-up: the half-life is at most this fraction of the images seen so "
-                                "far (0: off).")
+                                "far (0: off).", group="Schedule")
     augment: str = setting("auto", f"DiffAugment (colour, translation, cutout) of what the discriminator sees: "
-                           f"diffaug, none, or auto (on for datasets under {AUTO_AUGMENT_IMAGES:,} frames).", choices=AUGMENT_MODES)
-    augment_strength: float = setting(1.0, "Strength of the augmentation, 0..1.")
+                           f"diffaug, none, or auto (on for datasets under {AUTO_AUGMENT_IMAGES:,} frames).",
+                           choices=AUGMENT_MODES, group="Schedule")
+    augment_strength: float = setting(1.0, "Strength of the augmentation, 0..1.", group="Schedule")
     style_mixing: float = setting(0.9, "Share of the steps whose images mix two codes at a random layer "
-                                  "(StyleGAN2's style mixing; 0: off).")
+                                  "(StyleGAN2's style mixing; 0: off).", group="Schedule")
     mirror: bool = setting(True, "Flip the reals left-right at random (dataset augmentation).",
-                           flag="--mirror/--no-mirror")
-    seed: int = setting(0, "Random seed: the same seed gives the same run.")
+                           flag="--mirror/--no-mirror", group="Schedule")
+    seed: int = setting(0, "Random seed: the same seed gives the same run.", group="Schedule")
     # machine and outputs
-    device: str = setting("auto", "Where it trains (auto: CUDA when there is one).")
-    precision: str = setting("fp32", "Autocast precision (fp16 on CUDA only).", choices=tuple(PRECISIONS))
+    device: str = setting("auto", "Where it trains (auto: CUDA when there is one).", group="Machine and outputs")
+    precision: str = setting("fp32", "Autocast precision (fp16 on CUDA only).", choices=tuple(PRECISIONS),
+                             group="Machine and outputs")
     sample_every: int = setting(250, "Log the losses and write a sample grid (samples/step_N.png) every N steps "
-                                "(and the frames FID, with an Inception detector at hand).")
+                                "(and the frames FID, with an Inception detector at hand).",
+                                group="Machine and outputs")
     detector: str | None = setting(None, "Inception detector file (inception-2015-12-05.pt) for the frames FID "
                                    "logged at each sample step.",
-                                   default_text="the cached one if any, else no FID", metavar="FILE")
-    checkpoint_minutes: float = setting(5.0, "Write the state (state/latest.pt) and the export this often.")
+                                   default_text="the cached one if any, else no FID", metavar="FILE",
+                                   group="Machine and outputs")
+    checkpoint_minutes: float = setting(5.0, "Write the state (state/latest.pt) and the export this often.",
+                                        group="Machine and outputs")
     # a budget for machines lent for a fixed time (a session, a GPU lease): the run stops cleanly
     # before the machine goes, and `--resume` carries on elsewhere
     minutes: float = setting(0.0, "Stop after this many minutes of training in this call, writing the state and the "
-                             "export (continue with --resume); 0: no limit.")
+                             "export (continue with --resume); 0: no limit.", group="Machine and outputs")
 
     def __post_init__(self):
         self.channels = parse_channels(self.channels) or compact_channels(self.size)
