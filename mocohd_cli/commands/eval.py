@@ -17,11 +17,12 @@ from ..evaluation.run import EvalSettings, run_evaluation
 from ..evaluation.sources import real_videos
 from ..evaluation.statistics import save_stats
 from ..infra.console import console
+from ..infra.device import DEVICES
 from ..infra.distributed import init_distributed, rank_failures, shutdown
 from ..infra.errors import MocohdError
 from ..infra.files import atomic_path
 from ..infra.threads import threads_option, threads_typer_option
-from .options import DEVICES, choice_type, extra_option, given_values, options_from
+from .options import choice_type, extra_option, given_values, options_from
 
 eval_app = typer.Typer(help="Measure generated videos against real ones (see docs/evaluation.md).\n\n"
                             "Examples:\n\n  mocohd eval --real videos/ --fake samples/ --metric fvd16\n\n"

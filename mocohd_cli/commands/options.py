@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 import typer
 
 from ..data.video import FORMATS
+from ..infra.device import DEVICES
 from ..infra.hub import resolve
 from ..infra.settings import help_of
 from ..models.backbone import NOISE_MODES
@@ -29,7 +30,6 @@ _METAVARS = {"backbone": "NAME", "arch": "NAME", "embedder": "NAME", "checkpoint
              "encoder_weights": "FILE", "embedder_weights": "FILE", "latents": "FILE", "save_latents": "FILE",
              "classes": "CLASS", "metrics": "METRIC", "detectors": "NAME=PATH", "domain": "NAME",
              "decomposition": "R C", "lerp": "A B"}
-DEVICES = ("auto", "cpu", "cuda")
 _CHOICES = {"device": DEVICES, "noise": NOISE_MODES, "format": FORMATS}
 
 

@@ -8,6 +8,8 @@ import torch
 from .errors import MocohdError
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# What --device accepts on the command line (resolve_device also takes cuda:N from a program)
+DEVICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..data.video import check_fps
 from ..evaluation.metrics import get_metric
-from ..infra.device import PRECISIONS
+from ..infra.device import DEVICES, PRECISIONS
 from ..infra.errors import MocohdError
 from ..infra.runs import DEFAULT_RUNS_ROOT
 from ..infra.settings import check_setting_types, require_positive, setting, settings_from_dict
@@ -30,7 +30,6 @@ SAMPLE_FORMATS = ("mp4", "gif", "png")
 PCA_SOURCES = ("latents", "videos")  # --pca-source: what the motion basis is the PCA of
 # --video-d-view: what the video discriminator sees (training/objectives/base.py; each mode defines "clip")
 VIDEO_VIEWS = ("clip", "motion")
-DEVICES = ("auto", "cpu", "cuda")
 # The discriminators' frame size left to the backbone: the release's, capped by the backbone's resolution.
 DEFAULT_VIDEO_FRAME_SIZE = 128
 DEFAULT_EPOCHS = 100

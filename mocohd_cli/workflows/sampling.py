@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..data.video import FORMATS, GridCanvas, check_fps, check_out_dir, output_file, save_video, write_videos
-from ..infra.device import resolve_device
+from ..infra.device import DEVICES, resolve_device
 from ..infra.distributed import dealt_order, gather_batches, gather_plain, is_mine, share_of
 from ..infra.errors import MocohdError
 from ..infra.files import atomic_path, check_writable_file
@@ -94,7 +94,7 @@ class SampleSettings:
                                         "--labels); repeat, the contents cycle over them.", flag="--class",
                                         cli_type=list[str], default_text="random", group="Model")
     out: str = setting("samples", "Output folder.", metavar="DIR", group="Output")
-    device: str = setting("auto", "Where to compute.", choices=("auto", "cpu", "cuda"), group="Machine")
+    device: str = setting("auto", "Where to compute.", choices=DEVICES, group="Machine")
     batch_size: int = setting(8, "Videos per forward pass (fewer when a batch's frames would not fit in memory).",
                               group="Machine")
     given: set[str] = field(default_factory=set, metadata={"cli": False})
